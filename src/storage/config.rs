@@ -1,0 +1,49 @@
+//! Per-partition log configuration, with Apache Kafka's topic-level names and defaults.
+
+/// The topic configs that shape a partition's log. Each field is named after its
+/// Kafka key; [`LogConfig::default`] holds Kafka's defaults. Configs can change at
+/// runtime ([`crate::storage::Log::set_config`]); changes apply from the next append,
+/// roll or retention pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the next append would make the active segment larger.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment's first batch is older than this.
+    pub segment_ms: i64,
+    /// `segment.index.bytes`: preallocated size of each offset and time index; a full
+    /// index forces a roll.
+    pub segment_index_bytes: u64,
+    /// `index.interval.bytes`: appended bytes between two offset index entries; smaller
+    /// means faster lookups and bigger indexes.
+    pub index_interval_bytes: u64,
+    /// `retention.ms`: closed segments whose newest timestamp is older are deleted; -1
+    /// keeps them forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest segments are deleted while the log is larger; -1 = no limit.
+    pub retention_bytes: i64,
+    /// `flush.messages`: fsync after this many records; `u64::MAX` leaves durability to
+    /// replication and the page cache, as Kafka recommends.
+    pub flush_messages: u64,
+    /// `flush.ms`: fsync when the last flush is older than this; `i64::MAX` = never.
+    pub flush_ms: i64,
+    /// `max.message.bytes`: the largest record batch accepted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * DAY_MS,
+            segment_index_bytes: 10 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * DAY_MS,
+            retention_bytes: -1,
+            flush_messages: u64::MAX,
+            flush_ms: i64::MAX,
+            // 1 MiB plus the 12-byte log overhead, Kafka's historical default.
+            max_message_bytes: 1_048_588,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Errors of the storage layer, and their Kafka error codes.
+//!
+//! Every fallible storage call returns [`StorageError`]. The partition actors turn it
+//! into a wire answer with [`StorageError::kafka_error_code`], so this file is the one
+//! place where storage failures meet Kafka's (never renumbered) error codes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Kafka error codes the storage layer can produce (a wire contract: never renumber).
+pub mod codes {
+    /// `UNKNOWN_SERVER_ERROR`: an unexpected condition with no better code.
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    /// `OFFSET_OUT_OF_RANGE`: the fetch or delete offset is outside the log.
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    /// `CORRUPT_MESSAGE`: a CRC mismatch, a torn batch, or an unsupported magic byte.
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    /// `MESSAGE_TOO_LARGE`: one batch is larger than `max.message.bytes`.
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// `RECORD_LIST_TOO_LARGE`: the whole append is larger than `segment.bytes`.
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    /// `KAFKA_STORAGE_ERROR`: the disk failed us (I/O error, unreadable checkpoint).
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    /// `INVALID_RECORD`: a structurally wrong batch (bad length or record count).
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// What can go wrong in the storage engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A batch failed its CRC-32C check or is cut short (torn write, bad input).
+    /// Kafka code `CORRUPT_MESSAGE` (2).
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+
+    /// A batch is structurally invalid: length too small for a v2 header, a record
+    /// count that disagrees with its offset delta, offsets that go backwards.
+    /// Kafka code `INVALID_RECORD` (87).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+
+    /// A batch uses a magic byte other than 2; Troupe only stores v2 batches (as
+    /// Kafka 4 does). Kafka code `CORRUPT_MESSAGE` (2), which is what Kafka answers
+    /// for a record set it cannot parse.
+    #[error("unsupported record batch magic {0} (only v2 is supported)")]
+    UnsupportedMagic(i8),
+
+    /// A single batch exceeds `max.message.bytes`. Kafka code `MESSAGE_TOO_LARGE` (10).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    RecordTooLarge { size: usize, max: usize },
+
+    /// The batches of one append together exceed `segment.bytes`, so no segment can
+    /// hold them. Kafka code `RECORD_LIST_TOO_LARGE` (18).
+    #[error("append of {size} bytes exceeds segment.bytes {max}")]
+    RecordListTooLarge { size: u64, max: u64 },
+
+    /// An offset outside `[log_start, log_end]` was asked for.
+    /// Kafka code `OFFSET_OUT_OF_RANGE` (1).
+    #[error("offset {requested} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+
+    /// A follower append does not continue the log: its first offset is not the log
+    /// end offset or its offsets do not increase. This is a replication bug, not bad
+    /// client input, so Kafka code `UNKNOWN_SERVER_ERROR` (-1).
+    #[error("unexpected append offset {first} (log end offset {expected})")]
+    UnexpectedAppendOffset { expected: i64, first: i64 },
+
+    /// An operating-system I/O error on `path`. Kafka code `KAFKA_STORAGE_ERROR` (56).
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+
+    /// A checkpoint file exists but cannot be parsed. Kafka code `KAFKA_STORAGE_ERROR` (56).
+    #[error("invalid checkpoint file {path}: {reason}")]
+    InvalidCheckpoint { path: PathBuf, reason: String },
+}
+
+impl StorageError {
+    /// The Kafka error code to answer a client with.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            StorageError::CorruptMessage(_) | StorageError::UnsupportedMagic(_) => {
+                codes::CORRUPT_MESSAGE
+            }
+            StorageError::InvalidRecord(_) => codes::INVALID_RECORD,
+            StorageError::RecordTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
+            StorageError::RecordListTooLarge { .. } => codes::RECORD_LIST_TOO_LARGE,
+            StorageError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+            StorageError::UnexpectedAppendOffset { .. } => codes::UNKNOWN_SERVER_ERROR,
+            StorageError::Io { .. } | StorageError::InvalidCheckpoint { .. } => {
+                codes::KAFKA_STORAGE_ERROR
+            }
+        }
+    }
+}
+
+/// Attach a path to an `io::Error`, so a storage error names the file that failed.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T, StorageError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T, StorageError> {
+        self.map_err(|source| StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_kafka() {
+        let io = StorageError::Io {
+            path: "x".into(),
+            source: io::Error::other("boom"),
+        };
+        assert_eq!(io.kafka_error_code(), 56);
+        assert_eq!(
+            StorageError::CorruptMessage("crc".into()).kafka_error_code(),
+            2
+        );
+        assert_eq!(StorageError::UnsupportedMagic(1).kafka_error_code(), 2);
+        assert_eq!(
+            StorageError::InvalidRecord("n".into()).kafka_error_code(),
+            87
+        );
+        assert_eq!(
+            StorageError::RecordTooLarge { size: 2, max: 1 }.kafka_error_code(),
+            10
+        );
+        let oor = StorageError::OffsetOutOfRange {
+            requested: 9,
+            log_start: 0,
+            log_end: 1,
+        };
+        assert_eq!(oor.kafka_error_code(), 1);
+    }
+}
