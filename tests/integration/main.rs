@@ -1,1 +1,6 @@
+//! Integration tests of the actors crate: one test binary (link time on 2 cores),
+//! brokers started in-process on port 0, talked to over real sockets.
 
+mod common;
+mod fault_isolation;
+mod protocol_edges;

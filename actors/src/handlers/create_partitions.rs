@@ -1,0 +1,42 @@
+//! CreatePartitions: grow a topic's partition count (never shrink it).
+
+use super::sb;
+use crate::broker::BrokerContext;
+use crate::controller::messages::CreatePartitions;
+use crate::errors::*;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+pub async fn handle(req: CreatePartitionsRequest, ctx: &BrokerContext) -> CreatePartitionsResponse {
+    let topics: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .map(|t| (t.name.0.as_str().to_string(), t.count))
+        .collect();
+    let n = topics.len();
+    let outcomes = ctx
+        .controller
+        .send(CreatePartitions {
+            topics,
+            validate_only: req.validate_only,
+        })
+        .await
+        .unwrap_or_else(|_| {
+            (0..n)
+                .map(|_| Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into())))
+                .collect()
+        });
+    let results = req
+        .topics
+        .iter()
+        .zip(outcomes)
+        .map(|(t, r)| {
+            let res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            match r {
+                Ok(()) => res,
+                Err((code, msg)) => res.with_error_code(code).with_error_message(Some(sb(&msg))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,28 @@
+//! DescribeCluster: cluster id, controller and brokers (the admin client's view).
+
+use super::sb;
+use crate::broker::BrokerContext;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+pub fn handle(req: DescribeClusterRequest, ctx: &BrokerContext) -> DescribeClusterResponse {
+    let routes = ctx.routes();
+    let brokers = routes
+        .image
+        .brokers
+        .iter()
+        .map(|(id, (host, port, rack))| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(*id))
+                .with_host(sb(host))
+                .with_port(*port as i32)
+                .with_rack(rack.as_deref().map(sb))
+        })
+        .collect();
+    DescribeClusterResponse::default()
+        .with_endpoint_type(req.endpoint_type)
+        .with_cluster_id(sb(&ctx.cluster_id))
+        .with_controller_id(BrokerId(ctx.config.node_id))
+        .with_brokers(brokers)
+        .with_cluster_authorized_operations(i32::MIN)
+}

@@ -1,0 +1,175 @@
+//! Fetch: record batches straight from segment files to the socket.
+//!
+//! Each partition's read goes to its `Log` actor, which answers with a file region
+//! (never a copy of the records), bounded by the high watermark the partition leader
+//! publishes. The response envelope is encoded around those regions and the connection
+//! sends them with `sendfile(2)`. If fewer than `min_bytes` are available the request
+//! waits, up to `max_wait_ms`, for any of its partitions' high watermarks to move.
+
+use crate::broker::BrokerContext;
+use crate::errors::*;
+use crate::log::messages::Read;
+use crate::supervisor::RoutingTable;
+use futures_util::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use troupe::protocol::EncodedFetch;
+use troupe::storage::{FileRegion, StorageError};
+
+pub async fn handle(
+    req: FetchRequest,
+    correlation_id: i32,
+    version: i16,
+    ctx: &BrokerContext,
+) -> Result<EncodedFetch, String> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    loop {
+        let routes = ctx.routes();
+        let round = read_round(&req, version, &routes).await;
+        let done = round.bytes >= req.min_bytes.max(0) as u64
+            || round.any_error
+            || req.max_wait_ms <= 0
+            || tokio::time::Instant::now() >= deadline;
+        if done {
+            return troupe::protocol::encode_fetch_response(
+                correlation_id,
+                version,
+                &round.response,
+                &round.regions,
+            )
+            .map_err(|e| e.to_string());
+        }
+        let mut watchers = round.watchers;
+        if watchers.is_empty() {
+            tokio::time::sleep_until(deadline).await;
+        } else {
+            let any = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            let _ = tokio::time::timeout_at(deadline, any).await;
+        }
+    }
+}
+
+struct Round {
+    response: FetchResponse,
+    regions: Vec<Vec<Option<FileRegion>>>,
+    bytes: u64,
+    any_error: bool,
+    watchers: Vec<watch::Receiver<crate::partition::PartitionState>>,
+}
+
+async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>) -> Round {
+    let is_replica = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    let mut budget = if req.max_bytes > 0 {
+        req.max_bytes as u64
+    } else {
+        u64::MAX
+    };
+    let mut round = Round {
+        response: FetchResponse::default(),
+        regions: Vec::with_capacity(req.topics.len()),
+        bytes: 0,
+        any_error: false,
+        watchers: Vec::new(),
+    };
+    for topic in &req.topics {
+        let name: Option<String> = if version >= 13 {
+            routes.topic_name(&topic.topic_id).map(str::to_string)
+        } else {
+            Some(topic.topic.0.as_str().to_string())
+        };
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        let mut regions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
+            let mut region = None;
+            let route = name
+                .as_deref()
+                .and_then(|n| routes.partition(n, p.partition));
+            let code = match (name.as_deref(), route) {
+                (None, _) => UNKNOWN_TOPIC_ID,
+                (Some(_), None) => UNKNOWN_TOPIC_OR_PARTITION,
+                (Some(_), Some(route)) => {
+                    let mut rx = route.state.clone();
+                    let state = *rx.borrow_and_update();
+                    round.watchers.push(rx);
+                    let max_offset = if is_replica {
+                        state.log_end_offset
+                    } else {
+                        state.high_watermark
+                    };
+                    data = data
+                        .with_high_watermark(state.high_watermark)
+                        .with_last_stable_offset(state.high_watermark)
+                        .with_log_start_offset(state.log_start_offset);
+                    if !state.online {
+                        NOT_LEADER_OR_FOLLOWER
+                    } else if p.current_leader_epoch >= 0
+                        && p.current_leader_epoch < state.leader_epoch
+                    {
+                        FENCED_LEADER_EPOCH
+                    } else if p.current_leader_epoch > state.leader_epoch {
+                        UNKNOWN_LEADER_EPOCH
+                    } else if p.fetch_offset == max_offset && p.fetch_offset <= state.log_end_offset
+                    {
+                        // Caught up: nothing to read, no actor hop.
+                        NONE
+                    } else {
+                        let max_bytes = (p.partition_max_bytes.max(0) as u64).min(budget) as usize;
+                        let read = Read {
+                            offset: p.fetch_offset,
+                            max_bytes,
+                            max_offset,
+                            // Kafka's rule: the first partition with data returns at least
+                            // one whole batch even if it exceeds the limits, so a large
+                            // batch can never stall a consumer.
+                            min_one_batch: round.bytes == 0,
+                        };
+                        match route.log.send(read).await {
+                            Ok(Ok(info)) => {
+                                data = data.with_log_start_offset(info.log_start_offset);
+                                if let Some(r) = info.region {
+                                    round.bytes += r.len;
+                                    budget = budget.saturating_sub(r.len);
+                                    region = Some(r);
+                                }
+                                NONE
+                            }
+                            Ok(Err(e @ StorageError::OffsetOutOfRange { .. })) => {
+                                tracing::debug!(error = %e, "fetch out of range");
+                                OFFSET_OUT_OF_RANGE
+                            }
+                            Ok(Err(e)) => e.kafka_error_code(),
+                            Err(_) => NOT_LEADER_OR_FOLLOWER,
+                        }
+                    }
+                }
+            };
+            if code != NONE {
+                round.any_error = true;
+            }
+            data = data.with_error_code(code);
+            if region.is_none() {
+                data = data.with_records(Some(bytes::Bytes::new()));
+            }
+            partitions.push(data);
+            regions.push(region);
+        }
+        round.response.responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(super::sb(name.as_deref().unwrap_or(""))))
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+        round.regions.push(regions);
+    }
+    round
+}

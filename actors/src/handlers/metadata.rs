@@ -1,0 +1,137 @@
+//! Metadata: brokers, controller, topics with their partitions, leaders and epochs.
+//! Unknown topics are created when `auto.create.topics.enable` and the request allow it.
+
+use super::sb;
+use crate::broker::BrokerContext;
+use crate::controller::messages::{CreateTopics, NewTopic};
+use crate::errors::*;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use std::collections::BTreeMap;
+
+pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> MetadataResponse {
+    let mut routes = ctx.routes();
+    // Which topics: None (or empty at v0) means all.
+    let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match &req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.iter()
+                .map(|t| {
+                    (
+                        t.name.as_ref().map(|n| n.0.as_str().to_string()),
+                        t.topic_id,
+                    )
+                })
+                .collect(),
+        ),
+    };
+
+    if let Some(req_topics) = &requested {
+        let missing: Vec<String> = req_topics
+            .iter()
+            .filter_map(|(n, _)| n.clone())
+            .filter(|n| !routes.image.topics.contains_key(n))
+            .filter(|n| troupe::metadata::validate_topic_name(n).is_ok())
+            .collect();
+        if !missing.is_empty()
+            && ctx.config.auto_create_topics_enable
+            && req.allow_auto_topic_creation
+        {
+            let topics = missing
+                .iter()
+                .map(|n| NewTopic {
+                    name: n.clone(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                })
+                .collect();
+            let _ = ctx
+                .controller
+                .send(CreateTopics {
+                    topics,
+                    validate_only: false,
+                })
+                .await;
+            routes = ctx.routes();
+        }
+    }
+
+    let image = &routes.image;
+    let topic_response = |name: &str| -> MetadataResponseTopic {
+        let Some(t) = image.topics.get(name) else {
+            let code = if troupe::metadata::validate_topic_name(name).is_ok() {
+                UNKNOWN_TOPIC_OR_PARTITION
+            } else {
+                INVALID_TOPIC_EXCEPTION
+            };
+            return MetadataResponseTopic::default()
+                .with_error_code(code)
+                .with_name(Some(TopicName(sb(name))));
+        };
+        let partitions = t
+            .partitions
+            .values()
+            .map(|p| {
+                let online = routes
+                    .partition(&t.name, p.partition)
+                    .map(|r| r.state.borrow().online);
+                let code = match online {
+                    Some(true) | None => NONE,
+                    Some(false) => LEADER_NOT_AVAILABLE,
+                };
+                MetadataResponsePartition::default()
+                    .with_error_code(code)
+                    .with_partition_index(p.partition)
+                    .with_leader_id(BrokerId(p.leader))
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(p.replicas.iter().map(|b| BrokerId(*b)).collect())
+                    .with_isr_nodes(p.isr.iter().map(|b| BrokerId(*b)).collect())
+            })
+            .collect();
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(sb(&t.name))))
+            .with_topic_id(t.topic_id)
+            .with_is_internal(t.name.starts_with("__"))
+            .with_partitions(partitions)
+            .with_topic_authorized_operations(i32::MIN)
+    };
+
+    let topics = match requested {
+        None => image.topics.keys().map(|n| topic_response(n)).collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|(name, id)| match name {
+                Some(n) => topic_response(&n),
+                None => match image.topic_names.get(&id) {
+                    Some(n) => topic_response(n),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(UNKNOWN_TOPIC_ID)
+                        .with_topic_id(id),
+                },
+            })
+            .collect(),
+    };
+
+    let brokers = image
+        .brokers
+        .iter()
+        .map(|(id, (host, port, rack))| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(*id))
+                .with_host(sb(host))
+                .with_port(*port as i32)
+                .with_rack(rack.as_deref().map(sb))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(sb(&ctx.cluster_id)))
+        .with_controller_id(BrokerId(ctx.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}

@@ -1,0 +1,94 @@
+//! One file per Kafka API. Each handler takes the decoded request and the broker
+//! context and returns the response body; [`dispatch`] encodes it for the connection.
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod fetch;
+mod incremental_alter_configs;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use crate::broker::BrokerContext;
+use crate::connection::Response;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use troupe::protocol::DecodedRequest;
+
+pub async fn dispatch(req: DecodedRequest, ctx: &BrokerContext) -> Response {
+    let header = req.header;
+    let v = header.request_api_version;
+    let body = match req.body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(r, v, ctx).await),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(r, v, ctx).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(r, v, ctx).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(r, ctx).await)
+        }
+        RequestKind::Produce(r) => match produce::handle(r, v, ctx).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Response::Nothing,
+        },
+        RequestKind::Fetch(r) => {
+            return match fetch::handle(r, header.correlation_id, v, ctx).await {
+                Ok(encoded) => Response::Fetch(encoded),
+                Err(e) => Response::Close(format!("fetch response encoding failed: {e}")),
+            }
+        }
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(r, v, ctx).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(r, ctx).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(r, ctx).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(r, v, ctx))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(r, ctx).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(r, ctx).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(r, ctx))
+        }
+        other => {
+            // The version table only advertises the APIs above; a client that sends
+            // another one anyway gets the connection closed, as Kafka does.
+            return Response::Close(format!("API {:?} is not implemented", api_key_of(&other)));
+        }
+    };
+    let api_key = match ApiKey::try_from(header.request_api_key) {
+        Ok(k) => k,
+        Err(_) => return Response::Close("unknown API key".into()),
+    };
+    match troupe::protocol::encode_response(header.correlation_id, api_key, v, &body) {
+        Ok(frame) => Response::Frame(frame),
+        Err(e) => Response::Close(format!("response encoding failed: {e}")),
+    }
+}
+
+fn api_key_of(r: &RequestKind) -> String {
+    let s = format!("{r:?}");
+    s.split('(').next().unwrap_or("?").to_string()
+}
+
+pub(crate) fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,29 @@
+//! Troupe's runtime: the supervised actix actors that serve the Kafka protocol.
+//!
+//! ```text
+//!  client ──TCP──▶ connection task ──▶ routing table (published by the BrokerSupervisor)
+//!                    ▲                    ├──▶ PartitionLeader(t,p) ──▶ Log(t,p): segments, mmapped indexes
+//!   sendfile(2) ◀────┘                    └──▶ Controller: metadata log, topic lifecycle
+//! ```
+//!
+//! * [`gateway::Gateway`] accepts connections; [`connection`] runs one task per socket:
+//!   pipelined requests, responses in request order, bounded in-flight work.
+//! * [`handlers`] has one file per Kafka API.
+//! * [`supervisor::BrokerSupervisor`] turns metadata images into running partition actors,
+//!   each under an actix `Supervisor` (a stopped actor is restarted and rebuilds from disk).
+//! * [`controller::Controller`] is the single writer of metadata (create/delete topics,
+//!   partitions, configs); the Raft quorum will slot in behind the same messages.
+//! * [`log::LogActor`] owns a partition's files on the storage arbiter (a thread of its own).
+
+pub mod broker;
+pub mod connection;
+pub mod controller;
+pub mod errors;
+pub mod gateway;
+pub mod handlers;
+pub mod log;
+pub mod net;
+pub mod partition;
+pub mod supervisor;
+
+pub use broker::{now_ms, start, BrokerHandle};

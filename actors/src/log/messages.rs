@@ -1,0 +1,89 @@
+//! Messages the `Log` actor answers. Every reply says what can go wrong: a
+//! [`StorageError`] that the handlers map to a Kafka error code.
+
+use actix::Message;
+use bytes::BytesMut;
+use troupe::storage::{AppendInfo, LogConfig, ReadInfo, StorageError};
+
+/// Append record batches as the leader: the log assigns offsets and stamps `leader_epoch`.
+#[derive(Message)]
+#[rtype(result = "Result<AppendInfo, StorageError>")]
+pub struct Append {
+    pub records: BytesMut,
+    pub leader_epoch: i32,
+    pub now_ms: i64,
+}
+
+/// Read whole batches from `offset` as a file region for `sendfile`.
+#[derive(Message)]
+#[rtype(result = "Result<ReadInfo, StorageError>")]
+pub struct Read {
+    pub offset: i64,
+    pub max_bytes: usize,
+    /// Exclusive bound: the high watermark for consumers, the log end for replicas.
+    pub max_offset: i64,
+    pub min_one_batch: bool,
+}
+
+/// Offsets of the log right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub latest_epoch: Option<i32>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<LogOffsets, StorageError>")]
+pub struct GetOffsets;
+
+/// ListOffsets by timestamp (>= 0) or max timestamp (-3): `(offset, timestamp)`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<(i64, i64)>, StorageError>")]
+pub struct OffsetForTimestamp {
+    pub timestamp: i64,
+}
+
+/// OffsetForLeaderEpoch: `(epoch, end offset)` of the largest epoch <= the one asked.
+#[derive(Message)]
+#[rtype(result = "Option<(i32, i64)>")]
+pub struct EndOffsetForEpoch {
+    pub epoch: i32,
+}
+
+/// DeleteRecords: advance the log start offset; returns the new one.
+#[derive(Message)]
+#[rtype(result = "Result<i64, StorageError>")]
+pub struct DeleteRecordsBefore {
+    pub offset: i64,
+}
+
+/// Apply retention now (the broker ticks it every `log.retention.check.interval.ms`).
+#[derive(Message)]
+#[rtype(result = "Result<usize, StorageError>")]
+pub struct EnforceRetention {
+    pub now_ms: i64,
+}
+
+/// A topic config changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetConfig(pub LogConfig);
+
+/// Flush to disk and write checkpoints (shutdown and the checkpoint interval).
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct Flush;
+
+/// Close files and, when `delete` is set (DeleteTopics), remove the partition directory.
+/// The actor stops afterwards and is not restarted.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct Close {
+    pub delete: bool,
+}
+
+/// Test hook: fail as if the disk returned an error, so supervision can be exercised.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;

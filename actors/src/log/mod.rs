@@ -1,0 +1,224 @@
+//! The `Log` actor: owns one partition's [`troupe::storage::Log`] (segment files and
+//! mmapped indexes) and serves appends and reads as messages.
+//!
+//! Log actors run on the storage arbiter, a thread of their own, so that page faults,
+//! fsyncs and segment rolls never stall the event loop that serves sockets. Handlers are
+//! synchronous, which also keeps appends strictly in mailbox order. A fatal storage error
+//! stops the actor; its `Supervisor` restarts it and it reopens the log from disk
+//! (recovering a torn tail if there is one).
+
+pub mod messages;
+
+use actix::prelude::*;
+use messages::*;
+use std::path::PathBuf;
+use troupe::storage::{Log, LogConfig, StorageError};
+
+pub struct LogActor {
+    dir: PathBuf,
+    config: LogConfig,
+    /// `None` while closed or after an open failed; requests then get a storage error.
+    log: Option<Log>,
+    /// Set after `Close`, so the supervisor does not bring a deleted log back.
+    closed: bool,
+}
+
+impl LogActor {
+    pub fn new(dir: PathBuf, config: LogConfig) -> Self {
+        LogActor {
+            dir,
+            config,
+            log: None,
+            closed: false,
+        }
+    }
+
+    fn open(&mut self) {
+        match Log::open(&self.dir, self.config.clone(), crate::now_ms()) {
+            Ok(log) => {
+                tracing::debug!(dir = %self.dir.display(), leo = log.log_end_offset(), "log opened");
+                self.log = Some(log);
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot open log");
+                self.log = None;
+            }
+        }
+    }
+
+    fn log(&mut self) -> Result<&mut Log, StorageError> {
+        let path = self.dir.clone();
+        self.log.as_mut().ok_or_else(|| StorageError::Io {
+            path,
+            source: std::io::Error::other("log is offline (open failed or closed)"),
+        })
+    }
+
+    /// IO errors are fatal for the open log: stop so the supervisor reopens it from disk.
+    fn check<T>(
+        &mut self,
+        r: Result<T, StorageError>,
+        ctx: &mut Context<Self>,
+    ) -> Result<T, StorageError> {
+        if let Err(StorageError::Io { source: e, .. }) = &r {
+            tracing::error!(dir = %self.dir.display(), error = %e, "storage IO error, restarting log");
+            ctx.stop();
+        }
+        r
+    }
+}
+
+impl Actor for LogActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Appends from many producers arrive in bursts; the default mailbox of 16 would
+        // make senders wait on each other.
+        ctx.set_mailbox_capacity(1024);
+        if !self.closed {
+            self.open();
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(log) = self.log.take() {
+            if let Err(e) = log.close() {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "log close failed");
+            }
+        }
+    }
+}
+
+impl Supervised for LogActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
+        tracing::info!(dir = %self.dir.display(), "log actor restarting, reopening from disk");
+        self.log = None;
+    }
+}
+
+impl Handler<Append> for LogActor {
+    type Result = Result<troupe::storage::AppendInfo, StorageError>;
+    fn handle(&mut self, mut msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.log().and_then(|log| {
+            log.append_as_leader(&mut msg.records[..], msg.leader_epoch, msg.now_ms)
+        });
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<Read> for LogActor {
+    type Result = Result<troupe::storage::ReadInfo, StorageError>;
+    fn handle(&mut self, msg: Read, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self
+            .log()
+            .and_then(|log| log.read(msg.offset, msg.max_bytes, msg.max_offset, msg.min_one_batch));
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<GetOffsets> for LogActor {
+    type Result = Result<LogOffsets, StorageError>;
+    fn handle(&mut self, _: GetOffsets, _ctx: &mut Context<Self>) -> Self::Result {
+        let log = self.log()?;
+        Ok(LogOffsets {
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            latest_epoch: log.latest_epoch(),
+        })
+    }
+}
+
+impl Handler<OffsetForTimestamp> for LogActor {
+    type Result = Result<Option<(i64, i64)>, StorageError>;
+    fn handle(&mut self, msg: OffsetForTimestamp, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.log().and_then(|log| {
+            if msg.timestamp == -3 {
+                let (ts, off) = log.max_timestamp_and_offset();
+                Ok((off >= 0).then_some((off, ts)))
+            } else {
+                log.offset_for_timestamp(msg.timestamp)
+            }
+        });
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<EndOffsetForEpoch> for LogActor {
+    type Result = Option<(i32, i64)>;
+    fn handle(&mut self, msg: EndOffsetForEpoch, _ctx: &mut Context<Self>) -> Self::Result {
+        self.log
+            .as_ref()
+            .and_then(|l| l.end_offset_for_epoch(msg.epoch))
+    }
+}
+
+impl Handler<DeleteRecordsBefore> for LogActor {
+    type Result = Result<i64, StorageError>;
+    fn handle(&mut self, msg: DeleteRecordsBefore, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self
+            .log()
+            .and_then(|log| log.delete_records_before(msg.offset));
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<EnforceRetention> for LogActor {
+    type Result = Result<usize, StorageError>;
+    fn handle(&mut self, msg: EnforceRetention, ctx: &mut Context<Self>) -> Self::Result {
+        let dir = self.dir.clone();
+        let r = self.log().and_then(|log| log.enforce_retention(msg.now_ms));
+        if let Ok(n) = &r {
+            if *n > 0 {
+                tracing::info!(dir = %dir.display(), segments = n, "retention deleted segments");
+            }
+        }
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<SetConfig> for LogActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetConfig, _ctx: &mut Context<Self>) {
+        self.config = msg.0.clone();
+        if let Some(log) = self.log.as_mut() {
+            log.set_config(msg.0);
+        }
+    }
+}
+
+impl Handler<Flush> for LogActor {
+    type Result = Result<(), StorageError>;
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.log().and_then(|log| log.flush());
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<Close> for LogActor {
+    type Result = Result<(), StorageError>;
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> Self::Result {
+        // The actor stays alive but offline: it stops by itself once its owner drops the
+        // last address. Stopping here would make the supervisor restart it at once.
+        self.closed = true;
+        let _ = ctx;
+        let Some(log) = self.log.take() else {
+            return Ok(());
+        };
+        if msg.delete {
+            log.delete_dir()
+        } else {
+            log.close()
+        }
+    }
+}
+
+impl Handler<Crash> for LogActor {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!(dir = %self.dir.display(), "crash requested (fault injection)");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,3 @@
+//! Socket-level helpers.
+
+pub mod sendfile;

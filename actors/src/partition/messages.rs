@@ -1,0 +1,68 @@
+//! Messages the `PartitionLeader` actor answers.
+
+use actix::Message;
+use bytes::Bytes;
+use troupe::config::TopicConfig;
+use troupe::metadata::PartitionImage;
+
+/// A Kafka error code with an optional message, as a partition answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionError {
+    pub code: i16,
+    pub message: Option<String>,
+}
+
+impl PartitionError {
+    pub fn new(code: i16, message: impl Into<Option<String>>) -> Self {
+        PartitionError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a successful produce answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceOk {
+    pub base_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// Append the records of one partition of a Produce request.
+#[derive(Message)]
+#[rtype(result = "Result<ProduceOk, PartitionError>")]
+pub struct Produce {
+    pub records: Bytes,
+    /// 0, 1 or -1 (all). acks=0 still goes through here; the connection just does not answer.
+    pub acks: i16,
+}
+
+/// DeleteRecords for this partition; returns the new low watermark (log start offset).
+#[derive(Message)]
+#[rtype(result = "Result<i64, PartitionError>")]
+pub struct DeleteRecords {
+    /// -1 means "up to the high watermark", as in Kafka.
+    pub offset: i64,
+}
+
+/// The controller changed this partition (leader epoch, ISR) or its topic's configs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdatePartition {
+    pub image: PartitionImage,
+    pub config: TopicConfig,
+}
+
+/// Stop serving: close (or, for DeleteTopics, delete) the log, then stop for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub delete: bool,
+}
+
+/// Test hook: crash this partition's leader and log actors (fault isolation tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;

@@ -1,0 +1,290 @@
+//! The `BrokerSupervisor`: starts, watches and stops the broker's partition actors.
+//!
+//! It receives every new metadata image from the controller and makes the running set of
+//! actors match it: a `PartitionLeader` (on the main arbiter) and a `Log` (on the storage
+//! arbiter) per partition this broker leads, each under an actix `Supervisor` so that a
+//! failed actor is restarted and rebuilds from disk. After each change it publishes a new
+//! [`RoutingTable`], which the gateway's connections read without a hop per request.
+
+use crate::log::LogActor;
+use crate::partition::messages::{Shutdown as PartitionShutdown, UpdatePartition};
+use crate::partition::{PartitionLeader, PartitionState};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use troupe::config::{BrokerConfig, TopicConfig};
+use troupe::metadata::{MetadataImage, PartitionImage};
+use uuid::Uuid;
+
+/// Where requests for a partition go, and its offsets without asking anyone.
+#[derive(Clone)]
+pub struct PartitionRoute {
+    pub leader: Addr<PartitionLeader>,
+    pub log: Addr<LogActor>,
+    pub state: watch::Receiver<PartitionState>,
+}
+
+pub struct TopicRoute {
+    pub topic_id: Uuid,
+    pub config: Arc<TopicConfig>,
+    /// Indexed by partition id; `None` for partitions this broker does not lead.
+    pub partitions: Vec<Option<PartitionRoute>>,
+}
+
+/// The routing table: an immutable snapshot, replaced as a whole on every change.
+#[derive(Default)]
+pub struct RoutingTable {
+    pub image: Arc<MetadataImage>,
+    pub topics: HashMap<String, TopicRoute>,
+}
+
+impl RoutingTable {
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionRoute> {
+        let t = self.topics.get(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+            .and_then(|r| r.as_ref())
+    }
+
+    pub fn topic_name(&self, id: &Uuid) -> Option<&str> {
+        self.image.topic_names.get(id).map(|s| s.as_str())
+    }
+}
+
+struct Running {
+    topic: String,
+    route: PartitionRoute,
+    image: PartitionImage,
+    config: TopicConfig,
+}
+
+pub struct BrokerSupervisor {
+    config: Arc<BrokerConfig>,
+    storage: ArbiterHandle,
+    running: HashMap<(Uuid, i32), Running>,
+    routes: watch::Sender<Arc<RoutingTable>>,
+    image: Arc<MetadataImage>,
+}
+
+impl BrokerSupervisor {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        storage: ArbiterHandle,
+        routes: watch::Sender<Arc<RoutingTable>>,
+    ) -> Self {
+        BrokerSupervisor {
+            config,
+            storage,
+            running: HashMap::new(),
+            routes,
+            image: Arc::default(),
+        }
+    }
+
+    /// The directory of a partition: where it already is, else the emptiest log dir.
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        let name = format!("{topic}-{partition}");
+        let dirs = &self.config.log_dirs;
+        if let Some(d) = dirs.iter().find(|d| d.join(&name).is_dir()) {
+            return d.join(name);
+        }
+        let count = |d: &PathBuf| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+        let best = dirs
+            .iter()
+            .min_by_key(|d| count(d))
+            .expect("config guarantees at least one log dir");
+        best.join(name)
+    }
+
+    fn start_partition(
+        &mut self,
+        topic: &str,
+        topic_id: Uuid,
+        p: &PartitionImage,
+        config: TopicConfig,
+    ) {
+        let dir = self.partition_dir(topic, p.partition);
+        let log_config = crate::broker::log_config(&config);
+        let log =
+            Supervisor::start_in_arbiter(&self.storage, move |_| LogActor::new(dir, log_config));
+        let (tx, rx) = watch::channel(PartitionState::default());
+        let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
+        let node_id = self.config.node_id;
+        let check = Duration::from_millis(self.config.log_retention_check_interval_ms.max(100));
+        let partition = p.partition;
+        let leader = Supervisor::start(move |_| {
+            PartitionLeader::new(t, partition, node_id, image, cfg, log2, check, tx)
+        });
+        self.running.insert(
+            (topic_id, p.partition),
+            Running {
+                topic: topic.to_string(),
+                route: PartitionRoute {
+                    leader,
+                    log,
+                    state: rx,
+                },
+                image: p.clone(),
+                config,
+            },
+        );
+    }
+
+    fn publish_routes(&self) {
+        let mut topics: HashMap<String, TopicRoute> = HashMap::new();
+        for t in self.image.topics.values() {
+            let config = TopicConfig::resolve(&self.config.topic_defaults, &t.configs)
+                .unwrap_or_else(|_| self.config.topic_defaults.clone());
+            let n = t
+                .partitions
+                .keys()
+                .max()
+                .map(|m| *m as usize + 1)
+                .unwrap_or(0);
+            let mut partitions = vec![None; n];
+            for p in t.partitions.keys() {
+                if let Some(r) = self.running.get(&(t.topic_id, *p)) {
+                    partitions[*p as usize] = Some(r.route.clone());
+                }
+            }
+            topics.insert(
+                t.name.clone(),
+                TopicRoute {
+                    topic_id: t.topic_id,
+                    config: Arc::new(config),
+                    partitions,
+                },
+            );
+        }
+        self.routes.send_replace(Arc::new(RoutingTable {
+            image: self.image.clone(),
+            topics,
+        }));
+    }
+}
+
+impl Actor for BrokerSupervisor {
+    type Context = Context<Self>;
+}
+
+/// A new metadata image from the controller: make the running actors match it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyMetadata {
+    pub image: Arc<MetadataImage>,
+}
+
+impl Handler<ApplyMetadata> for BrokerSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: ApplyMetadata, _ctx: &mut Context<Self>) -> Self::Result {
+        let image = msg.image;
+        let node_id = self.config.node_id;
+        // Partitions to stop: gone from the image, or no longer led here.
+        let stop: Vec<(Uuid, i32)> = self
+            .running
+            .keys()
+            .filter(|(id, p)| {
+                image
+                    .topic_by_id(id)
+                    .and_then(|t| t.partitions.get(p))
+                    .map(|pi| pi.leader != node_id)
+                    .unwrap_or(true)
+            })
+            .copied()
+            .collect();
+        let mut shutdowns = Vec::new();
+        for key in stop {
+            let r = self.running.remove(&key).expect("key from running");
+            let delete = image.topic_by_id(&key.0).is_none();
+            tracing::info!(topic = %r.topic, partition = key.1, delete, "stopping partition");
+            shutdowns.push(r.route.leader.send(PartitionShutdown { delete }));
+        }
+        let done = async move {
+            for s in shutdowns {
+                let _ = s.await;
+            }
+        };
+        Box::pin(done.into_actor(self).map(move |_, act, _| {
+            for t in image.topics.values() {
+                let config = match TopicConfig::resolve(&act.config.topic_defaults, &t.configs) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(topic = %t.name, error = %e, "bad topic config, using defaults");
+                        act.config.topic_defaults.clone()
+                    }
+                };
+                for p in t.partitions.values().filter(|p| p.leader == node_id) {
+                    match act.running.get_mut(&(t.topic_id, p.partition)) {
+                        None => act.start_partition(&t.name, t.topic_id, p, config.clone()),
+                        Some(r) if r.image != *p || r.config != config => {
+                            r.image = p.clone();
+                            r.config = config.clone();
+                            r.route.leader.do_send(UpdatePartition { image: p.clone(), config: config.clone() });
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            act.image = image;
+            act.publish_routes();
+        }))
+    }
+}
+
+/// Broker shutdown: close every partition (flushing logs and checkpoints).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+impl Handler<StopAll> for BrokerSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: StopAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let shutdowns: Vec<_> = self
+            .running
+            .drain()
+            .map(|(_, r)| r.route.leader.send(PartitionShutdown { delete: false }))
+            .collect();
+        tracing::info!(partitions = shutdowns.len(), "closing partitions");
+        Box::pin(
+            async move {
+                for s in shutdowns {
+                    let _ = s.await;
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, _| {
+                act.routes.send_replace(Arc::new(RoutingTable::default()));
+            }),
+        )
+    }
+}
+
+/// Test hook: crash the actors of one partition (fault isolation tests).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CrashPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl Handler<CrashPartition> for BrokerSupervisor {
+    type Result = bool;
+    fn handle(&mut self, msg: CrashPartition, _ctx: &mut Context<Self>) -> bool {
+        match self
+            .running
+            .values()
+            .find(|r| r.topic == msg.topic && r.image.partition == msg.partition)
+        {
+            Some(r) => {
+                r.route.leader.do_send(crate::partition::messages::Crash);
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Bad input over a real socket: the broker answers with Kafka error codes or closes the
+//! connection, and keeps serving everyone else.
+
+use crate::common::{client::Client, test_config};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+#[actix_rt::test]
+async fn oversized_and_garbage_frames_close_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = troupe_actors::start(test_config(
+        dir.path().to_path_buf(),
+        &[("socket.request.max.bytes", "1024")],
+    ))
+    .await
+    .unwrap();
+    let mut big = Client::connect(broker.addr).await;
+    big.write_raw(&(1_000_000i32).to_be_bytes()).await;
+    assert!(
+        big.read_frame().await.is_none(),
+        "oversized frame closes the connection"
+    );
+
+    let mut garbage = Client::connect(broker.addr).await;
+    garbage
+        .write_raw(&[0, 0, 0, 8, 0x7f, 0x7f, 0, 1, 0, 0, 0, 1])
+        .await;
+    assert!(
+        garbage.read_frame().await.is_none(),
+        "unknown API key closes the connection"
+    );
+
+    let mut good = Client::connect(broker.addr).await;
+    let resp = good.call(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(resp.error_code, 0);
+    assert!(
+        resp.api_keys.iter().any(|k| k.api_key == 0),
+        "Produce is advertised"
+    );
+    broker.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn unknown_partition_and_corrupt_batch_get_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = troupe_actors::start(test_config(dir.path().to_path_buf(), &[]))
+        .await
+        .unwrap();
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("t", 1).await, 0);
+    let good = troupe::storage::batch::build_batch(0, 1000, &[(None, Some(b"hello".as_slice()))]);
+    assert_eq!(
+        c.produce("t", 5, good.clone()).await.0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert_eq!(c.produce("t", 0, bad.into()).await.0, 2, "CORRUPT_MESSAGE");
+    let (code, hw, records) = c.fetch("t", 0, 0, 0).await;
+    assert_eq!((code, hw, records.len()), (0, 0, 0), "the log is unchanged");
+    assert_eq!(c.produce("t", 0, good).await, (0, 0));
+    let (code, _, _) = c.fetch("t", 0, 5, 0).await;
+    assert_eq!(code, 1, "OFFSET_OUT_OF_RANGE beyond the end");
+    // Creating it again is an error, not a second topic.
+    assert_eq!(c.create_topic("t", 1).await, 36, "TOPIC_ALREADY_EXISTS");
+    let meta = c
+        .call(
+            &MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))])),
+            12,
+        )
+        .await;
+    assert_eq!(meta.topics.len(), 1);
+    assert_eq!(meta.topics[0].partitions.len(), 1);
+    broker.shutdown().await;
+}
