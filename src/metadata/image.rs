@@ -42,7 +42,10 @@ pub struct MetadataImage {
 
 impl MetadataImage {
     pub fn new() -> Self {
-        Self { last_offset: -1, ..Default::default() }
+        Self {
+            last_offset: -1,
+            ..Default::default()
+        }
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
@@ -53,10 +56,20 @@ impl MetadataImage {
         self.last_offset = entry.offset;
         self.epoch = self.epoch.max(entry.epoch);
         match &entry.record {
-            MetadataRecord::RegisterBroker { node_id, host, port, rack } => {
-                self.brokers.insert(*node_id, (host.clone(), *port, rack.clone()));
+            MetadataRecord::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => {
+                self.brokers
+                    .insert(*node_id, (host.clone(), *port, rack.clone()));
             }
-            MetadataRecord::Topic { name, topic_id, configs } => {
+            MetadataRecord::Topic {
+                name,
+                topic_id,
+                configs,
+            } => {
                 let id = Uuid::from_bytes(*topic_id);
                 self.topic_names.insert(id, name.clone());
                 self.topics.insert(
@@ -79,7 +92,11 @@ impl MetadataImage {
                 partition_epoch,
             } => {
                 let id = Uuid::from_bytes(*topic_id);
-                if let Some(t) = self.topic_names.get(&id).and_then(|n| self.topics.get_mut(n)) {
+                if let Some(t) = self
+                    .topic_names
+                    .get(&id)
+                    .and_then(|n| self.topics.get_mut(n))
+                {
                     t.partitions.insert(
                         *partition,
                         PartitionImage {
@@ -99,9 +116,17 @@ impl MetadataImage {
                     self.topics.remove(&name);
                 }
             }
-            MetadataRecord::TopicConfig { topic_id, key, value } => {
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key,
+                value,
+            } => {
                 let id = Uuid::from_bytes(*topic_id);
-                if let Some(t) = self.topic_names.get(&id).and_then(|n| self.topics.get_mut(n)) {
+                if let Some(t) = self
+                    .topic_names
+                    .get(&id)
+                    .and_then(|n| self.topics.get_mut(n))
+                {
                     match value {
                         Some(v) => t.configs.insert(key.clone(), v.clone()),
                         None => t.configs.remove(key),
@@ -120,7 +145,11 @@ mod tests {
     use super::*;
 
     fn entry(offset: i64, record: MetadataRecord) -> MetadataEntry {
-        MetadataEntry { offset, epoch: 1, record }
+        MetadataEntry {
+            offset,
+            epoch: 1,
+            record,
+        }
     }
 
     #[test]
@@ -129,7 +158,11 @@ mod tests {
         let mut img = MetadataImage::new();
         img.apply(&entry(
             0,
-            MetadataRecord::Topic { name: "t".into(), topic_id: id, configs: BTreeMap::new() },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: id,
+                configs: BTreeMap::new(),
+            },
         ));
         img.apply(&entry(
             1,

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 pub enum MetadataLogError {
     /// Reading or writing the file failed.
     #[error("metadata log {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A record could not be serialized (a bug, not bad input).
     #[error("metadata record encoding: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
@@ -32,7 +35,10 @@ impl MetadataLog {
     /// Open (or create) the log in `dir`, returning it with every intact entry.
     pub fn open(dir: &Path) -> Result<(MetadataLog, Vec<MetadataEntry>), MetadataLogError> {
         let path = dir.join("metadata.log");
-        let io = |source| MetadataLogError::Io { path: path.clone(), source };
+        let io = |source| MetadataLogError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -71,7 +77,14 @@ impl MetadataLog {
             file.sync_all().map_err(io)?;
         }
         let next_offset = entries.last().map(|e| e.offset + 1).unwrap_or(0);
-        Ok((MetadataLog { path, file, next_offset }, entries))
+        Ok((
+            MetadataLog {
+                path,
+                file,
+                next_offset,
+            },
+            entries,
+        ))
     }
 
     pub fn next_offset(&self) -> i64 {
@@ -88,14 +101,21 @@ impl MetadataLog {
         let mut buf = Vec::new();
         let mut out = Vec::with_capacity(records.len());
         for (i, record) in records.into_iter().enumerate() {
-            let entry = MetadataEntry { offset: self.next_offset + i as i64, epoch, record };
+            let entry = MetadataEntry {
+                offset: self.next_offset + i as i64,
+                epoch,
+                record,
+            };
             let payload = rmp_serde::to_vec(&entry)?;
             buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             buf.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
             buf.extend_from_slice(&payload);
             out.push(entry);
         }
-        let io = |source| MetadataLogError::Io { path: self.path.clone(), source };
+        let io = |source| MetadataLogError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(&buf).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.next_offset += out.len() as i64;
@@ -118,7 +138,11 @@ mod tests {
                 1,
                 vec![
                     MetadataRecord::RemoveTopic { topic_id: [1; 16] },
-                    MetadataRecord::ProducerIds { node_id: 1, first: 0, size: 1000 },
+                    MetadataRecord::ProducerIds {
+                        node_id: 1,
+                        first: 0,
+                        size: 1000,
+                    },
                 ],
             )
             .unwrap();
@@ -132,7 +156,8 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].offset, 1);
         assert_eq!(log.next_offset(), 2);
-        log.append(1, vec![MetadataRecord::RemoveTopic { topic_id: [2; 16] }]).unwrap();
+        log.append(1, vec![MetadataRecord::RemoveTopic { topic_id: [2; 16] }])
+            .unwrap();
         let (_, entries) = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[2].offset, 2);

@@ -8,9 +8,18 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
     /// A broker joined (single node: itself, at start-up).
-    RegisterBroker { node_id: i32, host: String, port: u16, rack: Option<String> },
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
     /// A topic was created; its partitions follow as `PartitionRecord`s.
-    Topic { name: String, topic_id: [u8; 16], configs: BTreeMap<String, String> },
+    Topic {
+        name: String,
+        topic_id: [u8; 16],
+        configs: BTreeMap<String, String>,
+    },
     /// A partition's replica assignment and leadership. A later record for the same
     /// partition replaces the earlier one; `leader_epoch` only ever grows.
     Partition {
@@ -25,7 +34,11 @@ pub enum MetadataRecord {
     /// A topic and all its partitions were deleted.
     RemoveTopic { topic_id: [u8; 16] },
     /// A topic config was set (`Some`) or reset to the broker default (`None`).
-    TopicConfig { topic_id: [u8; 16], key: String, value: Option<String> },
+    TopicConfig {
+        topic_id: [u8; 16],
+        key: String,
+        value: Option<String>,
+    },
     /// Producer ids `[first, first + size)` were handed to a broker (never reused).
     ProducerIds { node_id: i32, first: i64, size: i64 },
 }

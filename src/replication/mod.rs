@@ -49,7 +49,13 @@ impl ReplicaSet {
         let mut progress = BTreeMap::new();
         for r in &replicas {
             let leo = if *r == local_id { local_leo } else { -1 };
-            progress.insert(*r, ReplicaProgress { log_end_offset: leo, last_caught_up_ms: now_ms });
+            progress.insert(
+                *r,
+                ReplicaProgress {
+                    log_end_offset: leo,
+                    last_caught_up_ms: now_ms,
+                },
+            );
         }
         let mut set = ReplicaSet {
             local_id,
@@ -76,13 +82,19 @@ impl ReplicaSet {
     }
 
     pub fn local_log_end_offset(&self) -> i64 {
-        self.progress.get(&self.local_id).map(|p| p.log_end_offset).unwrap_or(0)
+        self.progress
+            .get(&self.local_id)
+            .map(|p| p.log_end_offset)
+            .unwrap_or(0)
     }
 
     /// acks=all may only be accepted with at least `min.insync.replicas` in sync.
     pub fn check_min_insync(&self, min_insync: i32) -> Result<(), ReplicationError> {
         if (self.isr.len() as i32) < min_insync {
-            return Err(ReplicationError::NotEnoughReplicas { isr: self.isr.len(), min_insync });
+            return Err(ReplicationError::NotEnoughReplicas {
+                isr: self.isr.len(),
+                min_insync,
+            });
         }
         Ok(())
     }
@@ -94,7 +106,12 @@ impl ReplicaSet {
     }
 
     /// A follower fetched from `fetch_offset`, i.e. it holds everything below it.
-    pub fn on_follower_fetch(&mut self, replica: i32, fetch_offset: i64, now_ms: i64) -> Option<i64> {
+    pub fn on_follower_fetch(
+        &mut self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Option<i64> {
         self.update(replica, fetch_offset, now_ms)
     }
 
@@ -148,7 +165,10 @@ mod tests {
         assert!(r.check_min_insync(1).is_ok());
         assert_eq!(
             r.check_min_insync(2),
-            Err(ReplicationError::NotEnoughReplicas { isr: 1, min_insync: 2 })
+            Err(ReplicationError::NotEnoughReplicas {
+                isr: 1,
+                min_insync: 2
+            })
         );
     }
 
@@ -158,7 +178,11 @@ mod tests {
         assert_eq!(r.on_local_append(10, 1), None, "follower still at -1");
         assert_eq!(r.on_follower_fetch(2, 4, 2), Some(4));
         assert_eq!(r.on_follower_fetch(2, 10, 3), Some(10));
-        assert_eq!(r.on_follower_fetch(2, 8, 4), None, "a stale fetch does not move it back");
+        assert_eq!(
+            r.on_follower_fetch(2, 8, 4),
+            None,
+            "a stale fetch does not move it back"
+        );
         assert_eq!(r.high_watermark(), 10);
     }
 
