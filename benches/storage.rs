@@ -1,5 +1,6 @@
 //! Storage engine benchmarks: append throughput beside a plain `write_all` baseline,
-//! fetch-region lookup latency, and recovery time of a fully scanned log.
+//! fetch-region lookup latency, recovery time of a fully scanned log, and log cleaner
+//! (compaction) throughput.
 //!
 //! `cargo bench --bench storage`; `TROUPE_BENCH_RECOVERY_MB=1024` for a 1 GiB recovery.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use troupe::storage::{build_batch, validate_batches, Log, LogConfig};
+use troupe::storage::{build_batch, validate_batches, CleanOptions, Log, LogConfig};
 
 /// One uncompressed batch of about `size` bytes made of 1000-byte records.
 fn batch_of(size: usize) -> Bytes {
@@ -148,5 +149,78 @@ fn recovery(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validate, append, read_lookup, recovery);
+/// A compacted log of `mb` MiB in 8 MiB segments: batches of 100 records with 16-byte
+/// keys drawn from `keys` distinct ones and 100-byte values, closed (all cleanable).
+fn build_compacted(dir: &std::path::Path, mb: usize, keys: u64) -> LogConfig {
+    let config = LogConfig {
+        segment_bytes: 8 << 20,
+        cleanup_compact: true,
+        cleanup_delete: false,
+        ..config()
+    };
+    let mut log = Log::open(dir, config.clone(), 0).unwrap();
+    let value = vec![0x5au8; 100];
+    let mut n = 0u64;
+    while log.size_bytes() < (mb as u64) << 20 {
+        let ks: Vec<String> = (0..100)
+            .map(|i| format!("key-{:012}", (n + i) % keys))
+            .collect();
+        let recs: Vec<_> = ks
+            .iter()
+            .map(|k| (Some(k.as_bytes()), Some(value.as_slice())))
+            .collect();
+        let mut buf = BytesMut::from(&build_batch(0, 1, &recs)[..]);
+        log.append_as_leader(&mut buf, 0, 0).unwrap();
+        n += 100;
+    }
+    log.roll(0).unwrap();
+    log.close().unwrap();
+    config
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// One full cleaning pass (map + rewrite + swap) over a fresh copy of a dirty log;
+/// throughput is of the log's bytes read. `dup` keys: 10 000 keys, ~99% of records
+/// superseded; `unique`: no record removed, every batch copied.
+fn clean(c: &mut Criterion) {
+    let mb = 64;
+    let mut group = c.benchmark_group("clean");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8));
+    group.throughput(Throughput::Bytes((mb as u64) << 20));
+    for (name, keys) in [("dup_10k_keys", 10_000u64), ("unique_keys", u64::MAX)] {
+        let template = tempfile::tempdir().unwrap();
+        let config = build_compacted(template.path(), mb, keys);
+        group.bench_function(BenchmarkId::new(name, format!("{mb}MiB")), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    copy_dir(template.path(), dir.path());
+                    let mut log = Log::open(dir.path(), config.clone(), 0).unwrap();
+                    let opts = CleanOptions {
+                        force: true,
+                        ..CleanOptions::new(0)
+                    };
+                    let start = Instant::now();
+                    black_box(log.clean(opts).unwrap().unwrap());
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validate, append, read_lookup, recovery, clean);
 criterion_main!(benches);

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod metadata;
+pub mod producer;
 pub mod protocol;
 pub mod replication;
 pub mod storage;

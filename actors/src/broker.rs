@@ -15,7 +15,7 @@ use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
-use troupe::config::{BrokerConfig, TopicConfig};
+use troupe::config::{BrokerConfig, CleanupPolicy, TopicConfig};
 use troupe::storage::LogConfig;
 
 /// What every connection needs to serve requests.
@@ -27,6 +27,9 @@ pub struct BrokerContext {
     /// Host and port clients should use (advertised.listeners, else the bound address).
     pub advertised: (String, u16),
     pub stats: Arc<SendStats>,
+    /// The block of producer ids this broker hands out (`next`, `end`), refilled from
+    /// the controller; an async mutex, since refilling awaits the metadata log.
+    pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl BrokerContext {
@@ -77,6 +80,12 @@ pub fn log_config(c: &TopicConfig) -> LogConfig {
         flush_messages: c.flush_messages,
         flush_ms: c.flush_ms,
         max_message_bytes: c.max_message_bytes,
+        cleanup_delete: c.cleanup_policy != CleanupPolicy::Compact,
+        cleanup_compact: c.cleanup_policy != CleanupPolicy::Delete,
+        min_cleanable_dirty_ratio: c.min_cleanable_dirty_ratio.as_f64(),
+        delete_retention_ms: c.delete_retention_ms,
+        min_compaction_lag_ms: c.min_compaction_lag_ms,
+        max_compaction_lag_ms: c.max_compaction_lag_ms,
     }
 }
 
@@ -183,6 +192,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         cluster_id,
         advertised,
         stats: Arc::new(SendStats::default()),
+        producer_ids: tokio::sync::Mutex::new((0, 0)),
     });
     let gateway = Gateway::new(std_listener, context.clone()).start();
     tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs, "broker listening");

@@ -27,3 +27,4 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = E::UnknownLeaderEpoch.code();
 pub const TOPIC_DELETION_DISABLED: i16 = E::TopicDeletionDisabled.code();
 pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
 pub const INVALID_TIMESTAMP: i16 = E::InvalidTimestamp.code();
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = E::TransactionalIdAuthorizationFailed.code();

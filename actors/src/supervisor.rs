@@ -109,8 +109,13 @@ impl BrokerSupervisor {
     ) {
         let dir = self.partition_dir(topic, p.partition);
         let log_config = crate::broker::log_config(&config);
-        let log =
-            Supervisor::start_in_arbiter(&self.storage, move |_| LogActor::new(dir, log_config));
+        let expiration = self.config.producer_id_expiration_ms as i64;
+        let cleaner = crate::log::CleanerSettings::from_broker(&self.config);
+        let log = Supervisor::start_in_arbiter(&self.storage, move |_| {
+            LogActor::new(dir, log_config)
+                .with_producer_expiration(expiration)
+                .with_cleaner(cleaner.clone())
+        });
         let (tx, rx) = watch::channel(PartitionState::default());
         let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
         let node_id = self.config.node_id;

@@ -72,6 +72,9 @@ pub enum ConfigKind {
     Enum(&'static [&'static str]),
     /// Comma-separated items; if the slice is not empty, each item must be one of it.
     List(&'static [&'static str]),
+    /// A fraction in `[0, 1]` written as a decimal (`0.5`), Kafka's DOUBLE ratios such
+    /// as `min.cleanable.dirty.ratio`.
+    Ratio,
 }
 
 /// A parsed value. Every integer kind parses to `Number`, already range-checked.
@@ -81,6 +84,26 @@ pub enum Parsed {
     Number(i64),
     Text(String),
     List(Vec<String>),
+    Ratio(Ratio),
+}
+
+/// A fraction in `[0, 1]`, kept in millionths so configs stay `Eq` and print back as
+/// they were written (`0.5`, not `0.5000000001`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ratio {
+    pub millionths: u32,
+}
+
+impl Ratio {
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.millionths) / 1e6
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.as_f64())
+    }
 }
 
 impl ConfigKind {
@@ -94,6 +117,7 @@ impl ConfigKind {
             ConfigKind::Duration { wire, .. } => *wire,
             ConfigKind::String | ConfigKind::Enum(_) => ConfigType::String,
             ConfigKind::List(_) => ConfigType::List,
+            ConfigKind::Ratio => ConfigType::Double,
         }
     }
 
@@ -146,6 +170,18 @@ impl ConfigKind {
                 }
                 Ok(Parsed::List(items))
             }
+            ConfigKind::Ratio => {
+                let v: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "not a number".to_string())?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err("must be between 0 and 1".into());
+                }
+                Ok(Parsed::Ratio(Ratio {
+                    millionths: (v * 1e6).round() as u32,
+                }))
+            }
         }
     }
 }
@@ -193,6 +229,19 @@ mod tests {
         );
         assert!(l.parse("delete,purge").unwrap_err().contains("purge"));
         assert_eq!(ConfigKind::List(&[]).parse(""), Ok(Parsed::List(vec![])));
+        let half = Ratio {
+            millionths: 500_000,
+        };
+        assert_eq!(ConfigKind::Ratio.parse(" 0.5"), Ok(Parsed::Ratio(half)));
+        assert_eq!(ConfigKind::Ratio.parse("5e-1"), Ok(Parsed::Ratio(half)));
+        assert_eq!(half.to_string(), "0.5");
+        assert!(ConfigKind::Ratio
+            .parse("1.5")
+            .unwrap_err()
+            .contains("between"));
+        assert!(ConfigKind::Ratio.parse("NaN").is_err());
+        assert!(ConfigKind::Ratio.parse("half").is_err());
+        assert_eq!(ConfigKind::Ratio.config_type(), ConfigType::Double);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub use broker::{BrokerConfig, ProcessRole};
 pub use defs::{ConfigDef, CONFIG_DEFS};
 pub use describe::{describe_broker, describe_topic, ConfigEntry, ConfigSource};
-pub use kind::{ConfigKind, ConfigType, Parsed, TimeUnit};
+pub use kind::{ConfigKind, ConfigType, Parsed, Ratio, TimeUnit};
 pub use listener::{Listener, QuorumVoter};
 pub use topic::{
     topic_keys, validate_topic_config, CleanupPolicy, CompressionType, TimestampType, TopicConfig,

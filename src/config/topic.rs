@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::defs::{broker_def, topic_def, topic_defs, CONFIG_DEFS};
-use super::kind::{ConfigKind, Parsed, TimeUnit};
+use super::kind::{ConfigKind, Parsed, Ratio, TimeUnit};
 use super::ConfigError;
 
 /// What happens to closed segments (`cleanup.policy`).
@@ -95,6 +95,12 @@ pub struct TopicConfig {
     pub delete_retention_ms: i64,
     /// Delay before a retired segment's files are deleted, so in-flight reads finish.
     pub file_delete_delay_ms: i64,
+    /// Compact once this share of the cleanable bytes was never cleaned.
+    pub min_cleanable_dirty_ratio: Ratio,
+    /// Records younger than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// Dirty records older than this force a compaction whatever the ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for TopicConfig {
@@ -184,6 +190,9 @@ impl TopicConfig {
             }
             ("delete.retention.ms", Parsed::Number(n)) => self.delete_retention_ms = n,
             ("file.delete.delay.ms", Parsed::Number(n)) => self.file_delete_delay_ms = n,
+            ("min.cleanable.dirty.ratio", Parsed::Ratio(r)) => self.min_cleanable_dirty_ratio = r,
+            ("min.compaction.lag.ms", Parsed::Number(n)) => self.min_compaction_lag_ms = n,
+            ("max.compaction.lag.ms", Parsed::Number(n)) => self.max_compaction_lag_ms = n,
             // A table row without a field here; `every_topic_key_round_trips` catches it.
             _ => return Err(bad("not supported by TopicConfig")),
         }
@@ -214,6 +223,9 @@ impl TopicConfig {
             "compression.type" => self.compression_type.as_str().to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             _ => return None,
         })
     }
@@ -270,6 +282,9 @@ impl TopicConfig {
             compression_type: CompressionType::Producer,
             delete_retention_ms: 0,
             file_delete_delay_ms: 0,
+            min_cleanable_dirty_ratio: Ratio { millionths: 0 },
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: 0,
         }
     }
 }
@@ -339,6 +354,33 @@ mod tests {
         assert_eq!(d.compression_type, CompressionType::Producer);
         assert_eq!(d.delete_retention_ms, 86_400_000);
         assert_eq!(d.file_delete_delay_ms, 60_000);
+        assert_eq!(d.min_cleanable_dirty_ratio.as_f64(), 0.5);
+        assert_eq!(d.min_compaction_lag_ms, 0);
+        assert_eq!(d.max_compaction_lag_ms, i64::MAX);
+    }
+
+    #[test]
+    fn compaction_keys_resolve() {
+        let t = TopicConfig::resolve(
+            &TopicConfig::default(),
+            &map(&[
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+                ("min.compaction.lag.ms", "5000"),
+                ("max.compaction.lag.ms", "60000"),
+                ("delete.retention.ms", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(t.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(t.min_cleanable_dirty_ratio.millionths, 10_000);
+        assert_eq!(t.get("min.cleanable.dirty.ratio").unwrap(), "0.01");
+        assert_eq!(
+            (t.min_compaction_lag_ms, t.max_compaction_lag_ms),
+            (5000, 60000)
+        );
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "2").is_err());
+        assert!(validate_topic_config("max.compaction.lag.ms", "0").is_err());
     }
 
     #[test]

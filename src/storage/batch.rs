@@ -124,6 +124,27 @@ pub fn assign_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch:
     batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// `message.timestamp.type=LogAppendTime`: mark every batch of a validated record set
+/// as carrying the broker's time and set its max timestamp to `now_ms`, then
+/// re-checksum it (both fields are under the CRC). Validate *before* calling this, or
+/// a corrupt batch would come out with a valid CRC.
+pub fn set_log_append_time(records: &mut [u8], now_ms: i64) {
+    let mut at = 0;
+    while let Some(h) = BatchHeader::parse(&records[at..]) {
+        let end = at + h.total_size();
+        if end > records.len() {
+            break;
+        }
+        let batch = &mut records[at..end];
+        let attributes = h.attributes | 0x08;
+        batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = compute_crc(batch);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        at = end;
+    }
+}
+
 /// CRC-32C of a whole batch's checksummed part (attributes to the end).
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES_AT..])

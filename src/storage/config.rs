@@ -4,7 +4,9 @@
 /// Kafka key; [`LogConfig::default`] holds Kafka's defaults. Configs can change at
 /// runtime ([`crate::storage::Log::set_config`]); changes apply from the next append,
 /// roll or retention pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Not `Eq`: `min.cleanable.dirty.ratio` is a float, as Kafka's is.
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the next append would make the active segment larger.
     pub segment_bytes: u64,
@@ -28,6 +30,22 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `max.message.bytes`: the largest record batch accepted.
     pub max_message_bytes: usize,
+    /// `cleanup.policy` contains `delete`: `retention.ms` / `retention.bytes` apply.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: closed segments keep the last record per
+    /// key (see `compact.rs`), and appends as leader must carry a key.
+    pub cleanup_compact: bool,
+    /// `min.cleanable.dirty.ratio`: clean once the dirty (never cleaned) share of the
+    /// cleanable bytes reaches this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `delete.retention.ms`: how long a tombstone survives after the cleaner first
+    /// rewrote its batch (the batch then carries the horizon, KIP-534 style).
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment with a record younger than this is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty records older than this force a clean whatever the
+    /// dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -44,6 +62,12 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             // 1 MiB plus the 12-byte log overhead, Kafka's historical default.
             max_message_bytes: 1_048_588,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            delete_retention_ms: DAY_MS,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

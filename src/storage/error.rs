@@ -76,6 +76,11 @@ pub enum StorageError {
     /// A checkpoint file exists but cannot be parsed. Kafka code `KAFKA_STORAGE_ERROR` (56).
     #[error("invalid checkpoint file {path}: {reason}")]
     InvalidCheckpoint { path: PathBuf, reason: String },
+
+    /// An idempotent producer's batch was refused (epoch, sequence, unknown producer);
+    /// the code is the producer error's own (45, 47, 59, ...).
+    #[error(transparent)]
+    Producer(#[from] crate::producer::ProducerError),
 }
 
 impl StorageError {
@@ -93,6 +98,7 @@ impl StorageError {
             StorageError::Io { .. } | StorageError::InvalidCheckpoint { .. } => {
                 codes::KAFKA_STORAGE_ERROR
             }
+            StorageError::Producer(e) => e.kafka_error_code(),
         }
     }
 }

@@ -74,6 +74,7 @@ impl Log {
     /// Append a producer's record set as the leader of `leader_epoch`: validate every
     /// batch first (all or nothing), then assign offsets from the log end offset and
     /// the leader epoch by rewriting those fields in place (the CRC does not cover them).
+    /// A compacted topic refuses records without a key (INVALID_RECORD), as Kafka does.
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
@@ -81,6 +82,13 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         let mut headers = validate_batches(records, self.config.max_message_bytes)?;
+        if self.config.cleanup_compact {
+            let mut pos = 0;
+            for h in &headers {
+                crate::storage::compact_records::check_keys(&records[pos..], h)?;
+                pos += h.total_size();
+            }
+        }
         let mut next = self.log_end_offset();
         let mut pos = 0;
         for h in &mut headers {

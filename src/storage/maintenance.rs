@@ -38,8 +38,14 @@ impl Log {
     /// wholly below the log start offset. Returns the number of segments deleted.
     ///
     /// Kafka also never deletes past the high watermark; the caller owns that bound.
+    ///
+    /// A topic whose `cleanup.policy` lacks `delete` (compact only) keeps its segments:
+    /// only those below the log start offset go.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         let mut deleted = self.delete_below_log_start()?;
+        if !self.config.cleanup_delete {
+            return Ok(deleted);
+        }
         let retention_ms = self.config.retention_ms;
         if retention_ms >= 0 {
             let expired = |s: &LogSegment| {

@@ -10,16 +10,21 @@
 //! leader-epoch-checkpoint         Kafka's text format: version, count, "epoch offset" lines
 //! recovery-point                  offset below which everything is fsynced
 //! log-start-offset                first offset visible to readers
+//! cleaner-offset-checkpoint       compacted topics: offset below which the log is clean
 //! ```
 //!
 //! The two offset checkpoints are per partition, not per log directory as in Kafka,
 //! because each partition's log is owned by its own actor (see [`checkpoint`]).
 //!
 //! [`Log`] is the entry point; [`batch`] validates what producers send; [`records`]
-//! builds and decodes batches for tests, benches and timestamp lookups.
+//! builds and decodes batches for tests, benches and timestamp lookups; [`compact`]
+//! is the log cleaner of `cleanup.policy=compact` topics.
 
 pub mod batch;
 pub mod checkpoint;
+mod compact;
+mod compact_records;
+mod compact_swap;
 mod config;
 mod epoch;
 mod error;
@@ -33,6 +38,8 @@ mod scan;
 mod segment;
 
 #[cfg(test)]
+mod compact_tests;
+#[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
 mod log_tests;
@@ -42,6 +49,9 @@ mod maintenance_tests;
 mod prop_tests;
 
 pub use batch::{validate_batches, BatchHeader};
+pub use compact::{CleanOptions, CleanPass, CleanStep, CleanerStats};
+pub use compact_records::DELETE_HORIZON_FLAG;
+pub use compact_swap::CLEANER_CHECKPOINT_FILE;
 pub use config::LogConfig;
 pub use error::{codes, StorageError};
 pub use log::{AppendInfo, Log, ReadInfo};

@@ -57,6 +57,8 @@ fn scan_dir(dir: &Path) -> Result<Vec<i64>, StorageError> {
 
 pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log, StorageError> {
     fs::create_dir_all(dir).at(dir)?;
+    // A log cleaner swap cut short by a crash is finished (or undone) first.
+    crate::storage::compact_swap::recover_swaps(dir)?;
     let bases = scan_dir(dir)?;
     let checkpointed_rp = read_offset(&dir.join(RECOVERY_POINT_FILE))?.unwrap_or(0);
     let checkpointed_lso = read_offset(&dir.join(LOG_START_OFFSET_FILE))?.unwrap_or(0);

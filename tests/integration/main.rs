@@ -2,5 +2,7 @@
 //! brokers started in-process on port 0, talked to over real sockets.
 
 mod common;
+mod compaction;
 mod fault_isolation;
+mod idempotence;
 mod protocol_edges;

@@ -224,3 +224,23 @@ def test_ten_thousand_messages_in_order(broker, admin, topic):
     assert [m.offset() for m in got] == list(range(n))
     assert [m.value() for m in got] == values
     assert watermarks(broker.bootstrap, topic) == (0, n)
+
+
+def test_log_append_time_topic_stamps_broker_time(broker, admin, topic):
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
+
+    create_topic(admin, topic, config={"message.timestamp.type": "LogAppendTime"})
+    other = topic + "-create"
+    create_topic(admin, other)
+    before = int(time.time() * 1000)
+    p = producer(broker.bootstrap)
+    for t in (topic, other):
+        p.produce(t, value=b"old", timestamp=1_000)  # the producer says 1970
+    assert p.flush(15) == 0
+    after = int(time.time() * 1000)
+    (m,) = consume(broker.bootstrap, topic, 0, OFFSET_BEGINNING, 1)
+    kind, ts = m.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME
+    assert before - 1000 <= ts <= after + 1000, (before, ts, after)
+    (m,) = consume(broker.bootstrap, other, 0, OFFSET_BEGINNING, 1)
+    assert m.timestamp() == (TIMESTAMP_CREATE_TIME, 1_000)

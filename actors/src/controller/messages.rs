@@ -75,3 +75,11 @@ pub struct AlterTopicConfigs {
 #[derive(Message)]
 #[rtype(result = "Arc<MetadataImage>")]
 pub struct GetImage;
+
+/// Hand a block of producer ids to a broker: `(first, size)`, persisted in the metadata
+/// log before the answer, so no id is handed out twice, even across restarts.
+#[derive(Message)]
+#[rtype(result = "Result<(i64, i64), ApiError>")]
+pub struct AllocateProducerIds {
+    pub node_id: i32,
+}

@@ -384,6 +384,28 @@ impl Handler<CreatePartitions> for Controller {
     }
 }
 
+/// Producer ids per block: a broker asks again after handing out this many.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+impl Handler<AllocateProducerIds> for Controller {
+    type Result = Result<(i64, i64), ApiError>;
+    fn handle(&mut self, msg: AllocateProducerIds, _ctx: &mut Context<Self>) -> Self::Result {
+        let first = self.image.next_producer_id;
+        self.commit(vec![MetadataRecord::ProducerIds {
+            node_id: msg.node_id,
+            first,
+            size: PRODUCER_ID_BLOCK_SIZE,
+        }])?;
+        tracing::info!(
+            node_id = msg.node_id,
+            first,
+            size = PRODUCER_ID_BLOCK_SIZE,
+            "producer id block allocated"
+        );
+        Ok((first, PRODUCER_ID_BLOCK_SIZE))
+    }
+}
+
 impl Handler<AlterTopicConfigs> for Controller {
     type Result = ResponseActFuture<Self, Result<(), ApiError>>;
     fn handle(&mut self, msg: AlterTopicConfigs, _ctx: &mut Context<Self>) -> Self::Result {

@@ -11,6 +11,7 @@ mod describe_cluster;
 mod describe_configs;
 mod fetch;
 mod incremental_alter_configs;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -64,6 +65,9 @@ pub async fn dispatch(req: DecodedRequest, ctx: &BrokerContext) -> Response {
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(r, ctx).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(r, ctx).await)
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(r, ctx))

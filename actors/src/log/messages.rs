@@ -3,7 +3,7 @@
 
 use actix::Message;
 use bytes::BytesMut;
-use troupe::storage::{AppendInfo, LogConfig, ReadInfo, StorageError};
+use troupe::storage::{AppendInfo, CleanerStats, LogConfig, ReadInfo, StorageError};
 
 /// Append record batches as the leader: the log assigns offsets and stamps `leader_epoch`.
 #[derive(Message)]
@@ -83,7 +83,31 @@ pub struct Close {
     pub delete: bool,
 }
 
+/// Cut the log back to `offset` (exclusive): a follower that diverged from its new
+/// leader. Producer state is rebuilt to match (snapshot at or below, then replay).
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct TruncateTo {
+    pub offset: i64,
+}
+
 /// Test hook: fail as if the disk returned an error, so supervision can be exercised.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Crash;
+
+/// Run a log cleaning pass now, whole (tools and tests; compacted logs also clean by
+/// themselves every `log.cleaner.backoff.ms`). `force` ignores the dirty ratio. `None`:
+/// nothing was due (or the topic is not compacted).
+#[derive(Message)]
+#[rtype(result = "Result<Option<CleanerStats>, StorageError>")]
+pub struct Clean {
+    pub now_ms: i64,
+    pub force: bool,
+}
+
+/// The exclusive bound on offsets the cleaner may touch (the high watermark): a
+/// replicated partition must not compact what could still be truncated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetCleanBound(pub i64);

@@ -7,7 +7,11 @@
 //! stops the actor; its `Supervisor` restarts it and it reopens the log from disk
 //! (recovering a torn tail if there is one).
 
+mod cleaner;
 pub mod messages;
+mod producers;
+
+pub use cleaner::CleanerSettings;
 
 use actix::prelude::*;
 use messages::*;
@@ -21,6 +25,14 @@ pub struct LogActor {
     log: Option<Log>,
     /// Set after `Close`, so the supervisor does not bring a deleted log back.
     closed: bool,
+    /// Idempotent producers of this partition, rebuilt from the log on open.
+    producers: troupe::producer::ProducerStateManager,
+    /// `producer.id.expiration.ms`.
+    producer_expiration_ms: i64,
+    /// Segment count after the last producer snapshot: a roll triggers the next one.
+    snapshot_segments: usize,
+    /// The log cleaner of compacted topics (`cleaner.rs`).
+    cleaner: cleaner::CleanerState,
 }
 
 impl LogActor {
@@ -30,14 +42,34 @@ impl LogActor {
             config,
             log: None,
             closed: false,
+            producers: Default::default(),
+            producer_expiration_ms: 86_400_000,
+            snapshot_segments: 0,
+            cleaner: Default::default(),
         }
+    }
+
+    /// `producer.id.expiration.ms` of the broker.
+    pub fn with_producer_expiration(mut self, ms: i64) -> Self {
+        self.producer_expiration_ms = ms;
+        self
     }
 
     fn open(&mut self) {
         match Log::open(&self.dir, self.config.clone(), crate::now_ms()) {
             Ok(log) => {
                 tracing::debug!(dir = %self.dir.display(), leo = log.log_end_offset(), "log opened");
-                self.log = Some(log);
+                match producers::load(&log) {
+                    Ok(state) => {
+                        self.producers = state;
+                        self.snapshot_segments = log.segment_count();
+                        self.log = Some(log);
+                    }
+                    Err(e) => {
+                        tracing::error!(dir = %self.dir.display(), error = %e, "cannot load producer state");
+                        self.log = None;
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "cannot open log");
@@ -78,9 +110,11 @@ impl Actor for LogActor {
         if !self.closed {
             self.open();
         }
+        self.start_cleaner(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.snapshot_producers();
         if let Some(log) = self.log.take() {
             if let Err(e) = log.close() {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "log close failed");
@@ -102,9 +136,7 @@ impl Supervised for LogActor {
 impl Handler<Append> for LogActor {
     type Result = Result<troupe::storage::AppendInfo, StorageError>;
     fn handle(&mut self, mut msg: Append, ctx: &mut Context<Self>) -> Self::Result {
-        let r = self.log().and_then(|log| {
-            log.append_as_leader(&mut msg.records[..], msg.leader_epoch, msg.now_ms)
-        });
+        let r = self.append_checked(&mut msg);
         self.check(r, ctx)
     }
 }
@@ -161,6 +193,9 @@ impl Handler<DeleteRecordsBefore> for LogActor {
         let r = self
             .log()
             .and_then(|log| log.delete_records_before(msg.offset));
+        if let Ok(start) = r {
+            self.producers.evict_below(start);
+        }
         self.check(r, ctx)
     }
 }
@@ -170,6 +205,9 @@ impl Handler<EnforceRetention> for LogActor {
     fn handle(&mut self, msg: EnforceRetention, ctx: &mut Context<Self>) -> Self::Result {
         let dir = self.dir.clone();
         let r = self.log().and_then(|log| log.enforce_retention(msg.now_ms));
+        if r.is_ok() {
+            self.maintain_producers(msg.now_ms);
+        }
         if let Ok(n) = &r {
             if *n > 0 {
                 tracing::info!(dir = %dir.display(), segments = n, "retention deleted segments");
@@ -193,6 +231,9 @@ impl Handler<Flush> for LogActor {
     type Result = Result<(), StorageError>;
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
         let r = self.log().and_then(|log| log.flush());
+        if r.is_ok() {
+            self.snapshot_producers();
+        }
         self.check(r, ctx)
     }
 }
@@ -210,8 +251,23 @@ impl Handler<Close> for LogActor {
         if msg.delete {
             log.delete_dir()
         } else {
+            producers::write_snapshot(&log, &self.producers);
             log.close()
         }
+    }
+}
+
+impl Handler<TruncateTo> for LogActor {
+    type Result = Result<(), StorageError>;
+    fn handle(&mut self, msg: TruncateTo, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.log().and_then(|log| {
+            log.truncate_to(msg.offset)?;
+            producers::load(log)
+        });
+        let r = r.map(|state| {
+            self.producers = state;
+        });
+        self.check(r, ctx)
     }
 }
 

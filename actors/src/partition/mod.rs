@@ -16,9 +16,11 @@ use messages::*;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
-use troupe::config::TopicConfig;
+use troupe::config::{TimestampType, TopicConfig};
 use troupe::metadata::PartitionImage;
 use troupe::replication::ReplicaSet;
+use troupe::storage::batch::set_log_append_time;
+use troupe::storage::validate_batches;
 
 /// What readers need without asking the actor: published after every change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -214,7 +216,19 @@ impl Handler<Produce> for PartitionLeader {
         let now = crate::now_ms();
         // One copy into a buffer we own: the log rewrites base offset and leader epoch
         // in place (the CRC does not cover them), the records stay as produced.
-        let records = BytesMut::from(&msg.records[..]);
+        let mut records = BytesMut::from(&msg.records[..]);
+        let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        if log_append_time {
+            // Checked here because re-stamping re-checksums: a corrupt batch must be
+            // refused before it could come out with a valid CRC.
+            if let Err(e) = validate_batches(&records, self.config.max_message_bytes) {
+                return Box::pin(actix::fut::ready(Err(PartitionError::new(
+                    e.kafka_error_code(),
+                    Some(e.to_string()),
+                ))));
+            }
+            set_log_append_time(&mut records, now);
+        }
         let append = self.log.send(logm::Append {
             records,
             leader_epoch: self.image.leader_epoch,
@@ -226,7 +240,10 @@ impl Handler<Produce> for PartitionLeader {
                 .into_actor(self)
                 .map(move |res, act, _ctx| match res {
                     Ok(Ok(info)) => {
-                        if let Some(r) = act.replicas.as_mut() {
+                        // A duplicate of an idempotent batch wrote nothing (no headers):
+                        // the log end offset stays where it is.
+                        if let Some(r) = act.replicas.as_mut().filter(|_| !info.batches.is_empty())
+                        {
                             r.on_local_append(info.last_offset + 1, now);
                         }
                         act.log_start_offset = info.log_start_offset;
@@ -234,7 +251,7 @@ impl Handler<Produce> for PartitionLeader {
                         act.complete_waiting();
                         let ok = ProduceOk {
                             base_offset: info.first_offset,
-                            log_append_time_ms: -1,
+                            log_append_time_ms: if log_append_time { now } else { -1 },
                             log_start_offset: info.log_start_offset,
                         };
                         let hw = act

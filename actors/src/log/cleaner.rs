@@ -1,0 +1,179 @@
+//! The log cleaner of one partition (`cleanup.policy=compact`), run by its `Log` actor.
+//!
+//! Kafka runs a pool of cleaner threads beside the request handlers. Here each log
+//! actor checks every `log.cleaner.backoff.ms` whether its log is due for cleaning
+//! ([`troupe::storage::Log::plan_clean`]) and, if so, runs the pass in steps of
+//! `STEP_BYTES`, yielding to the runtime between steps. Log actors share the storage
+//! arbiter (never a socket event loop), so a step bounds how long appends and fetches
+//! of *other* partitions wait; this partition's own requests are served between steps
+//! too, since a step is one message among the others. The segments the pass planned on
+//! are checked at each step, so retention or truncation in between only abandons it.
+
+use super::messages::{Clean, SetCleanBound};
+use super::LogActor;
+use actix::prelude::*;
+use std::time::Duration;
+use troupe::config::BrokerConfig;
+use troupe::storage::{CleanOptions, CleanPass, CleanStep, CleanerStats, StorageError};
+
+/// Bytes read per step: about 10-20 ms of work on this machine's disks and CPU.
+const STEP_BYTES: u64 = 8 << 20;
+
+/// The broker's `log.cleaner.*` settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`: how often a compacted log checks whether it is due.
+    pub backoff: Duration,
+    /// `log.cleaner.dedupe.buffer.size`: memory of one pass's key map.
+    pub dedupe_buffer_size: usize,
+}
+
+impl Default for CleanerSettings {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        CleanerSettings {
+            enable: true,
+            backoff: Duration::from_millis(15_000),
+            dedupe_buffer_size: 128 << 20,
+        }
+    }
+}
+
+impl CleanerSettings {
+    /// From the broker config (its values were validated when it was loaded).
+    pub fn from_broker(c: &BrokerConfig) -> Self {
+        let d = CleanerSettings::default();
+        let get = |k: &str| c.get(k).map(|v| v.trim().to_string());
+        CleanerSettings {
+            enable: get("log.cleaner.enable").map_or(d.enable, |v| v.eq_ignore_ascii_case("true")),
+            backoff: get("log.cleaner.backoff.ms")
+                .and_then(|v| v.parse().ok())
+                .map_or(d.backoff, Duration::from_millis),
+            dedupe_buffer_size: get("log.cleaner.dedupe.buffer.size")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d.dedupe_buffer_size),
+        }
+    }
+}
+
+/// What the actor keeps for its cleaner.
+pub(super) struct CleanerState {
+    pub settings: CleanerSettings,
+    /// The pass in progress, if any.
+    pass: Option<CleanPass>,
+    /// Exclusive bound on the offsets a pass may touch: the high watermark once the
+    /// partition replicates; `i64::MAX` (every closed segment) until told otherwise.
+    bound: i64,
+    /// The last finished pass, for logs and tests.
+    pub last: Option<CleanerStats>,
+}
+
+impl Default for CleanerState {
+    fn default() -> Self {
+        CleanerState {
+            settings: CleanerSettings::default(),
+            pass: None,
+            bound: i64::MAX,
+            last: None,
+        }
+    }
+}
+
+impl LogActor {
+    /// `log.cleaner.*` of the broker.
+    pub fn with_cleaner(mut self, settings: CleanerSettings) -> Self {
+        self.cleaner.settings = settings;
+        self
+    }
+
+    /// From `started`: forget any pass of a previous incarnation and tick the cleaner.
+    pub(super) fn start_cleaner(&mut self, ctx: &mut Context<Self>) {
+        self.cleaner.pass = None;
+        if !self.cleaner.settings.enable {
+            return;
+        }
+        ctx.run_interval(self.cleaner.settings.backoff, |act, ctx| {
+            act.maybe_start_pass(ctx)
+        });
+    }
+
+    fn options(&self, now_ms: i64, force: bool) -> CleanOptions {
+        CleanOptions {
+            max_offset: self.cleaner.bound,
+            map_bytes: self.cleaner.settings.dedupe_buffer_size,
+            force,
+            ..CleanOptions::new(now_ms)
+        }
+    }
+
+    fn maybe_start_pass(&mut self, ctx: &mut Context<Self>) {
+        if self.cleaner.pass.is_some() || !self.config.cleanup_compact {
+            return;
+        }
+        let opts = self.options(crate::now_ms(), false);
+        let Some(log) = self.log.as_ref() else { return };
+        match log.plan_clean(opts) {
+            Ok(Some(pass)) => {
+                self.cleaner.pass = Some(pass);
+                self.next_step(ctx);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot plan log cleaning")
+            }
+        }
+    }
+
+    /// Run the next step after yielding once, so the arbiter's other actors get a turn.
+    fn next_step(&mut self, ctx: &mut Context<Self>) {
+        let yielded = actix::fut::wrap_future::<_, Self>(tokio::task::yield_now());
+        ctx.spawn(yielded.map(|_, act, ctx| act.step(ctx)));
+    }
+
+    fn step(&mut self, ctx: &mut Context<Self>) {
+        let (Some(log), Some(pass)) = (self.log.as_mut(), self.cleaner.pass.as_mut()) else {
+            self.cleaner.pass = None;
+            return;
+        };
+        match log.clean_step(pass, STEP_BYTES) {
+            Ok(CleanStep::More) => self.next_step(ctx),
+            Ok(CleanStep::Done(stats)) => {
+                self.cleaner.pass = None;
+                self.cleaner.last = Some(stats);
+            }
+            Ok(CleanStep::Abandoned) => self.cleaner.pass = None,
+            Err(e) => {
+                self.cleaner.pass = None;
+                tracing::error!(dir = %self.dir.display(), error = %e, "log cleaning failed");
+                let _ = self.check(Err::<(), _>(e), ctx);
+            }
+        }
+    }
+}
+
+impl Handler<Clean> for LogActor {
+    type Result = Result<Option<CleanerStats>, StorageError>;
+    fn handle(&mut self, msg: Clean, ctx: &mut Context<Self>) -> Self::Result {
+        let opts = self.options(msg.now_ms, msg.force);
+        let mut running = self.cleaner.pass.take();
+        let r = self.log().and_then(|log| {
+            if let Some(pass) = running.as_mut() {
+                log.abandon_clean(pass)?;
+            }
+            log.clean(opts)
+        });
+        if let Ok(Some(stats)) = &r {
+            self.cleaner.last = Some(stats.clone());
+        }
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<SetCleanBound> for LogActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetCleanBound, _ctx: &mut Context<Self>) {
+        self.cleaner.bound = msg.0;
+    }
+}

@@ -1,0 +1,327 @@
+//! Record-level work of the log cleaner: walk the records of an uncompressed v2 batch
+//! as byte slices (no copies, no allocation per field), decide which survive, and
+//! rebuild the batch from the survivors.
+//!
+//! A rebuilt batch keeps its base offset, `lastOffsetDelta`, producer id, epoch and
+//! base sequence, so the batch's last offset (and with it the log end offset and the
+//! producer's last sequence) is what it was; only the records in between go, leaving
+//! gaps in offsets that readers step over. Record bytes after the offset delta (key,
+//! value, headers) are copied verbatim.
+
+use std::collections::HashMap;
+
+use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
+use crate::storage::error::StorageError;
+
+/// Attribute bit 6 (KIP-534): the batch's base timestamp holds the *delete horizon*,
+/// the time after which the cleaner may drop its tombstones. Record timestamps stay
+/// `baseTimestamp + timestampDelta`, so the deltas are rewritten when it is set.
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
+
+/// One record of a batch, as slices of the batch's bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawRecord<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    pub key: Option<&'a [u8]>,
+    /// The value is null: a tombstone (a delete marker for `key`).
+    pub tombstone: bool,
+    /// The record's bytes from the key length to its end (key, value, headers).
+    pub tail: &'a [u8],
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, what: &str) -> StorageError {
+        StorageError::CorruptMessage(format!("malformed record ({what}) at byte {}", self.at))
+    }
+
+    fn varlong(&mut self) -> Result<i64, StorageError> {
+        let mut z: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let b = *self.buf.get(self.at).ok_or_else(|| self.err("varint"))?;
+            self.at += 1;
+            z |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        Err(self.err("varint too long"))
+    }
+
+    fn take(&mut self, n: i64) -> Result<&'a [u8], StorageError> {
+        let n = usize::try_from(n).map_err(|_| self.err("negative length"))?;
+        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| self.err("length"))?;
+        let out = &self.buf[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    /// A nullable byte string: `None` for length -1.
+    fn nullable(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
+        let len = self.varlong()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        self.take(len).map(Some)
+    }
+}
+
+/// The records of the uncompressed batch `batch` (header included) described by `h`.
+pub(crate) fn parse_records<'a>(
+    batch: &'a [u8],
+    h: &BatchHeader,
+) -> Result<Vec<RawRecord<'a>>, StorageError> {
+    if h.compression() != 0 {
+        return Err(StorageError::InvalidRecord(
+            "cannot read records of a compressed batch".into(),
+        ));
+    }
+    let end = h.total_size().min(batch.len());
+    let mut c = Cursor {
+        buf: batch.get(HEADER_SIZE..end).unwrap_or_default(),
+        at: 0,
+    };
+    let mut out = Vec::with_capacity(h.record_count.clamp(0, 4096) as usize);
+    for _ in 0..h.record_count.max(0) {
+        let len = c.varlong()?;
+        let body = c.take(len)?;
+        let mut r = Cursor { buf: body, at: 0 };
+        r.take(1)?; // record attributes, unused in v2
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varlong()?;
+        let tail_start = r.at;
+        let key = r.nullable()?;
+        let tombstone = r.nullable()?.is_none();
+        out.push(RawRecord {
+            timestamp_delta,
+            offset_delta,
+            key,
+            tombstone,
+            tail: &body[tail_start..],
+        });
+    }
+    Ok(out)
+}
+
+/// Keys of compacted topics: Kafka rejects a record without one (INVALID_RECORD).
+/// Compressed batches cannot be opened here (no codecs in the storage layer) and are
+/// let through; control batches carry markers, not keyed records.
+pub(crate) fn check_keys(batch: &[u8], h: &BatchHeader) -> Result<(), StorageError> {
+    if h.compression() != 0 || h.is_control() {
+        return Ok(());
+    }
+    if parse_records(batch, h)?.iter().any(|r| r.key.is_none()) {
+        return Err(StorageError::InvalidRecord(
+            "compacted topic cannot accept a record without a key".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The cleaner's offset map: for each key seen in the dirty section, the offset of its
+/// latest record. Whole keys are stored (not a digest as Kafka's 16-byte MD5 slots),
+/// so two keys can never be mistaken for each other; `max_bytes` bounds its memory.
+#[derive(Debug, Default)]
+pub(crate) struct OffsetMap {
+    map: HashMap<Box<[u8]>, i64>,
+    bytes: usize,
+    pub max_bytes: usize,
+}
+
+impl OffsetMap {
+    /// Estimated bytes one entry costs beside its key (box, offset, table slot).
+    pub const ENTRY_OVERHEAD: usize = 48;
+
+    pub fn new(max_bytes: usize) -> OffsetMap {
+        OffsetMap {
+            max_bytes,
+            ..OffsetMap::default()
+        }
+    }
+
+    pub fn put(&mut self, key: &[u8], offset: i64) {
+        if let Some(o) = self.map.get_mut(key) {
+            *o = (*o).max(offset);
+            return;
+        }
+        self.bytes += key.len() + Self::ENTRY_OVERHEAD;
+        self.map.insert(key.into(), offset);
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        self.map.get(key).copied()
+    }
+
+    /// Whether `extra` more bytes of keys would overflow the budget.
+    pub fn would_overflow(&self, extra: usize) -> bool {
+        self.bytes + extra > self.max_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// What the cleaner does with one batch.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Filtered {
+    /// Copy it as it is.
+    Keep,
+    /// Write these bytes instead (same offsets, fewer records or a new delete horizon).
+    Rewrite(Vec<u8>),
+    /// Nothing of it survives.
+    Drop,
+}
+
+/// Counts of what one batch lost, and the horizon its surviving tombstones wait for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FilterOutcome {
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+    pub keyless_removed: u64,
+    /// Delete horizon of tombstones still in the batch (`None` if it keeps none).
+    pub pending_horizon: Option<i64>,
+}
+
+/// Apply the compaction rules to one batch. A record survives unless it has no key, a
+/// later record of its key is in `map`, or it is a tombstone whose batch's delete
+/// horizon has passed (`now_ms`). A batch that keeps a tombstone and has no horizon
+/// gets `new_horizon_ms`. Control, transactional and compressed batches are kept whole:
+/// markers need transaction state this layer lacks, and compressed records cannot be
+/// read without codecs (see `compact.rs`).
+pub(crate) fn filter_batch(
+    batch: &[u8],
+    h: &BatchHeader,
+    map: &OffsetMap,
+    now_ms: i64,
+    new_horizon_ms: i64,
+) -> Result<(Filtered, FilterOutcome), StorageError> {
+    let mut out = FilterOutcome::default();
+    if h.is_control() || h.is_transactional() || h.compression() != 0 {
+        return Ok((Filtered::Keep, out));
+    }
+    let has_horizon = h.attributes & DELETE_HORIZON_FLAG != 0;
+    let expired = has_horizon && now_ms >= h.base_timestamp;
+    let records = parse_records(batch, h)?;
+    let mut kept = Vec::with_capacity(records.len());
+    for r in &records {
+        let offset = h.base_offset + r.offset_delta;
+        let keep = match r.key {
+            None => {
+                out.keyless_removed += 1;
+                false
+            }
+            Some(k) if map.get(k).is_some_and(|latest| latest > offset) => false,
+            Some(_) if r.tombstone && expired => {
+                out.tombstones_removed += 1;
+                false
+            }
+            Some(_) => true,
+        };
+        if keep {
+            kept.push(*r);
+        } else {
+            out.records_removed += 1;
+        }
+    }
+    let keeps_tombstone = kept.iter().any(|r| r.tombstone);
+    let needs_horizon = keeps_tombstone && !has_horizon;
+    if keeps_tombstone {
+        out.pending_horizon = Some(if has_horizon {
+            h.base_timestamp
+        } else {
+            new_horizon_ms
+        });
+    }
+    if out.records_removed == 0 && !needs_horizon {
+        return Ok((Filtered::Keep, out));
+    }
+    if kept.is_empty() && h.producer_id < 0 {
+        return Ok((Filtered::Drop, out));
+    }
+    // An emptied batch of an idempotent or transactional producer stays as a bare
+    // header, so the producer's last sequence and epoch survive in the log.
+    let base_timestamp = if needs_horizon {
+        new_horizon_ms
+    } else {
+        h.base_timestamp
+    };
+    let attributes = if needs_horizon {
+        h.attributes | DELETE_HORIZON_FLAG
+    } else {
+        h.attributes
+    };
+    let record_ts = |r: &RawRecord| h.base_timestamp.wrapping_add(r.timestamp_delta);
+    let max_timestamp = if h.is_log_append_time() || kept.is_empty() {
+        h.max_timestamp
+    } else {
+        kept.iter().map(record_ts).max().unwrap_or(h.max_timestamp)
+    };
+    let header = BatchHeader {
+        attributes,
+        base_timestamp,
+        max_timestamp,
+        record_count: kept.len() as i32,
+        ..*h
+    };
+    let records = kept
+        .iter()
+        .map(|r| (record_ts(r).wrapping_sub(base_timestamp), r));
+    Ok((Filtered::Rewrite(encode_batch(&header, records)), out))
+}
+
+fn put_varlong(buf: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        buf.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    buf.push(z as u8);
+}
+
+/// Encode a v2 batch with header fields from `h` (length and CRC computed here) and
+/// `(timestamp delta, record)` pairs whose tails are copied as they are.
+fn encode_batch<'a>(
+    h: &BatchHeader,
+    records: impl Iterator<Item = (i64, &'a RawRecord<'a>)>,
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER_SIZE + 64);
+    buf.extend_from_slice(&h.base_offset.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes()); // batch length, set below
+    buf.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
+    buf.push(MAGIC_V2 as u8);
+    buf.extend_from_slice(&0u32.to_be_bytes()); // CRC, set below
+    buf.extend_from_slice(&h.attributes.to_be_bytes());
+    buf.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    buf.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    buf.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    buf.extend_from_slice(&h.producer_id.to_be_bytes());
+    buf.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    buf.extend_from_slice(&h.base_sequence.to_be_bytes());
+    buf.extend_from_slice(&h.record_count.to_be_bytes());
+    let mut body = Vec::new();
+    for (ts_delta, r) in records {
+        body.clear();
+        body.push(0);
+        put_varlong(&mut body, ts_delta);
+        put_varlong(&mut body, r.offset_delta);
+        body.extend_from_slice(r.tail);
+        put_varlong(&mut buf, body.len() as i64);
+        buf.extend_from_slice(&body);
+    }
+    let length = (buf.len() - LOG_OVERHEAD) as i32;
+    buf[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = compute_crc(&buf);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    buf
+}

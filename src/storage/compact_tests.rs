@@ -1,0 +1,645 @@
+//! Tests of the log cleaner: one per compaction rule, crash points of the segment swap,
+//! and a property test of "latest value per key, and nothing else".
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+
+use crate::storage::batch::{validate_batches_with, BatchHeader};
+use crate::storage::compact_swap::CLEANER_CHECKPOINT_FILE;
+use crate::storage::records::{decode_records, BatchBuilder, Record};
+use crate::storage::{CleanOptions, CleanStep, Log, LogConfig, StorageError, DELETE_HORIZON_FLAG};
+
+const RETENTION: i64 = 1000;
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 128,
+        cleanup_compact: true,
+        cleanup_delete: false,
+        delete_retention_ms: RETENTION,
+        ..LogConfig::default()
+    }
+}
+
+fn forced(now_ms: i64) -> CleanOptions {
+    CleanOptions {
+        force: true,
+        ..CleanOptions::new(now_ms)
+    }
+}
+
+type Kv<'a> = (&'a str, Option<&'a str>);
+
+fn kv_batch(records: &[Kv], ts: i64) -> BytesMut {
+    kv_batch_with(BatchBuilder::new(0, ts), records)
+}
+
+fn kv_batch_with(b: BatchBuilder, records: &[Kv]) -> BytesMut {
+    let recs: Vec<_> = records
+        .iter()
+        .map(|(k, v)| (Some(k.as_bytes()), v.map(str::as_bytes)))
+        .collect();
+    BytesMut::from(&b.build(&recs)[..])
+}
+
+fn put(log: &mut Log, records: &[Kv], ts: i64) -> i64 {
+    let info = log
+        .append_as_leader(&mut kv_batch(records, ts), 0, ts)
+        .unwrap();
+    info.first_offset
+}
+
+/// Every batch of the log from its start, read as fetches would (file regions).
+fn batches(log: &Log) -> Vec<(BatchHeader, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut start = log.log_start_offset();
+    loop {
+        let info = log.read(start, 1 << 20, i64::MAX, true).unwrap();
+        let Some(region) = info.region else { break };
+        let bytes = region.read_to_vec().unwrap();
+        let headers = validate_batches_with(&bytes, usize::MAX, false).unwrap();
+        let mut at = 0;
+        for h in &headers {
+            out.push((*h, bytes[at..at + h.total_size()].to_vec()));
+            at += h.total_size();
+        }
+        start = headers.last().unwrap().next_offset();
+    }
+    out
+}
+
+fn records(log: &Log) -> Vec<Record> {
+    batches(log)
+        .iter()
+        .flat_map(|(_, b)| decode_records(b).unwrap())
+        .collect()
+}
+
+/// `(offset, key, value)` of every record, as strings.
+fn kvs(log: &Log) -> Vec<(i64, String, Option<String>)> {
+    let s = |b: &Vec<u8>| String::from_utf8(b.clone()).unwrap();
+    records(log)
+        .iter()
+        .map(|r| {
+            let key = r.key.as_ref().map(s).unwrap_or_default();
+            (r.offset, key, r.value.as_ref().map(s))
+        })
+        .collect()
+}
+
+/// Ten keys written five times each, one roll after every batch of ten.
+fn overwritten_log(dir: &Path) -> Log {
+    let mut log = Log::open(dir, config(), 0).unwrap();
+    for round in 0..5 {
+        let values: Vec<String> = (0..10).map(|k| format!("v{round}-{k}")).collect();
+        let keys: Vec<String> = (0..10).map(|k| format!("k{k}")).collect();
+        let recs: Vec<Kv> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .collect();
+        put(&mut log, &recs, round);
+        log.roll(round).unwrap();
+    }
+    log
+}
+
+#[test]
+fn latest_value_per_key_survives_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    let leo = log.log_end_offset();
+    assert_eq!(log.segment_count(), 6);
+    let stats = log.clean(forced(10)).unwrap().unwrap();
+    assert_eq!(stats.records_removed, 40);
+    assert_eq!(stats.keys_in_map, 10);
+    assert_eq!(stats.clean_offset, 50);
+    // Five small closed segments merge into one.
+    assert_eq!((stats.segments_before, stats.segments_after), (5, 1));
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(log.log_end_offset(), leo);
+    let got = kvs(&log);
+    let want: Vec<_> = (0..10)
+        .map(|k| (40 + k, format!("k{k}"), Some(format!("v4-{k}"))))
+        .collect();
+    assert_eq!(got, want);
+    // The same after a restart, and a second pass finds nothing to do.
+    log.close().unwrap();
+    let mut log = Log::open(dir.path(), config(), 20).unwrap();
+    assert_eq!(kvs(&log), want);
+    assert_eq!(log.log_end_offset(), leo);
+    assert!(log.clean(CleanOptions::new(20)).unwrap().is_none());
+}
+
+#[test]
+fn rewritten_batches_keep_their_last_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    // The batch's last record is superseded; its last offset must stay 2.
+    put(
+        &mut log,
+        &[("a", Some("1")), ("b", Some("1")), ("c", Some("1"))],
+        0,
+    );
+    put(&mut log, &[("c", Some("2"))], 0);
+    log.roll(0).unwrap();
+    log.clean(forced(0)).unwrap().unwrap();
+    let b = batches(&log);
+    assert_eq!(b.len(), 2);
+    assert_eq!((b[0].0.base_offset, b[0].0.last_offset()), (0, 2));
+    assert_eq!(b[0].0.record_count, 2);
+    assert_eq!(b[1].0.base_offset, 3);
+    assert_eq!(log.log_end_offset(), 4);
+}
+
+#[test]
+fn active_segment_is_never_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    put(&mut log, &[("k0", Some("a")), ("k0", Some("b"))], 9);
+    let active = std::fs::read(dir.path().join("00000000000000000050.log")).unwrap();
+    log.clean(forced(10)).unwrap().unwrap();
+    let after = std::fs::read(dir.path().join("00000000000000000050.log")).unwrap();
+    assert_eq!(active, after);
+    let k0: Vec<_> = kvs(&log).into_iter().filter(|r| r.1 == "k0").collect();
+    // The map covers the cleanable range only (as Kafka's): the latest k0 of the closed
+    // segments stays beside the active segment's two, untouched.
+    assert_eq!(
+        k0,
+        vec![
+            (40, "k0".into(), Some("v4-0".into())),
+            (50, "k0".into(), Some("a".into())),
+            (51, "k0".into(), Some("b".into()))
+        ]
+    );
+}
+
+#[test]
+fn tombstones_live_for_delete_retention_after_first_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    put(&mut log, &[("a", Some("1")), ("b", Some("1"))], 0);
+    put(&mut log, &[("a", None)], 0);
+    log.roll(0).unwrap();
+    let t0 = 5_000;
+    log.clean(forced(t0)).unwrap().unwrap();
+    assert_eq!(
+        kvs(&log),
+        vec![(1, "b".into(), Some("1".into())), (2, "a".into(), None)]
+    );
+    let tomb = batches(&log)
+        .into_iter()
+        .find(|(h, _)| h.base_offset == 2)
+        .unwrap();
+    assert_ne!(tomb.0.attributes & DELETE_HORIZON_FLAG, 0);
+    assert_eq!(tomb.0.base_timestamp, t0 + RETENTION);
+    // Record timestamps survive the new base timestamp.
+    assert_eq!(decode_records(&tomb.1).unwrap()[0].timestamp, 0);
+    // Not due before the horizon; due (without force) once it passed.
+    assert!(log
+        .plan_clean(CleanOptions::new(t0 + RETENTION - 1))
+        .unwrap()
+        .is_none());
+    log.clean(forced(t0 + RETENTION - 1)).unwrap().unwrap();
+    assert_eq!(kvs(&log).len(), 2);
+    let stats = log
+        .clean(CleanOptions::new(t0 + RETENTION))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.tombstones_removed, 1);
+    assert_eq!(kvs(&log), vec![(1, "b".into(), Some("1".into()))]);
+    assert_eq!(log.log_end_offset(), 3);
+    let cp = std::fs::read_to_string(dir.path().join(CLEANER_CHECKPOINT_FILE)).unwrap();
+    assert_eq!(cp.trim(), format!("3 {}", i64::MAX));
+}
+
+#[test]
+fn reads_step_over_offset_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    log.clean(forced(10)).unwrap().unwrap();
+    // Offsets 0..40 are gone: a fetch at any of them gets the first batch after it.
+    for offset in 0..50 {
+        let info = log.read(offset, 1 << 20, i64::MAX, true).unwrap();
+        let bytes = info.region.unwrap().read_to_vec().unwrap();
+        let recs = decode_records(&bytes).unwrap();
+        assert!(recs.iter().any(|r| r.offset >= offset), "offset {offset}");
+        assert_eq!(
+            recs[0].offset,
+            40.max(offset - offset % 10),
+            "offset {offset}"
+        );
+    }
+    assert!(log
+        .read(50, 1 << 20, i64::MAX, true)
+        .unwrap()
+        .region
+        .is_none());
+}
+
+#[test]
+fn keyless_records_are_rejected_in_compacted_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let mut keyless = BytesMut::from(
+        &crate::storage::build_batch(0, 0, &[(Some(b"k"), Some(b"v")), (None, Some(b"v"))])[..],
+    );
+    let err = log.append_as_leader(&mut keyless, 0, 0).unwrap_err();
+    assert!(matches!(err, StorageError::InvalidRecord(_)), "{err}");
+    assert_eq!(err.kafka_error_code(), 87);
+    assert_eq!(log.log_end_offset(), 0);
+    // The same batch is fine when the topic only deletes.
+    log.set_config(LogConfig {
+        cleanup_compact: false,
+        ..config()
+    });
+    log.append_as_leader(&mut keyless, 0, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+}
+
+#[test]
+fn keyless_records_written_before_compaction_are_cleaned_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let delete_only = LogConfig {
+        cleanup_compact: false,
+        ..config()
+    };
+    let mut log = Log::open(dir.path(), delete_only, 0).unwrap();
+    let mut keyless = BytesMut::from(&crate::storage::build_batch(0, 0, &[(None, Some(b"v"))])[..]);
+    log.append_as_leader(&mut keyless, 0, 0).unwrap();
+    put(&mut log, &[("k", Some("v"))], 0);
+    log.roll(0).unwrap();
+    log.set_config(config());
+    let stats = log.clean(forced(0)).unwrap().unwrap();
+    assert_eq!(stats.keyless_removed, 1);
+    assert_eq!(kvs(&log), vec![(1, "k".into(), Some("v".into()))]);
+}
+
+#[test]
+fn old_file_region_stays_valid_after_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    let region = log
+        .read(0, 1 << 20, i64::MAX, true)
+        .unwrap()
+        .region
+        .unwrap();
+    let before = region.read_to_vec().unwrap();
+    log.clean(forced(10)).unwrap().unwrap();
+    assert_eq!(region.read_to_vec().unwrap(), before);
+    assert_eq!(decode_records(&before).unwrap()[0].offset, 0);
+}
+
+#[test]
+fn idempotent_batches_emptied_keep_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let b = BatchBuilder::new(0, 0).producer(7, 0, 0);
+    let mut first = kv_batch_with(b, &[("a", Some("1")), ("b", Some("1"))]);
+    log.append_as_leader(&mut first, 0, 0).unwrap();
+    put(&mut log, &[("a", Some("2")), ("b", Some("2"))], 0);
+    log.roll(0).unwrap();
+    log.clean(forced(0)).unwrap().unwrap();
+    let b = batches(&log);
+    assert_eq!(b.len(), 2);
+    let h = b[0].0;
+    assert_eq!((h.producer_id, h.base_sequence, h.record_count), (7, 0, 0));
+    assert_eq!((h.base_offset, h.last_offset()), (0, 1));
+    assert!(decode_records(&b[0].1).unwrap().is_empty());
+}
+
+#[test]
+fn compressed_and_control_batches_are_kept_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    // Codec bits set on plain records: the cleaner cannot open it, so it stays.
+    let mut gz = BatchBuilder::new(0, 0);
+    gz.attributes = 1;
+    let mut gz = kv_batch_with(gz, &[("a", Some("1"))]);
+    log.append_as_leader(&mut gz, 0, 0).unwrap();
+    let mut control = BatchBuilder::new(0, 0).producer(3, 0, -1);
+    control.attributes = 0x30;
+    let mut control = kv_batch_with(control, &[("\0\0\0\0", Some("\0\0"))]);
+    log.append_as_leader(&mut control, 0, 0).unwrap();
+    put(&mut log, &[("a", Some("2"))], 0);
+    log.roll(0).unwrap();
+    let before = batches(&log);
+    log.clean(forced(0)).unwrap().unwrap();
+    assert_eq!(batches(&log), before);
+}
+
+#[test]
+fn dirty_ratio_and_compaction_lags_decide_when_to_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    // All dirty: ratio 1 >= 0.5.
+    assert!(log.plan_clean(CleanOptions::new(10)).unwrap().is_some());
+    log.clean(CleanOptions::new(10)).unwrap().unwrap();
+    // A small dirty tail beside a bigger clean head: below the ratio.
+    put(&mut log, &[("k1", Some("x"))], 11);
+    log.roll(11).unwrap();
+    assert!(log.plan_clean(CleanOptions::new(12)).unwrap().is_none());
+    // ... unless max.compaction.lag.ms says the dirty records waited too long.
+    log.set_config(LogConfig {
+        max_compaction_lag_ms: 100,
+        ..config()
+    });
+    assert!(log.plan_clean(CleanOptions::new(50)).unwrap().is_none());
+    assert!(log.plan_clean(CleanOptions::new(112)).unwrap().is_some());
+    // min.compaction.lag.ms keeps young segments out, even when forced.
+    log.set_config(LogConfig {
+        min_compaction_lag_ms: 1000,
+        ..config()
+    });
+    assert!(log.plan_clean(forced(12)).unwrap().is_none());
+    assert!(log.plan_clean(forced(2000)).unwrap().is_some());
+    // The caller's bound (high watermark) keeps segments past it out.
+    log.set_config(config());
+    let k1 = |log: &Log| -> Vec<i64> {
+        kvs(log)
+            .into_iter()
+            .filter(|r| r.1 == "k1")
+            .map(|r| r.0)
+            .collect()
+    };
+    let bounded = CleanOptions {
+        max_offset: 50,
+        ..forced(12)
+    };
+    assert!(log
+        .plan_clean(CleanOptions {
+            max_offset: 49,
+            ..bounded
+        })
+        .unwrap()
+        .is_none());
+    let stats = log.clean(bounded).unwrap().unwrap();
+    assert_eq!(stats.clean_offset, 50);
+    assert_eq!(k1(&log), vec![41, 50]);
+    log.clean(forced(12)).unwrap().unwrap();
+    assert_eq!(k1(&log), vec![50]);
+}
+
+#[test]
+fn retention_applies_only_with_the_delete_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    let cfg = LogConfig {
+        retention_ms: 1,
+        ..config()
+    };
+    log.set_config(cfg.clone());
+    assert_eq!(log.enforce_retention(1_000_000).unwrap(), 0);
+    log.set_config(LogConfig {
+        cleanup_delete: true,
+        ..cfg
+    });
+    assert!(log.enforce_retention(1_000_000).unwrap() >= 5);
+}
+
+#[test]
+fn small_map_and_small_steps_converge_to_the_same_log() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let mut whole = overwritten_log(a.path());
+    let mut stepped = overwritten_log(b.path());
+    whole.clean(forced(10)).unwrap().unwrap();
+    // A map that holds about one batch's keys, and 100-byte steps.
+    let mut passes = 0;
+    loop {
+        let opts = CleanOptions {
+            map_bytes: 600,
+            ..forced(10)
+        };
+        let mut pass = stepped.plan_clean(opts).unwrap().unwrap();
+        let stats = loop {
+            match stepped.clean_step(&mut pass, 100).unwrap() {
+                CleanStep::More => {}
+                CleanStep::Done(s) => break s,
+                CleanStep::Abandoned => panic!("abandoned"),
+            }
+        };
+        passes += 1;
+        if stats.clean_offset == 50 {
+            break;
+        }
+        assert!(passes < 20);
+    }
+    assert!(passes > 1);
+    assert_eq!(kvs(&stepped), kvs(&whole));
+}
+
+#[test]
+fn pass_is_abandoned_when_segments_go_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = overwritten_log(dir.path());
+    let mut pass = log.plan_clean(forced(10)).unwrap().unwrap();
+    // Into the rewrite phase, with a cleaned file open.
+    for _ in 0..4 {
+        assert!(matches!(
+            log.clean_step(&mut pass, 300).unwrap(),
+            CleanStep::More
+        ));
+    }
+    log.delete_records_before(20).unwrap();
+    assert!(matches!(
+        log.clean_step(&mut pass, 300).unwrap(),
+        CleanStep::Abandoned
+    ));
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .contains("cleaned")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+    assert_eq!(log.log_start_offset(), 20);
+    assert_eq!(kvs(&log).len(), 30);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Files of segment 0 of a cleaned log, copied into `to` with `suffix` (`.cleaned`,
+/// `.swap`, or "" for the final names); `exts` picks which.
+fn place(cleaned: &Path, to: &Path, exts: &[&str], suffix: &str) {
+    for ext in exts {
+        let name = format!("00000000000000000000.{ext}");
+        std::fs::copy(cleaned.join(&name), to.join(format!("{name}{suffix}"))).unwrap();
+    }
+}
+
+fn remove_segment(dir: &Path, base: i64) {
+    for ext in ["log", "index", "timeindex"] {
+        let _ = std::fs::remove_file(dir.join(format!("{base:020}.{ext}")));
+    }
+}
+
+#[test]
+fn crash_at_each_point_of_the_swap_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let (pre, post) = (root.path().join("pre"), root.path().join("post"));
+    let log = overwritten_log(&pre);
+    log.close().unwrap();
+    copy_dir(&pre, &post);
+    let mut log = Log::open(&post, config(), 0).unwrap();
+    log.clean(forced(10)).unwrap().unwrap();
+    let cleaned = kvs(&log);
+    log.close().unwrap();
+    let original = kvs(&Log::open(&pre, config(), 0).unwrap());
+    assert_eq!((original.len(), cleaned.len()), (50, 10));
+
+    type Setup = fn(&Path, &Path);
+    let cases: [(&str, Setup, bool); 6] = [
+        (
+            "cleaned files written",
+            |post, d| place(post, d, &["log", "index", "timeindex"], ".cleaned"),
+            false,
+        ),
+        (
+            "index swaps renamed, log still cleaned",
+            |post, d| {
+                place(post, d, &["index", "timeindex"], ".swap");
+                place(post, d, &["log"], ".cleaned");
+            },
+            false,
+        ),
+        (
+            "swap committed",
+            |post, d| place(post, d, &["log", "index", "timeindex"], ".swap"),
+            true,
+        ),
+        (
+            "old segments partly deleted",
+            |post, d| {
+                place(post, d, &["log", "index", "timeindex"], ".swap");
+                remove_segment(d, 0);
+                remove_segment(d, 20);
+            },
+            true,
+        ),
+        (
+            "indexes renamed into place",
+            |post, d| {
+                for b in [0, 10, 20, 30, 40] {
+                    remove_segment(d, b);
+                }
+                place(post, d, &["index", "timeindex"], "");
+                place(post, d, &["log"], ".swap");
+            },
+            true,
+        ),
+        (
+            "old segments gone, nothing renamed",
+            |post, d| {
+                for b in [0, 10, 20, 30, 40] {
+                    remove_segment(d, b);
+                }
+                place(post, d, &["log", "index", "timeindex"], ".swap");
+            },
+            true,
+        ),
+    ];
+    for (i, (name, setup, committed)) in cases.iter().enumerate() {
+        let d = root.path().join(format!("case{i}"));
+        copy_dir(&pre, &d);
+        setup(&post, &d);
+        let log = Log::open(&d, config(), 0).unwrap();
+        let want = if *committed { &cleaned } else { &original };
+        assert_eq!(&kvs(&log), want, "{name}");
+        assert_eq!(log.log_end_offset(), 50, "{name}");
+        let stray = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".swap") || n.ends_with(".cleaned"))
+            .collect::<Vec<_>>();
+        assert!(stray.is_empty(), "{name}: {stray:?}");
+    }
+}
+
+/// One step of the property test's history.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Keys (0..6) and values (`None`: tombstone) of one batch.
+    Append(Vec<(u8, Option<u16>)>),
+    Roll,
+    Clean,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let record = (0u8..6, prop::option::weighted(0.8, any::<u16>()));
+    prop_oneof![
+        6 => prop::collection::vec(record, 1..6).prop_map(Op::Append),
+        2 => Just(Op::Roll),
+        1 => Just(Op::Clean),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random keyed appends, rolls and cleans (with small segments, a small map and small
+    /// steps), then a final clean: each key's latest value is readable at the offset it
+    /// was written at, and nothing else of that key; deleted keys are gone.
+    #[test]
+    fn compaction_keeps_exactly_the_latest_value_per_key(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig { segment_bytes: 400, ..config() };
+        let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+        let mut latest: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+        let mut now = 0;
+        for op in ops {
+            now += 1;
+            match op {
+                Op::Append(recs) => {
+                    let owned: Vec<(String, Option<String>)> = recs
+                        .iter()
+                        .map(|(k, v)| (format!("key{k}"), v.map(|v| format!("value{v}"))))
+                        .collect();
+                    let kv: Vec<Kv> = owned.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+                    let first = put(&mut log, &kv, now);
+                    for (i, (k, v)) in owned.into_iter().enumerate() {
+                        latest.insert(k, (first + i as i64, v));
+                    }
+                }
+                Op::Roll => log.roll(now).unwrap(),
+                Op::Clean => {
+                    let opts = CleanOptions { map_bytes: 300, ..CleanOptions::new(now) };
+                    if let Some(mut pass) = log.plan_clean(opts).unwrap() {
+                        while let CleanStep::More = log.clean_step(&mut pass, 150).unwrap() {}
+                    }
+                }
+            }
+        }
+        let leo = log.log_end_offset();
+        log.roll(now).unwrap();
+        log.clean(forced(now)).unwrap();
+        log.clean(forced(now + RETENTION)).unwrap();
+        prop_assert_eq!(log.log_end_offset(), leo);
+        let got = kvs(&log);
+        let offsets: Vec<i64> = got.iter().map(|r| r.0).collect();
+        prop_assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        let want: Vec<(i64, String, Option<String>)> = {
+            let mut w: Vec<_> = latest
+                .into_iter()
+                .filter_map(|(k, (o, v))| v.map(|v| (o, k, Some(v))))
+                .collect();
+            w.sort();
+            w
+        };
+        prop_assert_eq!(got, want);
+    }
+}
