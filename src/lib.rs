@@ -11,6 +11,8 @@
 //! * [`config`]: `server.properties` and topic configs, with Kafka's names and defaults.
 //! * [`metadata`]: the cluster image (topics, partitions, leaders, epochs) and the
 //!   metadata records the controller appends to its log.
+//! * [`group`]: consumer groups (the classic rebalance protocol) and committed offsets,
+//!   stored in `__consumer_offsets`.
 //! * [`replication`]: the replica set of one partition: ISR, log end offsets, high watermark.
 //!
 //! The life of a produce request: the connection decodes the frame (`protocol`), routes
@@ -21,6 +23,7 @@
 //! on the connection in request order.
 
 pub mod config;
+pub mod group;
 pub mod metadata;
 pub mod producer;
 pub mod protocol;

@@ -30,6 +30,8 @@ pub struct BrokerContext {
     /// The block of producer ids this broker hands out (`next`, `end`), refilled from
     /// the controller; an async mutex, since refilling awaits the metadata log.
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Finds the coordinator of a consumer group (`crate::group`).
+    pub groups: crate::group::GroupRouter,
 }
 
 impl BrokerContext {
@@ -187,12 +189,13 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
 
     let context = Arc::new(BrokerContext {
         config: config.clone(),
-        routes: routes_rx,
+        routes: routes_rx.clone(),
         controller: controller.clone(),
         cluster_id,
         advertised,
         stats: Arc::new(SendStats::default()),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
+        groups: crate::group::GroupRouter::start(config.clone(), routes_rx.clone()),
     });
     let gateway = Gateway::new(std_listener, context.clone()).start();
     tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs, "broker listening");

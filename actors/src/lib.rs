@@ -20,6 +20,7 @@ pub mod connection;
 pub mod controller;
 pub mod errors;
 pub mod gateway;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod net;

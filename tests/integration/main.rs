@@ -4,5 +4,6 @@
 mod common;
 mod compaction;
 mod fault_isolation;
+mod groups;
 mod idempotence;
 mod protocol_edges;

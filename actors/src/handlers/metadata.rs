@@ -35,6 +35,8 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
             .filter_map(|(n, _)| n.clone())
             .filter(|n| !routes.image.topics.contains_key(n))
             .filter(|n| troupe::metadata::validate_topic_name(n).is_ok())
+            // Created by FindCoordinator with its own settings (compacted), never here.
+            .filter(|n| n.as_str() != troupe::group::OFFSETS_TOPIC)
             .collect();
         if !missing.is_empty()
             && ctx.config.auto_create_topics_enable

@@ -1,0 +1,155 @@
+//! The `GroupManager`: keeps one supervised `GroupCoordinator` running per
+//! `__consumer_offsets` partition this broker leads, following the routing table the
+//! `BrokerSupervisor` publishes, and publishes the [`CoordinatorTable`] the group
+//! handlers read (no hop through this actor per request).
+
+use super::coordinator::GroupCoordinator;
+use super::messages::{Crash, Shutdown};
+use crate::partition::PartitionLeader;
+use crate::supervisor::RoutingTable;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use troupe::config::BrokerConfig;
+use troupe::group::OFFSETS_TOPIC;
+
+/// Which coordinator serves which partition of `__consumer_offsets`, right now.
+#[derive(Default)]
+pub struct CoordinatorTable {
+    /// Partition count of `__consumer_offsets`; `None` until the topic exists.
+    pub num_partitions: Option<i32>,
+    pub coordinators: HashMap<i32, Addr<GroupCoordinator>>,
+}
+
+struct Running {
+    /// The partition leader the coordinator appends through: a new one (the partition
+    /// was stopped and started again) needs a new coordinator.
+    leader: Addr<PartitionLeader>,
+    coordinator: Addr<GroupCoordinator>,
+}
+
+pub struct GroupManager {
+    config: Arc<BrokerConfig>,
+    routes: watch::Receiver<Arc<RoutingTable>>,
+    running: HashMap<i32, Running>,
+    table: watch::Sender<Arc<CoordinatorTable>>,
+}
+
+impl GroupManager {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        routes: watch::Receiver<Arc<RoutingTable>>,
+        table: watch::Sender<Arc<CoordinatorTable>>,
+    ) -> Self {
+        GroupManager {
+            config,
+            routes,
+            running: HashMap::new(),
+            table,
+        }
+    }
+
+    fn sync_with_routes(&mut self) {
+        let routes = self.routes.borrow().clone();
+        let topic = routes.topics.get(OFFSETS_TOPIC);
+        let led: HashMap<i32, _> = topic
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(p, r)| r.as_ref().map(|r| (p as i32, r.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let gone: Vec<i32> = self
+            .running
+            .iter()
+            .filter(|(p, r)| led.get(p).is_none_or(|route| route.leader != r.leader))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in gone {
+            if let Some(r) = self.running.remove(&p) {
+                r.coordinator.do_send(Shutdown);
+            }
+        }
+        let group_config = super::group_config(&self.config);
+        let retention_check =
+            Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(100));
+        for (p, route) in led {
+            if self.running.contains_key(&p) {
+                continue;
+            }
+            let (cfg, r) = (group_config.clone(), route.clone());
+            let coordinator =
+                Supervisor::start(move |_| GroupCoordinator::new(p, r, cfg, retention_check));
+            self.running.insert(
+                p,
+                Running {
+                    leader: route.leader,
+                    coordinator,
+                },
+            );
+        }
+        let table = CoordinatorTable {
+            num_partitions: topic.map(|t| t.partitions.len() as i32),
+            coordinators: self
+                .running
+                .iter()
+                .map(|(p, r)| (*p, r.coordinator.clone()))
+                .collect(),
+        };
+        self.table.send_replace(Arc::new(table));
+    }
+}
+
+impl Actor for GroupManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.sync_with_routes();
+        let mut routes = self.routes.clone();
+        let me = ctx.address().downgrade();
+        actix_rt::spawn(async move {
+            while routes.changed().await.is_ok() {
+                match me.upgrade() {
+                    Some(addr) => addr.do_send(RoutesChanged),
+                    None => break,
+                }
+            }
+        });
+    }
+}
+
+/// The routing table changed (topics or leadership).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RoutesChanged;
+
+impl Handler<RoutesChanged> for GroupManager {
+    type Result = ();
+    fn handle(&mut self, _: RoutesChanged, _ctx: &mut Context<Self>) {
+        self.sync_with_routes();
+    }
+}
+
+/// Test hook: crash the coordinator of one `__consumer_offsets` partition.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CrashCoordinator {
+    pub partition: i32,
+}
+
+impl Handler<CrashCoordinator> for GroupManager {
+    type Result = bool;
+    fn handle(&mut self, msg: CrashCoordinator, _ctx: &mut Context<Self>) -> bool {
+        match self.running.get(&msg.partition) {
+            Some(r) => {
+                r.coordinator.do_send(Crash);
+                true
+            }
+            None => false,
+        }
+    }
+}
