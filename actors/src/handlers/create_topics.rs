@@ -77,6 +77,16 @@ pub async fn handle(
             .map(|_| Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into())))
             .collect(),
     };
+    if !req.validate_only {
+        let created: Vec<&str> = names
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let wait = std::time::Duration::from_millis(req.timeout_ms.clamp(0, 10_000) as u64);
+        wait_online(ctx, &created, wait).await;
+    }
     let mut outcomes = names.into_iter().zip(outcomes);
     let routes = ctx.routes();
     let topics = req
@@ -126,4 +136,25 @@ pub async fn handle(
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Like Kafka's delayed CreateTopics, answer once the new partitions can serve (their
+/// logs are open), within the request's timeout: a client that produces or asks for
+/// offsets right after its topic was created then gets no NOT_LEADER_OR_FOLLOWER.
+async fn wait_online(ctx: &BrokerContext, topics: &[&str], wait: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let routes = ctx.routes();
+        let ready = topics.iter().all(|name| {
+            routes.topics.get(*name).is_some_and(|t| {
+                t.partitions
+                    .iter()
+                    .all(|p| p.as_ref().is_some_and(|r| r.state.borrow().online))
+            })
+        });
+        if ready || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
