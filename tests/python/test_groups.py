@@ -345,6 +345,15 @@ def test_admin_lists_describes_and_deletes_groups(broker, admin, topic, group, m
     assert committed(broker, group, topic) < 0
 
 
+def test_clients_cannot_produce_to_consumer_offsets(broker, admin, topic, group, members):
+    create_topic(admin, topic)
+    m = Member(broker, group, topic)  # makes the broker create __consumer_offsets
+    members.append(m)
+    poll_until([m], lambda: m.assigned == {0}, 30, "assignment")
+    with pytest.raises(AssertionError, match="TOPIC_EXCEPTION|internal topic"):
+        produce(broker.bootstrap, "__consumer_offsets", [(b"k", b"forged")], partition=0, timeout=10)
+
+
 @pytest.mark.kafka_python
 def test_kafka_python_group_split_commit_and_resume(broker, admin, topic, group):
     from kafka import KafkaConsumer

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub async fn handle(
     req: ProduceRequest,
-    _version: i16,
+    version: i16,
     ctx: &BrokerContext,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -22,12 +22,20 @@ pub async fn handle(
     let mut pending = Vec::new();
     for topic in &req.topic_data {
         let name = topic.name.0.as_str();
+        // Internal topics are written by the broker itself (Kafka refuses clients too).
+        let internal = name == troupe::group::OFFSETS_TOPIC;
         for p in &topic.partition_data {
             let route = routes.partition(name, p.index).cloned();
             let records = p.records.clone();
             pending.push(async move {
                 if !(-1..=1).contains(&acks) {
                     return Err(PartitionError::new(INVALID_REQUIRED_ACKS, None));
+                }
+                if internal {
+                    return Err(PartitionError::new(
+                        INVALID_TOPIC_EXCEPTION,
+                        Some(format!("Cannot append to internal topic {name}")),
+                    ));
                 }
                 let Some(route) = route else {
                     return Err(PartitionError::new(UNKNOWN_TOPIC_OR_PARTITION, None));
@@ -74,7 +82,10 @@ pub async fn handle(
                             .with_base_offset(-1)
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(-1)
-                            .with_error_message(e.message.as_deref().map(sb)),
+                            // error_message exists from v8; older versions carry the code only.
+                            .with_error_message(
+                                e.message.as_deref().filter(|_| version >= 8).map(sb),
+                            ),
                     }
                 })
                 .collect();
