@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: everything Troupe's CI runs, from any directory.
 #
-#   1. installs what the tests need (kcat from Debian; a Python venv in .venv with
+#   1. installs what the tests need (kcat, and cmake + libcurl4-openssl-dev for the
+#      rdkafka dev-dependency, from Debian; a Python venv in .venv with
 #      tests/python/requirements.txt)
 #   2. builds the release binary the black-box tests start (target/release/troupe)
 #   3. runs the Rust unit and integration tests
@@ -27,6 +28,10 @@ apt_packages=()
 command -v kcat >/dev/null 2>&1 || apt_packages+=(kcat)
 # Debian's own python3 needs python3-venv for `python3 -m venv` (a pyenv Python has it).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-venv)
+# The rdkafka dev-dependency (benches/e2e.rs) builds librdkafka from source with cmake,
+# and every `cargo test` compiles dev-dependencies: it needs cmake and curl's headers.
+command -v cmake >/dev/null 2>&1 || apt_packages+=(cmake)
+command -v curl-config >/dev/null 2>&1 || apt_packages+=(libcurl4-openssl-dev)
 if [ "${TROUPE_TEST_SKIP_APT:-0}" = "1" ]; then
     step "apt: skipped (TROUPE_TEST_SKIP_APT=1)${apt_packages[*]:+; missing: ${apt_packages[*]}}"
 elif [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -35,7 +40,7 @@ elif [ "${#apt_packages[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 else
-    step "apt: nothing to install (kcat and python3-venv present)"
+    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev present)"
 fi
 
 # ---------------------------------------------------------------- 2. python venv

@@ -1,0 +1,234 @@
+//! End-to-end benchmark: librdkafka (the `rdkafka` crate) against a release broker,
+//! beside the machine's own limits measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench e2e                  # full run, a few minutes
+//! cargo bench --bench e2e -- --quick       # about a minute
+//! cargo bench --bench e2e -- --bootstrap HOST:PORT   # any Kafka-compatible broker
+//! ```
+//!
+//! Without `--bootstrap` it runs `cargo build --release -p troupe-actors` and starts
+//! `<target>/release/troupe serve` (or `TROUPE_BIN` / `--broker PATH`) on a free port
+//! with a fresh data dir under the system temp dir (`--data-dir DIR` to choose).
+//!
+//! Runs, each repeated `--reps` times (medians reported):
+//! 1. produce 100 B messages to 1 partition, acks=1, linger 5 ms, batch 1 MiB, no compression
+//! 2. the same with acks=all
+//! 3. produce 1 KiB messages to 8 partitions
+//! 4. consume everything run 1 wrote, from the start (4b: run 3's; 4c: run 1's again
+//!    with hand-written Fetch requests, to tell the broker's limit from the client's)
+//! 5. end-to-end latency at a fixed 10k msg/s (linger 0): p50, p99, p99.9
+//!
+//! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
+//! RSS and open files, produce spread over all partitions). Broker CPU seconds and peak
+//! RSS come from /proc/<pid>/stat and /proc/<pid>/status (VmHWM, reset before each run).
+//! MB are 10^6 bytes of message payload.
+
+#[path = "e2e/baseline.rs"]
+mod baseline;
+#[path = "e2e/broker.rs"]
+mod broker;
+#[path = "e2e/client.rs"]
+mod client;
+#[path = "e2e/rawfetch.rs"]
+mod rawfetch;
+#[path = "e2e/report.rs"]
+mod report;
+#[path = "e2e/runs.rs"]
+mod runs;
+#[path = "e2e/scale.rs"]
+mod scale;
+
+use report::median;
+use std::path::PathBuf;
+
+/// Every knob of a run; `--quick` picks smaller counts.
+struct Options {
+    quick: bool,
+    bootstrap: Option<String>,
+    broker_bin: Option<String>,
+    data_dir: Option<PathBuf>,
+    reps: usize,
+    count_100b: u64,
+    count_1k: u64,
+    latency_secs: f64,
+    latency_rate: u64,
+    latency_linger_ms: u32,
+    scale: Vec<usize>,
+    scale_msgs: u64,
+    /// Skip runs 1-5 (profiling the scale run alone).
+    scale_only: bool,
+    baseline_bytes: u64,
+    max_secs: f64,
+}
+
+impl Options {
+    fn parse() -> Result<Options, String> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let quick = args.iter().any(|a| a == "--quick");
+        let mut o = if quick {
+            Options {
+                quick,
+                bootstrap: None,
+                broker_bin: None,
+                data_dir: None,
+                reps: 1,
+                count_100b: 1_000_000,
+                count_1k: 200_000,
+                latency_secs: 3.0,
+                latency_rate: 10_000,
+                latency_linger_ms: 0,
+                scale: vec![1_000],
+                scale_msgs: 100_000,
+                scale_only: false,
+                baseline_bytes: 1 << 30,
+                max_secs: 20.0,
+            }
+        } else {
+            Options {
+                quick,
+                bootstrap: None,
+                broker_bin: None,
+                data_dir: None,
+                reps: 3,
+                count_100b: 5_000_000,
+                count_1k: 1_000_000,
+                latency_secs: 10.0,
+                latency_rate: 10_000,
+                latency_linger_ms: 0,
+                scale: vec![1_000, 10_000],
+                scale_msgs: 500_000,
+                scale_only: false,
+                baseline_bytes: 4 << 30,
+                max_secs: 60.0,
+            }
+        };
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+            let num = |s: String| s.parse::<u64>().map_err(|e| format!("{s}: {e}"));
+            match a.as_str() {
+                "--quick" | "--bench" => {}
+                "--bootstrap" => o.bootstrap = Some(val(&a)?),
+                "--broker" => o.broker_bin = Some(val(&a)?),
+                "--data-dir" => o.data_dir = Some(PathBuf::from(val(&a)?)),
+                "--reps" => o.reps = num(val(&a)?)?.max(1) as usize,
+                "--count-100b" => o.count_100b = num(val(&a)?)?,
+                "--count-1k" => o.count_1k = num(val(&a)?)?,
+                "--latency-secs" => o.latency_secs = num(val(&a)?)? as f64,
+                "--latency-rate" => o.latency_rate = num(val(&a)?)?.max(1),
+                "--latency-linger-ms" => o.latency_linger_ms = num(val(&a)?)? as u32,
+                "--scale" => {
+                    o.scale = val(&a)?
+                        .split(',')
+                        .filter(|s| !s.is_empty() && *s != "none")
+                        .map(|s| s.parse().map_err(|e| format!("--scale {s}: {e}")))
+                        .collect::<Result<_, _>>()?
+                }
+                "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
+                "--scale-only" => o.scale_only = true,
+                "--baseline-mb" => o.baseline_bytes = num(val(&a)?)? << 20,
+                "--max-secs" => o.max_secs = num(val(&a)?)? as f64,
+                "--help" | "-h" => {
+                    println!("{}", HELP);
+                    std::process::exit(0);
+                }
+                other => return Err(format!("unknown option {other} (see --help)")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT] [--broker PATH]
+  [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
+  [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
+  [--scale-msgs N] [--scale-only] [--baseline-mb MB] [--max-secs S]";
+
+fn main() {
+    let opts = match Options::parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&opts) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    println!(
+        "# Troupe end-to-end benchmark ({})",
+        if o.quick { "quick" } else { "full" }
+    );
+    println!("{}", report::machine());
+    let tmp = match &o.data_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("troupe-e2e-")
+            .tempdir_in(d)
+            .map_err(|e| e.to_string())?,
+        None => tempfile::Builder::new()
+            .prefix("troupe-e2e-")
+            .tempdir()
+            .map_err(|e| e.to_string())?,
+    };
+    let root = tmp.path().to_path_buf();
+    let bin = match &o.bootstrap {
+        Some(_) => None,
+        None => Some(broker::find_binary(o.broker_bin.as_deref())?),
+    };
+
+    eprintln!(
+        "[baseline] loopback TCP and page-cache append, {} reps",
+        o.reps
+    );
+    let mut tcp = Vec::new();
+    let mut disk = Vec::new();
+    for _ in 0..o.reps {
+        tcp.push(baseline::loopback_tcp(o.baseline_bytes).map_err(|e| e.to_string())?);
+        disk.push(
+            baseline::page_cache_append(&root, o.baseline_bytes / 2).map_err(|e| e.to_string())?,
+        );
+    }
+    let base = report::Baselines {
+        loopback_mb: median(&tcp),
+        append_mb: median(&disk),
+    };
+    eprintln!(
+        "[baseline] loopback {:.0} MB/s, page-cache append {:.0} MB/s",
+        base.loopback_mb, base.append_mb
+    );
+
+    let (table, lat) = if o.scale_only {
+        (report::Table::new(base), Vec::new())
+    } else {
+        runs::run(o, bin.as_deref(), &root, base)?
+    };
+
+    println!("\nat the end of runs 1-5: {}\n", report::load());
+    table.print();
+    report::print_latency(&lat, o.latency_rate, o.latency_linger_ms);
+
+    let mut scale_results = Vec::new();
+    if let Some(bin) = &bin {
+        let fd_limit = broker::raise_open_files_limit();
+        if !o.scale.is_empty() {
+            eprintln!("[scale] open files limit: {fd_limit}");
+        }
+        for &n in &o.scale {
+            eprintln!("[scale] {n} partitions");
+            // A failure is reported, not fatal: the results above are already printed.
+            match scale::run(bin, &root, n, o.scale_msgs, o.max_secs, fd_limit) {
+                Ok(r) => scale_results.push(r),
+                Err(e) => println!("scale run with {n} partitions failed: {e}\n"),
+            }
+        }
+    }
+    println!("at the end: {}\n", report::load());
+    report::print_scale(&scale_results, &base);
+    report::print_targets(&table, &lat, &scale_results);
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The physical limits the broker's numbers are divided by, measured in the same run on
+//! the same machine: one loopback TCP stream and page-cache appends to a file.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Instant;
+
+const BLOCK: usize = 1 << 20;
+
+/// MB/s (10^6 bytes) of one loopback TCP connection: a sink thread reads into a 1 MiB
+/// buffer and discards, the sender writes `total` bytes in 1 MiB `write_all`s.
+pub fn loopback_tcp(total: u64) -> std::io::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let sink = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; BLOCK];
+        let mut got = 0u64;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok(got);
+            }
+            got += n as u64;
+        }
+    });
+    let mut s = TcpStream::connect(addr)?;
+    let block = vec![0xa5u8; BLOCK];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        s.write_all(&block)?;
+        sent += BLOCK as u64;
+    }
+    drop(s);
+    let got = sink
+        .join()
+        .map_err(|_| std::io::Error::other("sink thread panicked"))??;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(got as f64 / secs / 1e6)
+}
+
+/// MB/s of `write_all` of 1 MiB blocks appended to a new file in `dir`, no fsync: what
+/// the page cache accepts, the ceiling for an append-only log that does not flush.
+pub fn page_cache_append(dir: &Path, total: u64) -> std::io::Result<f64> {
+    let path = dir.join("baseline-append.bin");
+    let mut f = std::fs::File::create(&path)?;
+    let block = vec![0x5au8; BLOCK];
+    let started = Instant::now();
+    let mut written = 0u64;
+    while written < total {
+        f.write_all(&block)?;
+        written += BLOCK as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(written as f64 / secs / 1e6)
+}

@@ -1,0 +1,259 @@
+//! Medians, the results table (Markdown, so it can go straight into the README) and
+//! the verdict against the targets of issue 6.
+
+use crate::broker::ProcSample;
+use crate::client::{Latency, Throughput};
+use crate::scale::ScaleResult;
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// The machine, as the README's performance section quotes it.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("machine: {cpus} CPUs, {model}, Linux {kernel}; {}", load())
+}
+
+/// The 1/5/15-minute load averages: other work on the machine skews every number.
+pub fn load() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let avg: Vec<&str> = l.split_whitespace().take(3).collect();
+    format!("load average {}", avg.join(" "))
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Baselines {
+    pub loopback_mb: f64,
+    pub append_mb: f64,
+}
+
+/// One repetition of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct PhaseResult {
+    pub throughput: Throughput,
+    /// NaN when the broker is not ours (--bootstrap).
+    pub broker_cpu: f64,
+    pub broker_peak_rss_mb: f64,
+    pub client_cpu: f64,
+}
+
+impl PhaseResult {
+    pub fn new(
+        t: Throughput,
+        before: &ProcSample,
+        after: &ProcSample,
+        client_cpu: f64,
+        local: bool,
+    ) -> Self {
+        let (cpu, rss) = if local {
+            (
+                after.cpu_secs - before.cpu_secs,
+                after.peak_rss_kb as f64 / 1024.0,
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        eprintln!(
+            "    => {} msgs in {:.2}s: {:.0} msg/s, {:.1} MB/s; broker CPU {:.2}s, peak RSS {:.0} MB; client CPU {:.2}s",
+            t.msgs,
+            t.secs,
+            t.msgs_per_sec(),
+            t.mb_per_sec(),
+            cpu,
+            rss,
+            client_cpu
+        );
+        PhaseResult {
+            throughput: t,
+            broker_cpu: cpu,
+            broker_peak_rss_mb: rss,
+            client_cpu,
+        }
+    }
+}
+
+pub struct Row {
+    pub name: String,
+    pub msgs: u64,
+    pub msg_s: f64,
+    pub mb_s: f64,
+    pub all_msg_s: Vec<f64>,
+    pub broker_cpu: f64,
+    pub client_cpu: f64,
+    pub peak_rss_mb: f64,
+}
+
+pub struct Table {
+    pub base: Baselines,
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    pub fn new(base: Baselines) -> Self {
+        Table {
+            base,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, name: &str, reps: &[PhaseResult]) {
+        let pick =
+            |f: &dyn Fn(&PhaseResult) -> f64| median(&reps.iter().map(f).collect::<Vec<_>>());
+        self.rows.push(Row {
+            name: name.to_string(),
+            msgs: reps.first().map(|r| r.throughput.msgs).unwrap_or(0),
+            msg_s: pick(&|r| r.throughput.msgs_per_sec()),
+            mb_s: pick(&|r| r.throughput.mb_per_sec()),
+            all_msg_s: reps.iter().map(|r| r.throughput.msgs_per_sec()).collect(),
+            broker_cpu: pick(&|r| r.broker_cpu),
+            client_cpu: pick(&|r| r.client_cpu),
+            peak_rss_mb: reps
+                .iter()
+                .map(|r| r.broker_peak_rss_mb)
+                .fold(f64::NAN, f64::max),
+        });
+    }
+
+    pub fn row(&self, prefix: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name.starts_with(prefix))
+    }
+
+    pub fn print(&self) {
+        println!(
+            "Baselines (same run): loopback TCP {:.0} MB/s, page-cache append {:.0} MB/s\n",
+            self.base.loopback_mb, self.base.append_mb
+        );
+        println!("| run | msgs | msg/s (median) | MB/s | × loopback | × append | broker CPU s | client CPU s | broker peak RSS MB | msg/s of each rep |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &self.rows {
+            let reps: Vec<String> = r.all_msg_s.iter().map(|v| format!("{v:.0}")).collect();
+            println!(
+                "| {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.2} | {:.2} | {:.0} | {} |",
+                r.name,
+                r.msgs,
+                r.msg_s,
+                r.mb_s,
+                r.mb_s / self.base.loopback_mb,
+                r.mb_s / self.base.append_mb,
+                r.broker_cpu,
+                r.client_cpu,
+                r.peak_rss_mb,
+                reps.join(", ")
+            );
+        }
+        println!();
+    }
+}
+
+pub fn print_latency(lat: &[Latency], rate: u64, linger_ms: u32) {
+    let q = |x: f64| median(&lat.iter().map(|l| l.quantile(x)).collect::<Vec<_>>());
+    println!(
+        "5. end-to-end latency at {rate} msg/s, 100 B, acks=1, linger {linger_ms} ms (median of {} reps, {} samples each):",
+        lat.len(),
+        lat.first().map(|l| l.sorted_us.len()).unwrap_or(0)
+    );
+    println!(
+        "   p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
+        q(0.5) / 1e3,
+        q(0.99) / 1e3,
+        q(0.999) / 1e3,
+        q(1.0) / 1e3
+    );
+}
+
+pub fn print_scale(results: &[ScaleResult], base: &Baselines) {
+    if results.is_empty() {
+        return;
+    }
+    println!("| partitions | create s | start-up s | idle RSS MB | idle open files | produce msg/s cold / warm (100 B, spread) | MB/s warm | broker CPU s cold / warm | peak RSS MB | open files |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.1} | {} | {:.0} / {:.0} | {:.1} ({:.3} × loopback) | {:.2} / {:.2} | {:.0} | {} |",
+            r.partitions,
+            r.create_secs,
+            r.startup_secs,
+            r.idle_rss_mb,
+            r.idle_open_files,
+            r.cold.msgs_per_sec(),
+            r.warm.msgs_per_sec(),
+            r.warm.mb_per_sec(),
+            r.warm.mb_per_sec() / base.loopback_mb,
+            r.cold_cpu_secs,
+            r.warm_cpu_secs,
+            r.busy_peak_rss_mb,
+            r.busy_open_files
+        );
+    }
+    println!();
+}
+
+pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("Targets (issue 6):");
+    let loop_mb = table.base.loopback_mb;
+    if let Some(r) = table.row("1.") {
+        println!(
+            "- produce 100 B acks=1 >= 1,500,000 msg/s: {:.0} msg/s: {}",
+            r.msg_s,
+            verdict(r.msg_s >= 1.5e6)
+        );
+    }
+    if let Some(r) = table.row("3.") {
+        println!(
+            "- produce 1 KiB >= 0.5 x loopback: {:.3} x: {}",
+            r.mb_s / loop_mb,
+            verdict(r.mb_s >= 0.5 * loop_mb)
+        );
+    }
+    if let Some(r) = table.row("4.") {
+        println!(
+            "- consume >= 0.7 x loopback: {:.3} x: {}",
+            r.mb_s / loop_mb,
+            verdict(r.mb_s >= 0.7 * loop_mb)
+        );
+    }
+    if !lat.is_empty() {
+        let p99 = median(&lat.iter().map(|l| l.quantile(0.99)).collect::<Vec<_>>()) / 1e3;
+        println!(
+            "- e2e p99 < 3 ms at 10k msg/s: {p99:.2} ms: {}",
+            verdict(p99 < 3.0)
+        );
+    }
+    if let Some(s) = scale.iter().find(|s| s.partitions == 1000) {
+        println!(
+            "- 1,000 idle partitions RSS < 100 MB: {:.1} MB: {}",
+            s.idle_rss_mb,
+            verdict(s.idle_rss_mb < 100.0)
+        );
+        println!(
+            "- 1,000 partitions start-up < 2 s: {:.2} s: {}",
+            s.startup_secs,
+            verdict(s.startup_secs < 2.0)
+        );
+    }
+}

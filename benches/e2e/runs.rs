@@ -1,0 +1,205 @@
+//! Runs 1-5 of the benchmark against one broker: produce (100 B acks=1 and acks=all,
+//! 1 KiB over 8 partitions), consume from the start, and end-to-end latency. Each run is
+//! repeated `--reps` times on a topic of its own; the table keeps medians.
+
+use crate::broker::{self, Broker, ProcSample};
+use crate::client::{self, Latency, ProduceSpec, Throughput};
+use crate::rawfetch;
+use crate::report::{Baselines, PhaseResult, Table};
+use crate::Options;
+use std::path::Path;
+
+pub fn run(
+    o: &Options,
+    bin: Option<&Path>,
+    root: &Path,
+    base: Baselines,
+) -> Result<(Table, Vec<Latency>), String> {
+    let local = match bin {
+        Some(bin) => {
+            eprintln!("[broker] {}", bin.display());
+            Some(Broker::start(bin, &root.join("broker"), 0)?.0)
+        }
+        None => None,
+    };
+    let bootstrap = match (&o.bootstrap, &local) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) => b.bootstrap(),
+        (None, None) => return Err("no broker".into()),
+    };
+    match &local {
+        Some(b) => eprintln!("[broker] bootstrap {bootstrap}, pid {}", b.pid()),
+        None => eprintln!("[broker] bootstrap {bootstrap}"),
+    }
+
+    let tag = std::process::id();
+    let name = |run: &str, rep: usize| format!("e2e-{tag}-{run}-{rep}");
+    let mut topics = Vec::new();
+    for r in 0..o.reps {
+        topics.push((name("p100", r), 1));
+        topics.push((name("p100all", r), 1));
+        topics.push((name("p1k", r), 8));
+        topics.push((name("lat", r), 1));
+    }
+    client::create_topics(&bootstrap, &topics, 50)?;
+
+    let measure =
+        |f: &mut dyn FnMut() -> Result<Throughput, String>| -> Result<PhaseResult, String> {
+            if let Some(b) = &local {
+                b.reset_peak_rss();
+            }
+            let b0 = local.as_ref().map(Broker::sample).unwrap_or_default();
+            let c0 = broker::sample(std::process::id()).unwrap_or_default();
+            let t = f()?;
+            let b1 = local.as_ref().map(Broker::sample).unwrap_or_default();
+            let c1 = broker::sample(std::process::id()).unwrap_or_default();
+            Ok(PhaseResult::new(
+                t,
+                &b0,
+                &b1,
+                c1.cpu_secs - c0.cpu_secs,
+                local.is_some(),
+            ))
+        };
+    let produce_spec =
+        |label: &'static str, topic: String, parts: i32, size, count, acks| ProduceSpec {
+            label,
+            targets: (0..parts).map(|p| (topic.clone(), p)).collect(),
+            size,
+            count,
+            acks,
+            linger_ms: 5,
+            max_secs: o.max_secs,
+        };
+
+    let mut table = Table::new(base);
+    let mut p100 = Vec::new();
+    for r in 0..o.reps {
+        eprintln!(
+            "[1] produce 100 B, 1 partition, acks=1 (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let spec = produce_spec(
+            "produce 100B acks=1",
+            name("p100", r),
+            1,
+            100,
+            o.count_100b,
+            "1",
+        );
+        p100.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+    }
+    table.add("1. produce 100 B, 1 partition, acks=1", &p100);
+
+    let mut all = Vec::new();
+    for r in 0..o.reps {
+        eprintln!(
+            "[2] produce 100 B, 1 partition, acks=all (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let spec = produce_spec(
+            "produce 100B acks=all",
+            name("p100all", r),
+            1,
+            100,
+            o.count_100b,
+            "all",
+        );
+        all.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+    }
+    table.add("2. produce 100 B, 1 partition, acks=all", &all);
+
+    let mut p1k = Vec::new();
+    for r in 0..o.reps {
+        eprintln!(
+            "[3] produce 1 KiB, 8 partitions, acks=1 (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let spec = produce_spec("produce 1KiB x8", name("p1k", r), 8, 1024, o.count_1k, "1");
+        p1k.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+    }
+    table.add("3. produce 1 KiB, 8 partitions, acks=1", &p1k);
+
+    let mut cons = Vec::new();
+    for (r, produced) in p100.iter().enumerate() {
+        eprintln!(
+            "[4] consume run 1 from the start (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let expected = produced.throughput.msgs;
+        let topic = name("p100", r);
+        cons.push(measure(&mut || {
+            client::consume(&bootstrap, "consume 100B", &topic, 1, expected, o.max_secs)
+        })?);
+    }
+    table.add("4. consume run 1 (100 B) from the start", &cons);
+
+    let mut cons1k = Vec::new();
+    for (r, produced) in p1k.iter().enumerate() {
+        eprintln!(
+            "[4b] consume run 3 from the start (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let expected = produced.throughput.msgs;
+        let topic = name("p1k", r);
+        cons1k.push(measure(&mut || {
+            client::consume(&bootstrap, "consume 1KiB", &topic, 8, expected, o.max_secs)
+        })?);
+    }
+    table.add("4b. consume run 3 (1 KiB, 8 partitions)", &cons1k);
+
+    let mut raw = Vec::new();
+    for (r, produced) in p100.iter().enumerate() {
+        eprintln!(
+            "[4c] raw Fetch loop over run 1, no client library (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let expected = produced.throughput.msgs;
+        let topic = name("p100", r);
+        raw.push(measure(&mut || {
+            rawfetch::consume(&bootstrap, &topic, expected, 100)
+        })?);
+    }
+    table.add("4c. raw Fetch of run 1 (diagnostic, no librdkafka)", &raw);
+
+    let mut lat = Vec::new();
+    for r in 0..o.reps {
+        eprintln!(
+            "[5] e2e latency at {} msg/s for {}s, linger {} ms (rep {}/{})",
+            o.latency_rate,
+            o.latency_secs,
+            o.latency_linger_ms,
+            r + 1,
+            o.reps
+        );
+        let l = client::latency(
+            &bootstrap,
+            &name("lat", r),
+            o.latency_rate,
+            o.latency_secs,
+            o.latency_linger_ms,
+        )?;
+        eprintln!(
+            "    p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} samples of {} sent after warm-up)",
+            l.quantile(0.5),
+            l.quantile(0.99),
+            l.quantile(0.999),
+            l.quantile(1.0),
+            l.sorted_us.len(),
+            l.sent
+        );
+        lat.push(l);
+    }
+    if let Some(b) = local {
+        let s: ProcSample = b.sample();
+        eprintln!("[broker] total CPU {:.1}s; stopping", s.cpu_secs);
+        b.stop()?;
+    }
+    Ok((table, lat))
+}
