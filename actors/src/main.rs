@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    raise_open_files_limit();
     match cli.command {
         Command::Serve { file, overrides } => serve(file, overrides),
     }
@@ -88,4 +89,29 @@ fn serve(file: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
         ExitCode::SUCCESS
     });
     result
+}
+
+/// Each partition holds three files per segment open (log, offset index, time index):
+/// raise the soft `RLIMIT_NOFILE` to the hard limit, as Kafka's packaging asks operators
+/// to, so a broker with thousands of partitions does not fail on the default 1,024.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::info!(
+                from = before,
+                to = lim.rlim_max,
+                "raised the open files limit"
+            );
+        }
+    }
 }

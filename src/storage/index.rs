@@ -88,6 +88,12 @@ impl MmapIndex {
             // owns; nothing else truncates it while mapped (we drop the map before
             // every set_len below), so the mapping never outlives the file's bytes.
             let map = unsafe { MmapOptions::new().len(len).map_mut(&self.file) }.at(&self.path)?;
+            // Index files are pre-sized (segment.index.bytes) and mostly holes. With the
+            // default advice a fault reads ahead (8 MiB on this disk), zero-filling pages
+            // nobody will touch: measured 81% of broker CPU when producing to 1,000
+            // partitions. Lookups are binary searches anyway, so random access is right.
+            // Advice is only a hint: failure changes nothing but speed.
+            let _ = map.advise(memmap2::Advice::Random);
             self.mmap = Some(map);
         }
         Ok(())
