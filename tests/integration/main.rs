@@ -7,3 +7,4 @@ mod fault_isolation;
 mod groups;
 mod idempotence;
 mod protocol_edges;
+mod rdkafka_client;
