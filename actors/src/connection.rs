@@ -67,7 +67,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
             match protocol::split_frame(&mut buf, max) {
                 Ok(Some(frame)) => {
                     let ctx2 = ctx.clone();
-                    let task = actix_rt::spawn(async move { handle_frame(frame, &ctx2).await });
+                    let task =
+                        actix_rt::spawn(async move { handle_frame(frame, &ctx2, peer).await });
                     if tx.send(task).await.is_err() {
                         break 'read;
                     }
@@ -126,9 +127,9 @@ fn reserve_for_next_read(buf: &mut BytesMut, max_request_bytes: usize) {
     }
 }
 
-async fn handle_frame(frame: Bytes, ctx: &BrokerContext) -> Response {
+async fn handle_frame(frame: Bytes, ctx: &BrokerContext, peer: SocketAddr) -> Response {
     match protocol::decode_request(frame) {
-        Ok(req) => handlers::dispatch(req, ctx).await,
+        Ok(req) => handlers::dispatch(req, ctx, peer).await,
         Err(e) => match protocol::unsupported_api_versions_answer(&e) {
             // Kafka answers an ApiVersions it cannot parse with UNSUPPORTED_VERSION and
             // its version list, so the client can retry with a version we know.

@@ -334,6 +334,7 @@ def test_admin_lists_describes_and_deletes_groups(broker, admin, topic, group, m
     assert states.get(group) == "STABLE"
     desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     assert len(desc.members) == 1
+    assert desc.members[0].host == "/127.0.0.1", desc.members[0].host  # Kafka's client_host form
     assert {tp.partition for tp in desc.members[0].assignment.topic_partitions} == {0, 1}
     # Deleting a group with members is refused; once it is empty it works.
     with pytest.raises(Exception, match="NON_EMPTY_GROUP|not empty"):

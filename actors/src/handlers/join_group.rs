@@ -13,6 +13,7 @@ pub async fn handle(
     req: JoinGroupRequest,
     v: i16,
     client_id: &str,
+    client_host: &str,
     ctx: &BrokerContext,
 ) -> JoinGroupResponse {
     let member_id = req.member_id.to_string();
@@ -39,7 +40,7 @@ pub async fn handle(
                     .map(|p| (p.name.to_string(), p.metadata.clone()))
                     .collect(),
                 client_id: client_id.to_string(),
-                client_host: String::new(),
+                client_host: client_host.to_string(),
                 supports_skip_assignment: v >= 9,
             };
             await_reply(addr.send(JoinGroup(join)).await).await

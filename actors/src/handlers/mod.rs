@@ -34,7 +34,13 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use troupe::protocol::DecodedRequest;
 
-pub async fn dispatch(req: DecodedRequest, ctx: &BrokerContext) -> Response {
+/// `peer` is the client's address, for the `client_host` groups report (Kafka's
+/// `/ip` form).
+pub async fn dispatch(
+    req: DecodedRequest,
+    ctx: &BrokerContext,
+    peer: std::net::SocketAddr,
+) -> Response {
     let header = req.header;
     let v = header.request_api_version;
     let body = match req.body {
@@ -89,7 +95,8 @@ pub async fn dispatch(req: DecodedRequest, ctx: &BrokerContext) -> Response {
         }
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
-            ResponseKind::JoinGroup(join_group::handle(r, v, &client_id, ctx).await)
+            let client_host = format!("/{}", peer.ip());
+            ResponseKind::JoinGroup(join_group::handle(r, v, &client_id, &client_host, ctx).await)
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(r, v, ctx).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(r, ctx).await),
