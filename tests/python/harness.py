@@ -272,8 +272,8 @@ def produce(bootstrap: str, topic: str, messages, partition: int | None = None, 
 
 
 def consumer(bootstrap: str, **conf):
-    """A confluent-kafka consumer for manual assignment without any commits
-    (the broker has no group coordinator yet)."""
+    """A confluent-kafka consumer for manual assignment without any commits (group
+    behaviour is tested on its own in test_groups.py)."""
     from confluent_kafka import Consumer
 
     base = {
