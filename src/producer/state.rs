@@ -81,11 +81,13 @@ impl ProducerBatch {
 }
 
 /// Sequence numbers wrap from `i32::MAX` to 0.
+/// Computed in i64, so no input (even a negative delta from a forged header) overflows.
 pub fn increment_seq(seq: i32, by: i32) -> i32 {
-    if seq > i32::MAX - by {
-        by - (i32::MAX - seq) - 1
+    let n = i64::from(seq) + i64::from(by);
+    if n > i64::from(i32::MAX) {
+        (n - i64::from(i32::MAX) - 1) as i32
     } else {
-        seq + by
+        n as i32
     }
 }
 

@@ -267,3 +267,13 @@ fn load_rebuilds_from_the_log_with_and_without_a_snapshot() {
     );
     assert!(snapshot::list_snapshots(dir.path()).unwrap().is_empty());
 }
+
+#[test]
+fn sequence_arithmetic_never_overflows() {
+    assert_eq!(increment_seq(i32::MAX, 1), 0);
+    assert_eq!(increment_seq(i32::MAX - 1, 3), 1);
+    assert_eq!(increment_seq(5, 3), 8);
+    // A forged negative delta must not panic (it is refused before the check anyway).
+    let _ = increment_seq(0, i32::MIN);
+    let _ = increment_seq(i32::MAX, i32::MAX);
+}

@@ -53,6 +53,15 @@ async fn retries_are_written_once_and_gaps_refused_across_restarts() {
     // A newer epoch starting at 0 is accepted, after which the old epoch is fenced.
     assert_eq!(c.produce("idem", 0, batch(pid, 1, 0, 1)).await, (0, 5));
     assert_eq!(c.produce("idem", 0, batch(pid, 0, 5, 1)).await.0, 47);
+    // A corrupt copy of a written batch is not acknowledged as its duplicate.
+    let mut corrupt = batch(pid, 1, 0, 1).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert_eq!(c.produce("idem", 0, corrupt.into()).await.0, 2);
+    // A forged header whose sequence range cannot exist (negative last offset delta).
+    let mut forged = batch(pid, 1, 1, 1).to_vec();
+    forged[23..27].copy_from_slice(&(-5i32).to_be_bytes());
+    assert_eq!(c.produce("idem", 0, forged.into()).await.0, 87);
     let (_, _, records) = c.fetch("idem", 0, 0, 0).await;
     assert_eq!(batch_offsets(records), vec![(0, 2), (3, 4), (5, 5)]);
 

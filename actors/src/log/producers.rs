@@ -9,7 +9,7 @@
 use super::messages::Append;
 use super::LogActor;
 use troupe::producer::{self, ProducerBatch, ProducerStateManager, Verdict};
-use troupe::storage::{AppendInfo, BatchHeader, Log, StorageError};
+use troupe::storage::{validate_batches, AppendInfo, BatchHeader, Log, StorageError};
 
 pub(super) fn load(log: &Log) -> Result<ProducerStateManager, StorageError> {
     let (state, stats) = producer::load(log)?;
@@ -50,6 +50,16 @@ fn idempotent_batch(records: &[u8]) -> Result<Option<ProducerBatch>, StorageErro
             "an idempotent produce must carry exactly one record batch per partition".into(),
         ));
     }
+    // The sequence range comes from these two fields: refuse forged ones before the
+    // check (the full validation, CRC included, runs in the append itself).
+    if first.last_offset_delta < 0
+        || i64::from(first.record_count) != i64::from(first.last_offset_delta) + 1
+    {
+        return Err(StorageError::InvalidRecord(format!(
+            "record count {} does not match last offset delta {}",
+            first.record_count, first.last_offset_delta
+        )));
+    }
     Ok(Some(ProducerBatch::from_header(&first)))
 }
 
@@ -62,6 +72,10 @@ impl LogActor {
                 last_offset,
             } = self.producers.check(b)?
             {
+                // A retry is only acknowledged if it is intact: a corrupt copy of a
+                // written batch gets CORRUPT_MESSAGE, as any corrupt batch does.
+                let max = self.log()?.config().max_message_bytes;
+                validate_batches(&msg.records, max)?;
                 tracing::debug!(
                     producer_id = b.producer_id,
                     seq = b.first_seq,
