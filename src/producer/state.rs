@@ -283,6 +283,15 @@ impl ProducerStateManager {
         before - self.producers.len()
     }
 
+    /// `(producer id, last offset of its last data batch)` of every producer with one
+    /// cached: the batches the log cleaner must keep, even emptied, so this state can be
+    /// rebuilt from the log.
+    pub fn last_batch_offsets(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.producers
+            .iter()
+            .filter_map(|(&id, e)| e.batches.back().map(|b| (id, b.last_offset)))
+    }
+
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
         self.producers.iter()
     }

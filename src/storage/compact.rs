@@ -27,16 +27,26 @@
 //! segments it planned on are still there and unchanged (retention, DeleteRecords or a
 //! follower truncation may have run), and abandons the pass otherwise.
 //!
+//! Idempotent producers: a batch whose records all go is dropped, unless it is the last
+//! data batch of a producer the partition still tracks (`producer_last_batch`, taken
+//! from the partition's producer state when the pass is planned). That one stays as a
+//! bare 61-byte header, so the producer's sequence and epoch can be rebuilt from the
+//! log: one header per live producer, as in Kafka, not one per batch ever written.
+//!
 //! Not done here, and documented as such: control batches (transaction markers),
 //! transactional batches and compressed batches are kept whole and do not feed the map
-//! (the storage layer has no transaction index and no codecs), so compressed records are
-//! never removed; an emptied batch of a producer id ≥ 0 is kept as a bare 61-byte header
-//! (Kafka keeps only the producer's *last* batch), so idempotent producers' sequence
-//! state survives cleaning.
+//! (the storage layer has no transaction index and no codecs), so their records are
+//! never removed. Since such a batch may hold any key, a tombstone above one is never
+//! dropped (the value below would come back): the pass pins every tombstone after the
+//! first batch it keeps whole. Tombstones older than every such batch still go. Kafka
+//! decompresses instead; this is the price of having no codecs.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::storage::compact_records::{filter_batch, FilterOutcome, Filtered, OffsetMap};
+use crate::storage::compact_records::{
+    filter_batch, is_kept_whole, FilterContext, FilterOutcome, Filtered, OffsetMap,
+};
 use crate::storage::compact_swap::{
     commit_swap, delete_cleaned, finish_swap, read_checkpoint, write_checkpoint, BatchReader,
     CleanedSegment,
@@ -46,7 +56,7 @@ use crate::storage::log::Log;
 use crate::storage::segment::{max_segment_bytes, LogSegment};
 
 /// How a pass is asked for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CleanOptions {
     pub now_ms: i64,
     /// Exclusive bound: only segments wholly below it are cleaned (the high watermark;
@@ -56,6 +66,11 @@ pub struct CleanOptions {
     pub map_bytes: usize,
     /// Clean whatever the dirty ratio says (tests, tools).
     pub force: bool,
+    /// Producer id → last offset of its last data batch, for every producer the
+    /// partition still tracks (`ProducerStateManager::last_batch_offsets`). That batch
+    /// is kept even when all its records go; other emptied batches are dropped. Empty
+    /// (the default): no producer is tracked.
+    pub producer_last_batch: HashMap<i64, i64>,
 }
 
 impl CleanOptions {
@@ -65,6 +80,7 @@ impl CleanOptions {
             max_offset: i64::MAX,
             map_bytes: 128 << 20,
             force: false,
+            producer_last_batch: HashMap::new(),
         }
     }
 }
@@ -116,6 +132,11 @@ pub struct CleanPass {
     phase: Phase,
     /// Earliest delete horizon of the tombstones the pass kept.
     next_horizon_ms: i64,
+    /// See [`CleanOptions::producer_last_batch`].
+    producer_last_batch: HashMap<i64, i64>,
+    /// The rewrite has passed a data batch it keeps whole (compressed, transactional):
+    /// its unreadable records may hold any key, so tombstones after it must stay.
+    pin_tombstones: bool,
     stats: CleanerStats,
     started: Instant,
 }
@@ -232,6 +253,8 @@ impl Log {
                 pos: 0,
             },
             next_horizon_ms: i64::MAX,
+            producer_last_batch: opts.producer_last_batch,
+            pin_tombstones: false,
             stats: CleanerStats {
                 segments_before: segs.len(),
                 ..CleanerStats::default()
@@ -331,9 +354,7 @@ impl Log {
                     return Ok(false);
                 }
                 let size = bytes.len() as u64;
-                if h.last_offset() >= pass.dirty_from
-                    && !(h.is_control() || h.is_transactional() || h.compression() != 0)
-                {
+                if h.last_offset() >= pass.dirty_from && !is_kept_whole(&h) {
                     // Budget check per batch: a key is no bigger than its batch.
                     let worst =
                         bytes.len() + h.record_count.max(0) as usize * OffsetMap::ENTRY_OVERHEAD;
@@ -425,8 +446,16 @@ impl Log {
                     if spent >= budget {
                         return Ok(false);
                     }
-                    let (what, outcome) =
-                        filter_batch(bytes, &h, &pass.map, pass.now_ms, pass.new_horizon_ms)?;
+                    let cx = FilterContext {
+                        map: &pass.map,
+                        now_ms: pass.now_ms,
+                        new_horizon_ms: pass.new_horizon_ms,
+                        pin_tombstones: pass.pin_tombstones,
+                        producer_last_batch: &pass.producer_last_batch,
+                    };
+                    let (what, outcome) = filter_batch(bytes, &h, &cx)?;
+                    // Control batches hold markers, never keyed data: they pin nothing.
+                    pass.pin_tombstones |= is_kept_whole(&h) && !h.is_control();
                     let size = bytes.len() as u64;
                     match what {
                         Filtered::Keep => writer.append(bytes, &h)?,

@@ -193,21 +193,38 @@ pub(crate) struct FilterOutcome {
     pub pending_horizon: Option<i64>,
 }
 
+/// What [`filter_batch`] needs to know beside the batch itself.
+pub(crate) struct FilterContext<'a> {
+    /// Key → offset of its latest record in the mapped range.
+    pub map: &'a OffsetMap,
+    pub now_ms: i64,
+    /// Horizon given to tombstones first rewritten in this pass.
+    pub new_horizon_ms: i64,
+    /// A batch kept whole (compressed or transactional) lies below this one. Its records
+    /// cannot be read, so any of them may hold the key of a tombstone here: dropping
+    /// the tombstone would bring that older value back. Tombstones stay while it holds.
+    pub pin_tombstones: bool,
+    /// Producer id → last offset of its last data batch, for the producers the
+    /// partition still tracks. An emptied batch of a producer survives (as a bare
+    /// header) only if it is that batch, so the producer's sequence and epoch can be
+    /// rebuilt from the log; the producer's older emptied batches go, as Kafka's do.
+    pub producer_last_batch: &'a HashMap<i64, i64>,
+}
+
 /// Apply the compaction rules to one batch. A record survives unless it has no key, a
 /// later record of its key is in `map`, or it is a tombstone whose batch's delete
-/// horizon has passed (`now_ms`). A batch that keeps a tombstone and has no horizon
-/// gets `new_horizon_ms`. Control, transactional and compressed batches are kept whole:
-/// markers need transaction state this layer lacks, and compressed records cannot be
-/// read without codecs (see `compact.rs`).
+/// horizon has passed (`now_ms`) and that no batch kept whole lies below. A batch that
+/// keeps a tombstone and has no horizon gets `new_horizon_ms`. Control, transactional
+/// and compressed batches are kept whole: markers need transaction state this layer
+/// lacks, and compressed records cannot be read without codecs (see `compact.rs`).
 pub(crate) fn filter_batch(
     batch: &[u8],
     h: &BatchHeader,
-    map: &OffsetMap,
-    now_ms: i64,
-    new_horizon_ms: i64,
+    cx: &FilterContext,
 ) -> Result<(Filtered, FilterOutcome), StorageError> {
+    let (map, now_ms, new_horizon_ms) = (cx.map, cx.now_ms, cx.new_horizon_ms);
     let mut out = FilterOutcome::default();
-    if h.is_control() || h.is_transactional() || h.compression() != 0 {
+    if is_kept_whole(h) {
         return Ok((Filtered::Keep, out));
     }
     let has_horizon = h.attributes & DELETE_HORIZON_FLAG != 0;
@@ -222,7 +239,7 @@ pub(crate) fn filter_batch(
                 false
             }
             Some(k) if map.get(k).is_some_and(|latest| latest > offset) => false,
-            Some(_) if r.tombstone && expired => {
+            Some(_) if r.tombstone && expired && !cx.pin_tombstones => {
                 out.tombstones_removed += 1;
                 false
             }
@@ -236,21 +253,24 @@ pub(crate) fn filter_batch(
     }
     let keeps_tombstone = kept.iter().any(|r| r.tombstone);
     let needs_horizon = keeps_tombstone && !has_horizon;
-    if keeps_tombstone {
+    // A pinned tombstone past its horizon waits for the whole batch below to go, not
+    // for a time: reporting its horizon would make every later check plan a pass.
+    if keeps_tombstone && !(expired && cx.pin_tombstones) {
         out.pending_horizon = Some(if has_horizon {
             h.base_timestamp
         } else {
             new_horizon_ms
         });
     }
+    // The last batch of a tracked producer stays, emptied, as a bare header, so the
+    // producer's last sequence and epoch survive in the log. Any other empty batch goes,
+    // including a header kept by an earlier pass whose producer has written since.
+    if kept.is_empty() && cx.producer_last_batch.get(&h.producer_id) != Some(&h.last_offset()) {
+        return Ok((Filtered::Drop, out));
+    }
     if out.records_removed == 0 && !needs_horizon {
         return Ok((Filtered::Keep, out));
     }
-    if kept.is_empty() && h.producer_id < 0 {
-        return Ok((Filtered::Drop, out));
-    }
-    // An emptied batch of an idempotent or transactional producer stays as a bare
-    // header, so the producer's last sequence and epoch survive in the log.
     let base_timestamp = if needs_horizon {
         new_horizon_ms
     } else {
@@ -278,6 +298,13 @@ pub(crate) fn filter_batch(
         .iter()
         .map(|r| (record_ts(r).wrapping_sub(base_timestamp), r));
     Ok((Filtered::Rewrite(encode_batch(&header, records)), out))
+}
+
+/// Batches the cleaner cannot open or must not change: control batches (transaction
+/// markers), transactional batches (no transaction index here) and compressed ones (no
+/// codecs in the storage layer).
+pub(crate) fn is_kept_whole(h: &BatchHeader) -> bool {
+    h.is_control() || h.is_transactional() || h.compression() != 0
 }
 
 fn put_varlong(buf: &mut Vec<u8>, v: i64) {

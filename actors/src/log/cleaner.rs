@@ -63,8 +63,11 @@ pub(super) struct CleanerState {
     pub settings: CleanerSettings,
     /// The pass in progress, if any.
     pass: Option<CleanPass>,
-    /// Exclusive bound on the offsets a pass may touch: the high watermark once the
-    /// partition replicates; `i64::MAX` (every closed segment) until told otherwise.
+    /// Exclusive bound on the offsets a pass may touch (`SetCleanBound`). Nothing sends
+    /// it yet, which is right on a single node: the high watermark equals the log end
+    /// offset after each append, so every closed segment is committed. Once partitions
+    /// replicate, the partition leader must send its high watermark each time it moves,
+    /// or a pass could compact records a follower truncation would take back.
     bound: i64,
     /// The last finished pass, for logs and tests.
     pub last: Option<CleanerStats>,
@@ -99,11 +102,15 @@ impl LogActor {
         });
     }
 
+    /// Options of a pass planned now. Each tracked producer's last batch is taken from
+    /// the producer state at this moment: batches appended later lie past it, so the
+    /// one kept is at worst no longer the last, never a batch the state still needs gone.
     fn options(&self, now_ms: i64, force: bool) -> CleanOptions {
         CleanOptions {
             max_offset: self.cleaner.bound,
             map_bytes: self.cleaner.settings.dedupe_buffer_size,
             force,
+            producer_last_batch: self.producers.last_batch_offsets().collect(),
             ..CleanOptions::new(now_ms)
         }
     }
