@@ -206,7 +206,8 @@ impl GroupCoordinatorState {
                 new_member_id,
                 old_protocols,
                 reply,
-                skip_assignment,
+                old_leader,
+                supports_skip_assignment,
             } => {
                 let Some(g) = self.groups.get_mut(&group) else {
                     cx.reply(
@@ -225,9 +226,17 @@ impl GroupCoordinatorState {
                 }
                 match result {
                     Ok(()) => {
+                        // Kafka: v9+ tells a restarted leader it leads, with the
+                        // members, and to skip the assignment; older versions name
+                        // the previous leader id, which matches nobody's new id.
                         let leader = g.is_leader(&new_member_id);
-                        let mut resp = g.join_response(&new_member_id, leader);
-                        resp.skip_assignment = skip_assignment;
+                        let mut resp =
+                            g.join_response(&new_member_id, leader && supports_skip_assignment);
+                        if supports_skip_assignment {
+                            resp.skip_assignment = leader;
+                        } else {
+                            resp.leader = old_leader;
+                        }
                         if let Some(m) = g.members.get_mut(&new_member_id) {
                             m.awaiting_join = None;
                         }
@@ -258,18 +267,22 @@ impl GroupCoordinatorState {
                 mut response,
             } => match result {
                 Ok(()) => {
-                    if let Some(g) = self.groups.get_mut(&group) {
-                        g.offsets.extend(written);
+                    if !written.is_empty() {
+                        // Retention keeps a group with commits in flight, so the group
+                        // is there; should it not be, the records just written make it
+                        // exist after a reload, so it exists now too.
+                        self.groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(&group, now))
+                            .offsets
+                            .extend(written);
                     }
                     cx.reply(reply, Reply::Commit(response));
                 }
                 Err(code) => {
-                    for (t, p, c) in response.iter_mut() {
-                        if *c == codes::NONE
-                            && written.iter().any(|((wt, wp), _)| wt == t && wp == p)
-                        {
-                            *c = code;
-                        }
+                    // Every partition answered NONE was in the failed append.
+                    for (_, _, c) in response.iter_mut().filter(|(_, _, c)| *c == codes::NONE) {
+                        *c = code;
                     }
                     cx.reply(reply, Reply::Commit(response));
                 }
@@ -372,8 +385,11 @@ impl GroupCoordinatorState {
                 None => codes::GROUP_ID_NOT_FOUND,
                 Some(g) if g.is(GroupState::Dead) => codes::GROUP_ID_NOT_FOUND,
                 Some(g) if g.is(GroupState::Empty) => {
-                    let keys: Vec<(String, i32)> = g.offsets.keys().cloned().collect();
-                    records.extend(super::offsets::remove_offsets(g, &keys));
+                    // Commits still being appended are deleted too: they come first
+                    // in the log, the tombstones after them.
+                    let mut keys = self.appends.pending_commits_of(id);
+                    keys.extend(g.offsets.keys().cloned());
+                    records.extend(super::offsets::remove_offsets(g, &mut self.appends, &keys));
                     records.push(OffsetsRecord {
                         key: encode_key(&OffsetsKey::Group { group: id.clone() }),
                         value: None,

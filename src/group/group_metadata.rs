@@ -79,11 +79,14 @@ impl Member {
 
     /// When this member is due to be expired, if it can expire now.
     pub fn expiry_deadline(&self) -> Option<i64> {
-        if self.awaiting_join.is_some() {
-            // Members waiting for a join to complete are kept alive; only brand-new ones
-            // have a (long) bound, see NEW_MEMBER_JOIN_TIMEOUT_MS.
-            self.is_new
-                .then_some(self.last_heartbeat_ms + NEW_MEMBER_JOIN_TIMEOUT_MS)
+        if self.awaiting_join.is_some() && self.is_new {
+            // A brand-new member has a (long) bound, see NEW_MEMBER_JOIN_TIMEOUT_MS.
+            Some(self.last_heartbeat_ms + NEW_MEMBER_JOIN_TIMEOUT_MS)
+        } else if self.awaiting_join.is_some() || self.awaiting_sync.is_some() {
+            // A member inside its JoinGroup or SyncGroup cannot heartbeat (kafka-python
+            // does not until SyncGroup returns): it is alive, as in Kafka's
+            // hasSatisfiedHeartbeat. The join and sync deadlines bound the wait.
+            None
         } else {
             Some(self.last_heartbeat_ms + self.session_timeout_ms as i64)
         }

@@ -7,7 +7,7 @@ use super::group_metadata::{Group, GroupState, Member};
 use super::records::{encode_group_value, encode_key, OffsetsKey};
 use super::types::*;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What happens once an append to `__consumer_offsets` completes.
 #[derive(Clone, Debug)]
@@ -27,8 +27,16 @@ pub(crate) enum AfterAppend {
         new_member_id: String,
         old_protocols: Vec<(String, Bytes)>,
         reply: ReplyId,
-        skip_assignment: bool,
+        /// The leader before the member id changed: what JoinGroup before v9 is told,
+        /// so that a restarted leader does not compute an assignment that the stable
+        /// group would ignore.
+        old_leader: String,
+        /// JoinGroup v9+: a restarted leader is told it leads and to skip assigning.
+        supports_skip_assignment: bool,
     },
+    /// A commit: `written` is applied to the group once appended. Partitions deleted
+    /// or expired meanwhile are taken out of it (their tombstones follow the commit in
+    /// the log), so the completion does not bring them back.
     Commit {
         group: String,
         reply: ReplyId,
@@ -50,6 +58,54 @@ pub(crate) enum AfterAppend {
 pub(crate) struct Appends {
     next: AppendToken,
     pub(crate) pending: HashMap<AppendToken, AfterAppend>,
+}
+
+impl Appends {
+    /// (group, partition) of every commit still being appended.
+    fn commits_in_flight(&self) -> impl Iterator<Item = (&str, &(String, i32))> {
+        self.pending.values().flat_map(|after| match after {
+            AfterAppend::Commit { group, written, .. } => {
+                written.iter().map(|(k, _)| (group.as_str(), k)).collect()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// Partitions per group with a commit still being appended: retention must not
+    /// count such a group as offset-less, nor expire those partitions (Kafka's
+    /// hasOffsets and its pending-commit check).
+    pub(crate) fn pending_commits(&self) -> HashMap<String, BTreeSet<(String, i32)>> {
+        let mut out: HashMap<String, BTreeSet<(String, i32)>> = HashMap::new();
+        for (group, key) in self.commits_in_flight() {
+            out.entry(group.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+        out
+    }
+
+    /// Partitions of `group` being committed right now.
+    pub(crate) fn pending_commits_of(&self, group: &str) -> BTreeSet<(String, i32)> {
+        self.commits_in_flight()
+            .filter(|(g, _)| *g == group)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    /// `keys` of `group` were deleted after commits still in flight: those commits
+    /// must not apply them when they complete.
+    pub(crate) fn forget_pending_commits(&mut self, group: &str, keys: &BTreeSet<(String, i32)>) {
+        for after in self.pending.values_mut() {
+            if let AfterAppend::Commit {
+                group: g, written, ..
+            } = after
+            {
+                if g == group {
+                    written.retain(|(k, _)| !keys.contains(k));
+                }
+            }
+        }
+    }
 }
 
 /// The context of one input: the moment, the config, and where outputs go.
@@ -283,12 +339,15 @@ impl Group {
         }
     }
 
-    /// Answer every waiting SyncGroup with `error` and forget the assignments.
+    /// Answer every waiting SyncGroup with `error` and forget the assignments. A member
+    /// that waited did not heartbeat meanwhile: its session starts afresh, so that it
+    /// has one to rejoin in (as Kafka's propagateAssignment does).
     pub(crate) fn reset_and_propagate_assignment_error(&mut self, error: i16, cx: &mut Cx) {
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
             if let Some(r) = m.awaiting_sync.take() {
                 cx.reply(r, Reply::Sync(SyncResponse::error(error)));
+                m.last_heartbeat_ms = cx.now;
             }
         }
     }

@@ -35,6 +35,10 @@ pub mod types;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
+mod offsets_race_tests;
+#[cfg(test)]
 mod offsets_tests;
 #[cfg(test)]
 mod records_tests;

@@ -7,9 +7,10 @@
 
 use super::coordinator::GroupCoordinatorState;
 use super::group_metadata::{Group, GroupState};
-use super::membership::{AfterAppend, Cx};
+use super::membership::{AfterAppend, Appends, Cx};
 use super::records::{encode_key, encode_offset_value, OffsetValue, OffsetsKey};
 use super::types::*;
+use std::collections::BTreeSet;
 
 fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     encode_key(&OffsetsKey::Offset {
@@ -19,10 +20,18 @@ fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     })
 }
 
-/// Tombstones for some of a group's offsets (deleted from memory at once).
-pub(crate) fn remove_offsets(g: &mut Group, keys: &[(String, i32)]) -> Vec<OffsetsRecord> {
+/// Tombstones for some of a group's offsets: those applied (deleted from memory at
+/// once) and those whose commit is still being appended (which will not apply them).
+/// Either way the tombstone follows the offset in the log, so a reload agrees.
+pub(crate) fn remove_offsets(
+    g: &mut Group,
+    appends: &mut Appends,
+    keys: &BTreeSet<(String, i32)>,
+) -> Vec<OffsetsRecord> {
+    let pending = appends.pending_commits_of(&g.id);
+    appends.forget_pending_commits(&g.id, keys);
     keys.iter()
-        .filter(|k| g.offsets.remove(*k).is_some())
+        .filter(|k| g.offsets.remove(*k).is_some() || pending.contains(*k))
         .map(|(t, p)| OffsetsRecord {
             key: offset_key(&g.id, t, *p),
             value: None,
@@ -74,6 +83,10 @@ impl GroupCoordinatorState {
         if check != codes::NONE {
             return all(check);
         }
+        // OffsetCommit v2-4 may set its own retention: Kafka then stores an expire
+        // timestamp (a version 1 value) that retention honours over the broker's.
+        let expire_timestamp =
+            (req.retention_time_ms != -1).then(|| now.saturating_add(req.retention_time_ms));
         let mut response = Vec::with_capacity(req.partitions.len());
         let mut written = Vec::new();
         let mut records = Vec::new();
@@ -89,7 +102,7 @@ impl GroupCoordinatorState {
                     leader_epoch: p.leader_epoch,
                     metadata,
                     commit_timestamp: now,
-                    expire_timestamp: None,
+                    expire_timestamp,
                 };
                 records.push(OffsetsRecord {
                     key: offset_key(&g.id, &p.topic, p.partition),
@@ -186,19 +199,19 @@ impl GroupCoordinatorState {
             return answer(codes::NON_EMPTY_GROUP, Vec::new());
         };
         let mut result = Vec::new();
-        let mut eligible = Vec::new();
+        let mut eligible = BTreeSet::new();
         for (t, p) in partitions {
             // Unknown subscriptions count as "subscribed to everything".
             let consumed = subscribed.as_ref().is_none_or(|s| s.contains(t));
             let code = if consumed {
                 codes::GROUP_SUBSCRIBED_TO_TOPIC
             } else {
-                eligible.push((t.clone(), *p));
+                eligible.insert((t.clone(), *p));
                 codes::NONE
             };
             result.push((t.clone(), *p, code));
         }
-        let records = remove_offsets(g, &eligible);
+        let records = remove_offsets(g, &mut self.appends, &eligible);
         if records.is_empty() {
             return answer(codes::NONE, result);
         }
@@ -229,23 +242,30 @@ impl GroupCoordinatorState {
         let retention = self.config.offsets_retention_ms;
         let mut records = Vec::new();
         let mut dead = Vec::new();
+        // Groups with commits in flight, and those partitions (never expired: the
+        // commit being written is newer than what retention would remove).
+        let in_flight = self.appends.pending_commits();
         for g in self.groups.values_mut() {
-            let expired_by = |base: i64, v: &OffsetValue| match v.expire_timestamp {
-                Some(at) => now >= at,
-                None => now - base >= retention,
+            let pending = in_flight.get(&g.id);
+            let expired_by = |key: &(String, i32), base: i64, v: &OffsetValue| {
+                !pending.is_some_and(|p| p.contains(key))
+                    && match v.expire_timestamp {
+                        Some(at) => now >= at,
+                        None => now - base >= retention,
+                    }
             };
-            let expired: Vec<(String, i32)> = match (&g.protocol_type, g.state) {
+            let expired: BTreeSet<(String, i32)> = match (&g.protocol_type, g.state) {
                 (None, GroupState::Empty) => g
                     .offsets
                     .iter()
-                    .filter(|(_, v)| expired_by(v.commit_timestamp, v))
+                    .filter(|(k, v)| expired_by(k, v.commit_timestamp, v))
                     .map(|(k, _)| k.clone())
                     .collect(),
                 (Some(_), GroupState::Empty) => g
                     .offsets
                     .iter()
-                    .filter(|(_, v)| {
-                        expired_by(g.state_timestamp_ms.unwrap_or(v.commit_timestamp), v)
+                    .filter(|(k, v)| {
+                        expired_by(k, g.state_timestamp_ms.unwrap_or(v.commit_timestamp), v)
                     })
                     .map(|(k, _)| k.clone())
                     .collect(),
@@ -253,20 +273,24 @@ impl GroupCoordinatorState {
                     Some(subscribed) => g
                         .offsets
                         .iter()
-                        .filter(|((topic, _), v)| {
-                            !subscribed.contains(topic) && expired_by(v.commit_timestamp, v)
+                        .filter(|(k, v)| {
+                            !subscribed.contains(&k.0) && expired_by(k, v.commit_timestamp, v)
                         })
                         .map(|(k, _)| k.clone())
                         .collect(),
-                    None => Vec::new(),
+                    None => BTreeSet::new(),
                 },
-                _ => Vec::new(),
+                _ => BTreeSet::new(),
             };
             if !expired.is_empty() {
                 tracing::info!(group = %g.id, partitions = expired.len(), "expiring committed offsets");
+                records.extend(remove_offsets(g, &mut self.appends, &expired));
             }
-            records.extend(remove_offsets(g, &expired));
-            if g.is(GroupState::Empty) && g.offsets.is_empty() && g.pending_members.is_empty() {
+            if g.is(GroupState::Empty)
+                && g.offsets.is_empty()
+                && pending.is_none()
+                && g.pending_members.is_empty()
+            {
                 g.transition(GroupState::Dead, now);
                 dead.push(g.id.clone());
             }

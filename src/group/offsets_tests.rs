@@ -6,12 +6,17 @@ use super::test_harness::{config, reload, subscription, ClientView, Harness, G};
 use super::*;
 use codes::*;
 
-fn commit_req(generation: i32, member: &str, parts: &[(&str, i32, i64)]) -> CommitRequest {
+pub(super) fn commit_req(
+    generation: i32,
+    member: &str,
+    parts: &[(&str, i32, i64)],
+) -> CommitRequest {
     CommitRequest {
         group_id: G.into(),
         generation_id: generation,
         member_id: member.into(),
         group_instance_id: None,
+        retention_time_ms: -1,
         partitions: parts
             .iter()
             .map(|(t, p, o)| CommitPartition {
@@ -26,7 +31,7 @@ fn commit_req(generation: i32, member: &str, parts: &[(&str, i32, i64)]) -> Comm
     }
 }
 
-fn commit(h: &mut Harness, req: CommitRequest) -> Option<CommitResponse> {
+pub(super) fn commit(h: &mut Harness, req: CommitRequest) -> Option<CommitResponse> {
     let id = h.reply_id();
     let outs = h.s.commit_offsets(req, id, h.now);
     h.run(outs);

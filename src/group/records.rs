@@ -154,6 +154,16 @@ pub fn encode_key(key: &OffsetsKey) -> Vec<u8> {
 
 pub fn encode_offset_value(v: &OffsetValue) -> Vec<u8> {
     let mut buf = BytesMut::new();
+    if let Some(expire) = v.expire_timestamp {
+        // Kafka's version 1, the only layout with an expire timestamp (and without a
+        // leader epoch, which the OffsetCommit versions that set one do not carry).
+        buf.put_i16(1);
+        buf.put_i64(v.offset);
+        put_str(&mut buf, &v.metadata);
+        buf.put_i64(v.commit_timestamp);
+        buf.put_i64(expire);
+        return buf.to_vec();
+    }
     buf.put_i16(OFFSET_VALUE_VERSION);
     buf.put_i64(v.offset);
     buf.put_i32(v.leader_epoch);

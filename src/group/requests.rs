@@ -392,6 +392,8 @@ fn rejoin_static_member(
     reply: ReplyId,
     cx: &mut Cx,
 ) {
+    // Before JoinGroup v9 the answer names the leader as it was before the restart.
+    let old_leader = g.leader.clone().unwrap_or_default();
     let Some(old_protocols) = replace_static_member(g, instance, &old_id, &new_id, cx) else {
         g.add_member_and_rebalance(req, new_id, reply, cx);
         return;
@@ -416,7 +418,8 @@ fn rejoin_static_member(
                         new_member_id: new_id.clone(),
                         old_protocols,
                         reply,
-                        skip_assignment: req.supports_skip_assignment && g.is_leader(&new_id),
+                        old_leader,
+                        supports_skip_assignment: req.supports_skip_assignment,
                     },
                 );
             } else {

@@ -193,6 +193,9 @@ pub struct CommitRequest {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
+    /// OffsetCommit v2-4: how long these offsets are kept, overriding
+    /// offsets.retention.minutes; -1 (and every other version) means the broker's.
+    pub retention_time_ms: i64,
     pub partitions: Vec<CommitPartition>,
 }
 

@@ -41,6 +41,8 @@ pub async fn handle(req: OffsetCommitRequest, ctx: &BrokerContext) -> OffsetComm
                 generation_id: req.generation_id_or_member_epoch,
                 member_id: req.member_id.to_string(),
                 group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+                // The codec reads it for v2-4 and leaves -1 for the others.
+                retention_time_ms: req.retention_time_ms,
                 partitions,
             };
             await_reply(addr.send(CommitOffsets(commit)).await).await
