@@ -8,6 +8,7 @@
 //! gaps in offsets that readers step over. Record bytes after the offset delta (key,
 //! value, headers) are copied verbatim.
 
+use crate::storage::records::put_varlong;
 use std::collections::HashMap;
 
 use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
@@ -30,46 +31,13 @@ pub(crate) struct RawRecord<'a> {
     pub tail: &'a [u8],
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
+/// Record bytes are read with the storage layer's shared cursor.
+type Cursor<'a> = crate::storage::records::Reader<'a>;
 
-impl<'a> Cursor<'a> {
-    fn err(&self, what: &str) -> StorageError {
-        StorageError::CorruptMessage(format!("malformed record ({what}) at byte {}", self.at))
-    }
-
-    fn varlong(&mut self) -> Result<i64, StorageError> {
-        let mut z: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let b = *self.buf.get(self.at).ok_or_else(|| self.err("varint"))?;
-            self.at += 1;
-            z |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
-            }
-        }
-        Err(self.err("varint too long"))
-    }
-
-    fn take(&mut self, n: i64) -> Result<&'a [u8], StorageError> {
-        let n = usize::try_from(n).map_err(|_| self.err("negative length"))?;
-        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
-        let end = end.ok_or_else(|| self.err("length"))?;
-        let out = &self.buf[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    /// A nullable byte string: `None` for length -1.
-    fn nullable(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
-        let len = self.varlong()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        self.take(len).map(Some)
-    }
+/// Lengths on the wire are varlongs; a negative one is malformed here.
+fn take<'a>(c: &mut Cursor<'a>, n: i64) -> Result<&'a [u8], StorageError> {
+    let n = usize::try_from(n).map_err(|_| c.err("negative length"))?;
+    c.take(n)
 }
 
 /// The records of the uncompressed batch `batch` (header included) described by `h`.
@@ -90,9 +58,9 @@ pub(crate) fn parse_records<'a>(
     let mut out = Vec::with_capacity(h.record_count.clamp(0, 4096) as usize);
     for _ in 0..h.record_count.max(0) {
         let len = c.varlong()?;
-        let body = c.take(len)?;
+        let body = take(&mut c, len)?;
         let mut r = Cursor { buf: body, at: 0 };
-        r.take(1)?; // record attributes, unused in v2
+        take(&mut r, 1)?; // record attributes, unused in v2
         let timestamp_delta = r.varlong()?;
         let offset_delta = r.varlong()?;
         let tail_start = r.at;
@@ -305,15 +273,6 @@ pub(crate) fn filter_batch(
 /// codecs in the storage layer).
 pub(crate) fn is_kept_whole(h: &BatchHeader) -> bool {
     h.is_control() || h.is_transactional() || h.compression() != 0
-}
-
-fn put_varlong(buf: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        buf.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    buf.push(z as u8);
 }
 
 /// Encode a v2 batch with header fields from `h` (length and CRC computed here) and

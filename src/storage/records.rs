@@ -22,7 +22,8 @@ pub struct Record {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-fn put_varlong(buf: &mut BytesMut, v: i64) {
+/// Zig-zag varlong, as record fields are encoded (shared with the compactor).
+pub(crate) fn put_varlong(buf: &mut impl BufMut, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         buf.put_u8((z as u8) | 0x80);
@@ -127,17 +128,19 @@ pub fn build_batch(base_offset: i64, base_timestamp: i64, records: &[KeyValue<'_
 }
 
 /// A cursor over record bytes; every read fails cleanly on truncated input.
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
+/// A cursor over record bytes: zig-zag varints and length-prefixed byte strings. The
+/// slices it hands out borrow from the batch, so the compactor reads without copying.
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) at: usize,
 }
 
-impl Reader<'_> {
-    fn err(&self, what: &str) -> StorageError {
+impl<'a> Reader<'a> {
+    pub(crate) fn err(&self, what: &str) -> StorageError {
         StorageError::CorruptMessage(format!("malformed record ({what}) at byte {}", self.at))
     }
 
-    fn varlong(&mut self) -> Result<i64, StorageError> {
+    pub(crate) fn varlong(&mut self) -> Result<i64, StorageError> {
         let mut z: u64 = 0;
         for shift in (0..70).step_by(7) {
             let b = *self.buf.get(self.at).ok_or_else(|| self.err("varint"))?;
@@ -150,7 +153,7 @@ impl Reader<'_> {
         Err(self.err("varint too long"))
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], StorageError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
         let end = end.ok_or_else(|| self.err("length"))?;
         let out = &self.buf[self.at..end];
@@ -158,12 +161,18 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    fn bytes(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+    /// A nullable byte string: `None` for a negative length (-1).
+    pub(crate) fn nullable(&mut self) -> Result<Option<&'a [u8]>, StorageError> {
         let len = self.varlong()?;
         if len < 0 {
             return Ok(None);
         }
-        Ok(Some(self.take(len as usize)?.to_vec()))
+        let n = usize::try_from(len).map_err(|_| self.err("length"))?;
+        self.take(n).map(Some)
+    }
+
+    fn bytes(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.nullable()?.map(<[u8]>::to_vec))
     }
 }
 
