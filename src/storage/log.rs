@@ -75,12 +75,45 @@ impl Log {
     /// batch first (all or nothing), then assign offsets from the log end offset and
     /// the leader epoch by rewriting those fields in place (the CRC does not cover them).
     /// A compacted topic refuses records without a key (INVALID_RECORD), as Kafka does.
+    /// For a buffer the caller cannot (or should not) mutate, use
+    /// [`Log::append_as_leader_shared`], which writes the same bytes without a copy.
     pub fn append_as_leader(
         &mut self,
         records: &mut [u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        let headers = self.leader_headers(records, leader_epoch)?;
+        let mut pos = 0;
+        for h in &headers {
+            assign_offset_and_epoch(&mut records[pos..], h.base_offset, leader_epoch);
+            pos += h.total_size();
+        }
+        self.append_validated(records, headers, now_ms, false)
+    }
+
+    /// [`Log::append_as_leader`] for a shared, immutable buffer (the request's `Bytes`):
+    /// `records` is left untouched. Each batch goes to the segment file as a stamped copy
+    /// of its first 16 bytes (base offset, length, leader epoch) followed by the rest of
+    /// the batch straight from `records`, in one vectored write; the bytes on disk, the
+    /// validation and the index updates are the same as with the in-place path.
+    pub fn append_as_leader_shared(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        let headers = self.leader_headers(records, leader_epoch)?;
+        self.append_validated(records, headers, now_ms, true)
+    }
+
+    /// Validate a leader append and return its headers with offsets (from the log end
+    /// offset) and `leader_epoch` assigned; nothing is written.
+    fn leader_headers(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+    ) -> Result<Vec<BatchHeader>, StorageError> {
         let mut headers = validate_batches(records, self.config.max_message_bytes)?;
         if self.config.cleanup_compact {
             let mut pos = 0;
@@ -90,15 +123,12 @@ impl Log {
             }
         }
         let mut next = self.log_end_offset();
-        let mut pos = 0;
         for h in &mut headers {
-            assign_offset_and_epoch(&mut records[pos..], next, leader_epoch);
             h.base_offset = next;
             h.partition_leader_epoch = leader_epoch;
             next = h.next_offset();
-            pos += h.total_size();
         }
-        self.append_validated(records, headers, now_ms)
+        Ok(headers)
     }
 
     /// Append batches copied from the leader, keeping their offsets and epochs. They
@@ -125,14 +155,18 @@ impl Log {
             }
             expected = h.next_offset();
         }
-        self.append_validated(records, headers, now_ms)
+        self.append_validated(records, headers, now_ms, false)
     }
 
+    /// Write validated batches. With `stamp`, the base offset and leader epoch of each
+    /// batch are taken from `batches` rather than from `records` (which still hold
+    /// the producer's values); see [`LogSegment::append_stamped`].
     fn append_validated(
         &mut self,
         records: &[u8],
         batches: Vec<BatchHeader>,
         now_ms: i64,
+        stamp: bool,
     ) -> Result<AppendInfo, StorageError> {
         let bytes = records.len() as u64;
         let max_segment = max_segment_bytes(&self.config);
@@ -163,7 +197,12 @@ impl Log {
             self.roll(now_ms)?;
         }
         let interval = self.config.index_interval_bytes;
-        self.active_mut().append(records, &batches, interval)?;
+        if stamp {
+            self.active_mut()
+                .append_stamped(records, &batches, interval)?;
+        } else {
+            self.active_mut().append(records, &batches, interval)?;
+        }
         for h in &batches {
             self.epochs
                 .assign(h.partition_leader_epoch, h.base_offset)?;
@@ -344,3 +383,7 @@ impl Log {
             .expect("a log always has an active segment")
     }
 }
+
+#[cfg(test)]
+#[path = "log_shared_tests.rs"]
+mod shared_tests;

@@ -5,6 +5,7 @@
 //! reason about segments (retention, rolling, lookups) without touching files.
 
 use std::fs::{File, OpenOptions};
+use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use crate::storage::error::{IoContext, StorageError};
 use crate::storage::index::{OffsetIndex, TimeIndex};
 pub use crate::storage::scan::read_header_at;
 use crate::storage::scan::Scanner;
+
+mod stamped;
+use stamped::{stamped_prefix, write_all_vectored_at, STAMPED_PREFIX};
 
 /// The file name stem of a segment: its base offset, zero-padded to 20 digits.
 pub fn file_stem(base_offset: i64) -> String {
@@ -330,6 +334,42 @@ impl LogSegment {
     ) -> Result<(), StorageError> {
         let mut pos = self.meta.size;
         self.file.write_all_at(records, pos).at(&self.log_path)?;
+        for h in headers {
+            self.index_batch(pos, h, interval);
+            pos += h.total_size() as u64;
+        }
+        Ok(())
+    }
+
+    /// [`Self::append`] for batches whose base offset and leader epoch were assigned in
+    /// `headers` but not in `records` (a shared buffer that must not change): each batch
+    /// is written as a stamped copy of its first [`STAMPED_PREFIX`] bytes followed by
+    /// the rest of it from `records`, all in one positional vectored write, so the
+    /// record bytes are never copied in user space.
+    pub fn append_stamped(
+        &mut self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        interval: u64,
+    ) -> Result<(), StorageError> {
+        let prefixes: Vec<[u8; STAMPED_PREFIX]> = headers.iter().map(stamped_prefix).collect();
+        let mut slices = Vec::with_capacity(headers.len() * 2);
+        let mut at = 0;
+        for (h, prefix) in headers.iter().zip(&prefixes) {
+            let end = at + h.total_size();
+            // Validation guarantees every batch is whole; stay panic-free regardless.
+            let rest = records.get(at + STAMPED_PREFIX..end).ok_or_else(|| {
+                StorageError::CorruptMessage(format!(
+                    "batch at byte {at} ends past the record set ({} bytes)",
+                    records.len()
+                ))
+            })?;
+            slices.push(IoSlice::new(prefix));
+            slices.push(IoSlice::new(rest));
+            at = end;
+        }
+        write_all_vectored_at(&self.file, &mut slices, self.meta.size).at(&self.log_path)?;
+        let mut pos = self.meta.size;
         for h in headers {
             self.index_batch(pos, h, interval);
             pos += h.total_size() as u64;

@@ -2,14 +2,16 @@
 //! [`StorageError`] that the handlers map to a Kafka error code.
 
 use actix::Message;
-use bytes::BytesMut;
+use bytes::Bytes;
 use troupe::storage::{AppendInfo, CleanerStats, LogConfig, ReadInfo, StorageError};
 
-/// Append record batches as the leader: the log assigns offsets and stamps `leader_epoch`.
+/// Append record batches as the leader: the log assigns offsets and stamps `leader_epoch`
+/// on what it writes. `records` is the request's buffer, shared and never modified: the
+/// stamped fields are written from a small copy of each batch's head.
 #[derive(Message)]
 #[rtype(result = "Result<AppendInfo, StorageError>")]
 pub struct Append {
-    pub records: BytesMut,
+    pub records: Bytes,
     pub leader_epoch: i32,
     pub now_ms: i64,
 }

@@ -64,7 +64,7 @@ fn idempotent_batch(records: &[u8]) -> Result<Option<ProducerBatch>, StorageErro
 }
 
 impl LogActor {
-    pub(super) fn append_checked(&mut self, msg: &mut Append) -> Result<AppendInfo, StorageError> {
+    pub(super) fn append_checked(&mut self, msg: &Append) -> Result<AppendInfo, StorageError> {
         let batch = idempotent_batch(&msg.records)?;
         if let Some(b) = &batch {
             if let Verdict::Duplicate {
@@ -96,7 +96,7 @@ impl LogActor {
             }
         }
         let log = self.log()?;
-        let info = log.append_as_leader(&mut msg.records[..], msg.leader_epoch, msg.now_ms)?;
+        let info = log.append_as_leader_shared(&msg.records, msg.leader_epoch, msg.now_ms)?;
         let rolled = log.segment_count() != self.snapshot_segments;
         if batch.is_some() {
             for h in &info.batches {

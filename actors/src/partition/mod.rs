@@ -47,6 +47,17 @@ pub struct PartitionLeader {
     /// acks=all produces waiting for the high watermark to pass their last offset.
     waiting: VecDeque<(i64, oneshot::Sender<()>)>,
     shut_down: bool,
+    /// Failed attempts to load the log's offsets in a row: the retry delay doubles
+    /// with each one (see [`load_retry_delay`]), so a broker whose logs cannot open
+    /// (e.g. out of file descriptors) does not retry and warn for every partition
+    /// every second.
+    load_failures: u32,
+}
+
+/// The first retry of an unavailable log comes after 1 s, then 2, 4, ... up to 60 s.
+fn load_retry_delay(failures: u32) -> Duration {
+    const MAX: Duration = Duration::from_secs(60);
+    Duration::from_secs(1u64 << failures.min(6)).min(MAX)
 }
 
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -79,6 +90,7 @@ impl PartitionLeader {
             state,
             waiting: VecDeque::new(),
             shut_down: false,
+            load_failures: 0,
         }
     }
 
@@ -101,28 +113,48 @@ impl PartitionLeader {
 
     /// Ask the log for its offsets and (re)build the replica set from them.
     fn load(&mut self, ctx: &mut Context<Self>) {
-        let fut = self.log.send(logm::GetOffsets).into_actor(self).map(|res, act, ctx| match res {
-            Ok(Ok(o)) => {
-                act.log_start_offset = o.log_start_offset;
-                act.replicas = Some(ReplicaSet::new(
-                    act.node_id,
-                    act.image.leader_epoch,
-                    act.image.replicas.clone(),
-                    act.image.isr.clone(),
-                    o.log_end_offset,
-                    // Single replica: everything in the local log is committed.
-                    o.log_end_offset,
-                    crate::now_ms(),
-                ));
-                act.publish();
-            }
-            other => {
-                tracing::warn!(topic = %act.topic, partition = act.partition, result = ?other.err(),
-                    "partition log not available, retrying in 1s");
-                ctx.run_later(Duration::from_secs(1), |act, ctx| act.load(ctx));
+        let fut = self
+            .log
+            .send(logm::GetOffsets)
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok(Ok(o)) => {
+                    if act.load_failures > 0 {
+                        tracing::info!(topic = %act.topic, partition = act.partition,
+                        failed_attempts = act.load_failures, "partition log available again");
+                        act.load_failures = 0;
+                    }
+                    act.log_start_offset = o.log_start_offset;
+                    act.replicas = Some(ReplicaSet::new(
+                        act.node_id,
+                        act.image.leader_epoch,
+                        act.image.replicas.clone(),
+                        act.image.isr.clone(),
+                        o.log_end_offset,
+                        // Single replica: everything in the local log is committed.
+                        o.log_end_offset,
+                        crate::now_ms(),
+                    ));
+                    act.publish();
+                }
+                Ok(Err(e)) => act.retry_load(e.to_string(), ctx),
+                Err(e) => act.retry_load(e.to_string(), ctx),
+            });
+        ctx.wait(fut);
+    }
+
+    /// One warning per backoff step, then ask again (the log actor retries its open).
+    fn retry_load(&mut self, error: String, ctx: &mut Context<Self>) {
+        let delay = load_retry_delay(self.load_failures);
+        self.load_failures = self.load_failures.saturating_add(1);
+        tracing::warn!(topic = %self.topic, partition = self.partition, %error,
+            attempt = self.load_failures, retry_in_s = delay.as_secs(),
+            "partition log not available");
+        ctx.run_later(delay, |act, ctx| {
+            if !act.shut_down {
+                act.load(ctx);
             }
         });
-        ctx.wait(fut);
     }
 
     fn complete_waiting(&mut self) {
@@ -214,9 +246,9 @@ impl Handler<Produce> for PartitionLeader {
             }
         }
         let now = crate::now_ms();
-        // One copy into a buffer we own: the log rewrites base offset and leader epoch
-        // in place (the CRC does not cover them), the records stay as produced.
-        let mut records = BytesMut::from(&msg.records[..]);
+        // The request's buffer goes to the log as is: the log stamps base offset and
+        // leader epoch on what it writes without copying or changing the records.
+        let mut records = msg.records;
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         if log_append_time {
             // Checked here because re-stamping re-checksums: a corrupt batch must be
@@ -227,7 +259,10 @@ impl Handler<Produce> for PartitionLeader {
                     Some(e.to_string()),
                 ))));
             }
-            set_log_append_time(&mut records, now);
+            // LogAppendTime changes fields under the CRC: this path needs its own copy.
+            let mut stamped = BytesMut::from(&records[..]);
+            set_log_append_time(&mut stamped, now);
+            records = stamped.freeze();
         }
         let append = self.log.send(logm::Append {
             records,
@@ -366,5 +401,18 @@ impl Handler<Crash> for PartitionLeader {
         tracing::warn!(topic = %self.topic, partition = self.partition, "crash requested (fault injection)");
         self.log.do_send(logm::Crash);
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_retry_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn load_retries_back_off_exponentially_to_a_minute() {
+        let delays: Vec<u64> = (0..9).map(|n| load_retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(load_retry_delay(u32::MAX), Duration::from_secs(60));
     }
 }

@@ -1,0 +1,84 @@
+//! Tests of the `Log` actor's lifecycle: concurrent closes off the storage thread, and
+//! reopening a log whose open failed.
+
+use super::messages::{Append, Close, GetOffsets};
+use super::LogActor;
+use actix::prelude::*;
+use troupe::storage::checkpoint::{read_offset, RECOVERY_POINT_FILE};
+use troupe::storage::{build_batch, Log, LogConfig};
+
+fn records(n: usize) -> bytes::Bytes {
+    let kv: Vec<troupe::storage::KeyValue<'_>> = vec![(Some(b"k"), Some(b"v")); n];
+    build_batch(0, 1_000, &kv)
+}
+
+#[actix_rt::test]
+async fn concurrent_closes_flush_and_checkpoint_every_log() {
+    let root = tempfile::tempdir().unwrap();
+    let mut logs = Vec::new();
+    for i in 0..40usize {
+        let dir = root.path().join(format!("t-{i}"));
+        let addr = LogActor::new(dir.clone(), LogConfig::default()).start();
+        let append = Append {
+            records: records(i % 3 + 1),
+            leader_epoch: 3,
+            now_ms: 1_000,
+        };
+        addr.send(append).await.unwrap().unwrap();
+        logs.push((addr, dir, (i % 3 + 1) as i64));
+    }
+    // Sent together, as a broker shutdown does; each reply comes once its log is closed.
+    let closes: Vec<_> = logs
+        .iter()
+        .map(|(addr, _, _)| addr.send(Close { delete: false }))
+        .collect();
+    for close in closes {
+        close.await.unwrap().unwrap();
+    }
+    for (addr, dir, n) in &logs {
+        // Nothing was flushed before the close (flush.messages is unbounded by default),
+        // so the recovery point proves the close itself ran to the end.
+        assert_eq!(
+            read_offset(&dir.join(RECOVERY_POINT_FILE)).unwrap(),
+            Some(*n)
+        );
+        assert!(
+            addr.send(GetOffsets).await.unwrap().is_err(),
+            "closed logs stay offline"
+        );
+        let log = Log::open(dir, LogConfig::default(), 2_000).unwrap();
+        assert_eq!(log.log_end_offset(), *n);
+    }
+    let (addr, dir, _) = &logs[0];
+    addr.send(Close { delete: true }).await.unwrap().unwrap();
+    let other = LogActor::new(dir.clone(), LogConfig::default()).start();
+    other.send(Close { delete: true }).await.unwrap().unwrap();
+    assert!(
+        !dir.exists(),
+        "Close {{ delete: true }} removes the partition directory"
+    );
+}
+
+#[actix_rt::test]
+async fn a_log_whose_open_failed_opens_on_a_later_get_offsets() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    // A file where the partition directory should be: every open fails.
+    std::fs::write(&dir, b"in the way").unwrap();
+    let addr = LogActor::new(dir.clone(), LogConfig::default()).start();
+    for _ in 0..2 {
+        let err = addr.send(GetOffsets).await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("open failed"), "{err}");
+        assert_eq!(err.kafka_error_code(), 56);
+    }
+    std::fs::remove_file(&dir).unwrap();
+    let offsets = addr.send(GetOffsets).await.unwrap().unwrap();
+    assert_eq!((offsets.log_start_offset, offsets.log_end_offset), (0, 0));
+    let append = Append {
+        records: records(2),
+        leader_epoch: 0,
+        now_ms: 1_000,
+    };
+    let info = addr.send(append).await.unwrap().unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (0, 1));
+}
