@@ -15,6 +15,8 @@
 //! 1. produce 100 B messages to 1 partition, acks=1, linger 5 ms, batch 1 MiB, no compression
 //! 2. the same with acks=all
 //! 3. produce 1 KiB messages to 8 partitions
+//!    (3c: the same bytes sent with hand-written Produce requests over 1 and 2
+//!    connections, to tell the broker's limit from the client's)
 //! 4. consume everything run 1 wrote, from the start (4b: run 3's; 4c: run 1's again
 //!    with hand-written Fetch requests, to tell the broker's limit from the client's)
 //! 5. end-to-end latency at a fixed 10k msg/s (linger 0): p50, p99, p99.9
@@ -32,6 +34,8 @@ mod broker;
 mod client;
 #[path = "e2e/rawfetch.rs"]
 mod rawfetch;
+#[path = "e2e/rawproduce.rs"]
+mod rawproduce;
 #[path = "e2e/report.rs"]
 mod report;
 #[path = "e2e/runs.rs"]

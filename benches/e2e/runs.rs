@@ -5,6 +5,7 @@
 use crate::broker::{self, Broker, ProcSample};
 use crate::client::{self, Latency, ProduceSpec, Throughput};
 use crate::rawfetch;
+use crate::rawproduce;
 use crate::report::{Baselines, PhaseResult, Table};
 use crate::Options;
 use std::path::Path;
@@ -39,6 +40,8 @@ pub fn run(
         topics.push((name("p100", r), 1));
         topics.push((name("p100all", r), 1));
         topics.push((name("p1k", r), 8));
+        topics.push((name("rawp1k", r), 8));
+        topics.push((name("rawp1k2", r), 8));
         topics.push((name("lat", r), 1));
     }
     client::create_topics(&bootstrap, &topics, 50)?;
@@ -122,6 +125,39 @@ pub fn run(
         p1k.push(measure(&mut || client::produce(&bootstrap, &spec))?);
     }
     table.add("3. produce 1 KiB, 8 partitions, acks=1", &p1k);
+
+    for (conns, key, label) in [
+        (
+            1,
+            "rawp1k",
+            "3c. raw Produce loop, 1 connection (diagnostic, no librdkafka)",
+        ),
+        (
+            2,
+            "rawp1k2",
+            "3c. raw Produce loop, 2 connections (diagnostic)",
+        ),
+    ] {
+        let mut raw = Vec::new();
+        for r in 0..o.reps {
+            eprintln!(
+                "[3c] raw Produce loop, {conns} connection(s), 8 in flight each (rep {}/{})",
+                r + 1,
+                o.reps
+            );
+            let topic = name(key, r);
+            let spec = rawproduce::Spec {
+                topic: &topic,
+                partitions: 8,
+                connections: conns,
+                size: 1024,
+                count: o.count_1k,
+                in_flight: 8,
+            };
+            raw.push(measure(&mut || rawproduce::produce(&bootstrap, &spec))?);
+        }
+        table.add(label, &raw);
+    }
 
     let mut cons = Vec::new();
     for (r, produced) in p100.iter().enumerate() {
