@@ -80,8 +80,8 @@ pub fn find_binary(explicit: Option<&str>) -> Result<PathBuf, String> {
 }
 
 /// Raises this process's open-files limit (inherited by the brokers it starts) as
-/// far as allowed: each partition holds three files open (log, offset index, time
-/// index), so 10,000 partitions need more than the usual 1,024 or 20,000. Kafka's
+/// far as allowed: each segment holds its `.log` open (the indexes are mapped without
+/// a descriptor), so 10,000 partitions need more than the usual 1,024. Kafka's
 /// operations guide asks for the same. Returns the soft limit now in force.
 pub fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit {

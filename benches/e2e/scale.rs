@@ -34,9 +34,11 @@ pub fn run(
     max_secs: f64,
     fd_limit: u64,
 ) -> Result<ScaleResult, String> {
-    // Three files per partition stay open (log, offset index, time index); a broker
-    // short of descriptors fails to open logs and would never become ready.
-    let needed = partitions as u64 * 3 + 256;
+    // One file per segment stays open (the .log; the indexes are mapped and their
+    // descriptors closed), and these fresh partitions never roll, so one per
+    // partition; a broker short of descriptors fails to open logs and would never
+    // become ready.
+    let needed = partitions as u64 + 256;
     if needed > fd_limit {
         return Err(format!(
             "needs about {needed} open files, the limit is {fd_limit} (raise `ulimit -n`)"
