@@ -309,6 +309,9 @@ impl Log {
             seg.flush()?;
         }
         self.unflushed_messages = 0;
+        // Epochs first: once the recovery point passes an append, recovery no longer
+        // rebuilds that append's epoch from its batch header.
+        self.epochs.flush()?;
         let leo = self.log_end_offset();
         if leo != self.recovery_point {
             self.recovery_point = leo;

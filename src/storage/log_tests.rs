@@ -465,3 +465,27 @@ fn clean_reopen_resumes_from_the_index_and_crash_reopen_scans() {
     let log = Log::open(dir.path(), cfg, 0).unwrap();
     assert_eq!(log.log_end_offset(), 6);
 }
+
+/// A new leader epoch costs no file write on the append path; after a crash before
+/// any flush (nothing checkpointed), the epochs come back from the batch headers.
+#[test]
+fn leader_epochs_survive_a_crash_before_the_checkpoint_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig::default();
+    {
+        let mut log = Log::open(dir.path(), cfg.clone(), 0).unwrap();
+        for (epoch, n) in [(0, 3), (2, 2), (5, 4)] {
+            let recs: Vec<_> = (0..n).map(|_| (None, Some(&b"v"[..]))).collect();
+            let mut b = crate::storage::build_batch(0, 1_000, &recs).to_vec();
+            log.append_as_leader(&mut b, epoch, 1_000).unwrap();
+        }
+        assert!(
+            !dir.path().join("leader-epoch-checkpoint").exists(),
+            "no write on append"
+        );
+        // Dropped without flush or close: as after kill -9.
+    }
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    assert_eq!(log.epoch_entries(), &[(0, 0), (2, 3), (5, 5)]);
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 5)));
+}

@@ -249,3 +249,43 @@ impl Log {
         self.segments.first().map_or(0, |s| s.meta.created_ms)
     }
 }
+
+impl Log {
+    /// Assign the leader epoch of every batch in `[from, log end)` from its header, for
+    /// entries the checkpoint file may have missed (it is written at flush only).
+    pub(crate) fn rebuild_epochs_from(&mut self, from: i64) -> Result<(), StorageError> {
+        use std::os::unix::fs::FileExt;
+        let end = self.log_end_offset();
+        let mut next = from.max(self.log_start_offset);
+        let mut buf = [0u8; crate::storage::batch::HEADER_SIZE];
+        while next < end {
+            let Some(region) = self.read(next, 256 << 20, i64::MAX, true)?.region else {
+                break;
+            };
+            let (mut pos, stop) = (region.position, region.position + region.len);
+            let before = next;
+            while pos + buf.len() as u64 <= stop {
+                region
+                    .file
+                    .read_exact_at(&mut buf, pos)
+                    .map_err(|source| StorageError::Io {
+                        path: self.dir.clone(),
+                        source,
+                    })?;
+                let Some(h) = crate::storage::BatchHeader::parse(&buf) else {
+                    break;
+                };
+                if h.last_offset() >= next {
+                    self.epochs
+                        .assign(h.partition_leader_epoch, h.base_offset)?;
+                    next = h.next_offset();
+                }
+                pos += h.total_size() as u64;
+            }
+            if next == before {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -131,7 +131,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         truncated_bytes = truncated,
         "recovered log"
     );
-    Ok(Log {
+    let mut log = Log {
         dir: dir.to_path_buf(),
         config,
         segments,
@@ -140,7 +140,11 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         epochs,
         unflushed_messages: 0,
         last_flush_ms: now_ms,
-    })
+    };
+    // Epoch entries of appends after the recovery point may not have reached the
+    // checkpoint file (it is written at flush): their batch headers carry them.
+    log.rebuild_epochs_from(recovery_point)?;
+    Ok(log)
 }
 
 fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
