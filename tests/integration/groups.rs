@@ -421,3 +421,85 @@ async fn batched_find_coordinator_and_multi_group_offset_fetch() {
     );
     broker.shutdown().await;
 }
+
+/// Hostile or mistaken group requests over the wire get Kafka's codes, and the
+/// connection and the coordinator keep serving.
+#[actix_rt::test]
+async fn bad_group_requests_get_kafka_error_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(
+        dir.path().to_path_buf(),
+        &[("offsets.topic.num.partitions", "2")],
+    );
+    let broker = troupe_actors::start(config).await.unwrap();
+    let mut c = Client::connect(broker.addr).await;
+    let addr = broker.addr;
+    eventually(10, "coordinator", || async move {
+        let mut c = Client::connect(addr).await;
+        (find_coordinator(&mut c).await == 0).then_some(())
+    })
+    .await;
+    let protocol = join_group_request::JoinGroupRequestProtocol::default()
+        .with_name(s("range"))
+        .with_metadata(Bytes::from_static(b"garbage that is not consumer metadata"));
+    let base = JoinGroupRequest::default()
+        .with_group_id(gid())
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![protocol]);
+    // Empty group id: INVALID_GROUP_ID.
+    let r = c.call(&base.clone().with_group_id(GroupId(s(""))), 5).await;
+    assert_eq!(r.error_code, 24);
+    // Session timeout outside group.min/max.session.timeout.ms: INVALID_SESSION_TIMEOUT.
+    let r = c.call(&base.clone().with_session_timeout_ms(1), 5).await;
+    assert_eq!(r.error_code, 26);
+    let r = c
+        .call(&base.clone().with_session_timeout_ms(i32::MAX), 5)
+        .await;
+    assert_eq!(r.error_code, 26);
+    // No protocols at all: INCONSISTENT_GROUP_PROTOCOL.
+    let r = c.call(&base.clone().with_protocols(vec![]), 5).await;
+    assert_eq!(r.error_code, 23);
+    // Heartbeat and SyncGroup from a member the group never admitted: UNKNOWN_MEMBER_ID.
+    let hb = HeartbeatRequest::default()
+        .with_group_id(gid())
+        .with_generation_id(7)
+        .with_member_id(s("nobody"));
+    assert_eq!(c.call(&hb, 4).await.error_code, 25);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(gid())
+        .with_generation_id(7)
+        .with_member_id(s("nobody"));
+    assert_eq!(c.call(&sync, 5).await.error_code, 25);
+    // A commit claiming a generation of a group with no members: ILLEGAL_GENERATION or
+    // UNKNOWN_MEMBER_ID, never stored.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(gid())
+        .with_generation_id_or_member_epoch(3)
+        .with_member_id(s("nobody"))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    let code = c.call(&commit, 8).await.topics[0].partitions[0].error_code;
+    assert!(matches!(code, 22 | 25), "commit answered {code}");
+    assert_eq!(
+        fetch_offsets(&mut c)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| **o >= 0)
+            .count(),
+        0
+    );
+    // After all that, a proper member is admitted on the same connection.
+    let r = join_until_admitted(broker.addr, String::new()).await;
+    assert_eq!(r.error_code, 0);
+    broker.shutdown().await;
+}
