@@ -30,6 +30,9 @@ pub struct BrokerContext {
     /// The block of producer ids this broker hands out (`next`, `end`), refilled from
     /// the controller; an async mutex, since refilling awaits the metadata log.
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Bytes of requests in flight, broker-wide (`queued.max.request.bytes`): a
+    /// connection waits for permits before it reads past a frame.
+    pub request_bytes: Arc<tokio::sync::Semaphore>,
     /// Finds the coordinator of a consumer group (`crate::group`).
     pub groups: crate::group::GroupRouter,
 }
@@ -88,6 +91,16 @@ pub fn log_config(c: &TopicConfig) -> LogConfig {
         delete_retention_ms: c.delete_retention_ms,
         min_compaction_lag_ms: c.min_compaction_lag_ms,
         max_compaction_lag_ms: c.max_compaction_lag_ms,
+    }
+}
+
+/// Permits of the request-bytes semaphore: one per byte, capped by what a semaphore
+/// holds and (to stay `u32` per acquire) by what one frame can need.
+pub fn request_byte_permits(config: &BrokerConfig) -> usize {
+    let max = tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+    match usize::try_from(config.queued_max_request_bytes) {
+        Ok(n) => n.clamp(1, max),
+        Err(_) => max,
     }
 }
 
@@ -195,6 +208,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         advertised,
         stats: Arc::new(SendStats::default()),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
+        request_bytes: Arc::new(tokio::sync::Semaphore::new(request_byte_permits(&config))),
         groups: crate::group::GroupRouter::start(config.clone(), routes_rx.clone()),
     });
     let gateway = Gateway::new(std_listener, context.clone()).start();

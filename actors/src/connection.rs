@@ -61,14 +61,32 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
     });
 
     let max = ctx.config.socket_request_max_bytes;
+    let request_bytes_total = crate::broker::request_byte_permits(&ctx.config);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     'read: loop {
         loop {
             match protocol::split_frame(&mut buf, max) {
                 Ok(Some(frame)) => {
+                    // Backpressure on memory: hold permits for the frame's bytes until
+                    // its handler is done with them (a frame bigger than the whole
+                    // budget takes all of it, so it still runs, alone).
+                    let want = u32::try_from(frame.len())
+                        .unwrap_or(u32::MAX)
+                        .min(u32::try_from(request_bytes_total).unwrap_or(u32::MAX))
+                        .max(1);
+                    let permit = tokio::select! {
+                        p = ctx.request_bytes.clone().acquire_many_owned(want) => match p {
+                            Ok(p) => p,
+                            Err(_) => break 'read,
+                        },
+                        _ = tx.closed() => break 'read,
+                    };
                     let ctx2 = ctx.clone();
-                    let task =
-                        actix_rt::spawn(async move { handle_frame(frame, &ctx2, peer).await });
+                    let task = actix_rt::spawn(async move {
+                        let r = handle_frame(frame, &ctx2, peer).await;
+                        drop(permit);
+                        r
+                    });
                     if tx.send(task).await.is_err() {
                         break 'read;
                     }

@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Bound on requests in flight per connection (memory must not grow with a client).
     pub queued_max_requests: usize,
+    /// Broker-wide bound on bytes of requests in flight (`queued.max.request.bytes`);
+    /// -1: none.
+    pub queued_max_request_bytes: i64,
     pub connections_max_idle_ms: u64,
     /// From `log.dirs` (or `log.dir`).
     pub log_dirs: Vec<PathBuf>,

@@ -38,6 +38,7 @@ fn defaults_load_without_warnings() {
     assert!(c.auto_create_topics_enable && c.delete_topic_enable);
     assert_eq!(c.socket_request_max_bytes, 104_857_600);
     assert_eq!(c.queued_max_requests, 500);
+    assert_eq!(c.queued_max_request_bytes, 268_435_456);
     assert_eq!(c.log_retention_check_interval_ms, 300_000);
     assert_eq!(c.log_flush_offset_checkpoint_interval_ms, 60_000);
     assert_eq!(c.offsets_topic_num_partitions, 50);

@@ -161,6 +161,8 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
         "Largest request frame accepted; a bigger one closes the connection."),
     b("queued.max.requests", int(1), Some("500"),
         "Requests in flight per connection before we stop reading from it (Kafka: a broker-wide queue)."),
+    b("queued.max.request.bytes", long(-1), Some("268435456"),
+        "Bytes of requests read but not yet handled, broker-wide, before connections stop being read; -1: no bound. Kafka's default is -1 because it handles one request per connection at a time; Troupe pipelines up to queued.max.requests per connection, so it bounds the bytes."),
     b("connections.max.idle.ms", ms_long(1), Some("600000"),
         "Connections idle this long are closed."),
     // ---- Log directories and topic creation ----

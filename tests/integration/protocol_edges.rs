@@ -78,3 +78,46 @@ async fn unknown_partition_and_corrupt_batch_get_error_codes() {
     assert_eq!(meta.topics[0].partitions.len(), 1);
     broker.shutdown().await;
 }
+
+/// `queued.max.request.bytes` bounds request bytes in flight; a frame larger than the
+/// whole budget still runs (alone), and pipelined requests all get their answers.
+#[actix_rt::test]
+async fn request_byte_budget_applies_backpressure_without_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = troupe_actors::start(test_config(
+        dir.path().to_path_buf(),
+        &[("queued.max.request.bytes", "65536")],
+    ))
+    .await
+    .unwrap();
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("budget", 1).await, 0);
+    let value = vec![7u8; 300 * 1024];
+    let big = troupe::storage::build_batch(0, 1_000, &[(None, Some(&value[..]))]);
+    assert_eq!(
+        c.produce("budget", 0, big).await,
+        (0, 0),
+        "frame > budget runs alone"
+    );
+    // Many clients at once, each frame ~40 KiB: at most one fits the budget at a time.
+    let small = vec![1u8; 40 * 1024];
+    let mut joins = Vec::new();
+    for _ in 0..8 {
+        let addr = broker.addr;
+        let batch = troupe::storage::build_batch(0, 1_000, &[(None, Some(&small[..]))]);
+        joins.push(actix_rt::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            let mut codes = Vec::new();
+            for _ in 0..5 {
+                codes.push(c.produce("budget", 0, batch.clone()).await.0);
+            }
+            codes
+        }));
+    }
+    for j in joins {
+        assert_eq!(j.await.unwrap(), vec![0; 5]);
+    }
+    let (_, hw, _) = c.fetch("budget", 0, 0, 0).await;
+    assert_eq!(hw, 41);
+    broker.shutdown().await;
+}
