@@ -1,11 +1,9 @@
 //! AlterConfigs (the legacy, whole-set form): the given topic configs replace all of
 //! the topic's overrides. Broker configs are static here (server.properties).
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::sb;
+use super::{alter_resource_configs, sb};
 use crate::broker::BrokerContext;
-use crate::controller::messages::{AlterTopicConfigs, ConfigOp};
-use crate::errors::*;
+use crate::controller::messages::ConfigOp;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
@@ -15,39 +13,27 @@ pub async fn handle(req: AlterConfigsRequest, ctx: &BrokerContext) -> AlterConfi
         let res = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        let outcome = match r.resource_type {
-            RESOURCE_TOPIC => {
-                let ops = r
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value.as_ref().map(|v| {
-                            (
-                                c.name.as_str().to_string(),
-                                ConfigOp::Set(v.as_str().to_string()),
-                            )
-                        })
-                    })
-                    .collect();
-                let msg = AlterTopicConfigs {
-                    topic: r.resource_name.as_str().to_string(),
-                    ops,
-                    replace_all: true,
-                    validate_only: req.validate_only,
-                };
-                ctx.controller.send(msg).await.unwrap_or_else(|_| {
-                    Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into()))
+        let ops = r
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value.as_ref().map(|v| {
+                    (
+                        c.name.as_str().to_string(),
+                        ConfigOp::Set(v.as_str().to_string()),
+                    )
                 })
-            }
-            RESOURCE_BROKER => Err((
-                INVALID_REQUEST,
-                "Dynamic broker configs are not supported; edit server.properties.".into(),
-            )),
-            other => Err((
-                INVALID_REQUEST,
-                format!("Unsupported resource type {other}."),
-            )),
-        };
+            })
+            .collect();
+        let outcome = alter_resource_configs(
+            ctx,
+            r.resource_type,
+            r.resource_name.as_str(),
+            Ok(ops),
+            true,
+            req.validate_only,
+        )
+        .await;
         responses.push(match outcome {
             Ok(()) => res,
             Err((code, msg)) => res.with_error_code(code).with_error_message(Some(sb(&msg))),

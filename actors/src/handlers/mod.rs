@@ -142,6 +142,42 @@ fn api_key_of(r: &RequestKind) -> String {
     s.split('(').next().unwrap_or("?").to_string()
 }
 
+/// The part AlterConfigs and IncrementalAlterConfigs share: topic config changes go to
+/// the controller; broker configs are static (server.properties); other resource types
+/// are refused. `ops` is the request's changes already translated (or why not).
+pub(crate) async fn alter_resource_configs(
+    ctx: &BrokerContext,
+    resource_type: i8,
+    resource_name: &str,
+    ops: Result<Vec<(String, crate::controller::messages::ConfigOp)>, (i16, String)>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    use crate::errors::{INVALID_REQUEST, UNKNOWN_SERVER_ERROR};
+    match resource_type {
+        describe_configs::RESOURCE_TOPIC => {
+            let msg = crate::controller::messages::AlterTopicConfigs {
+                topic: resource_name.to_string(),
+                ops: ops?,
+                replace_all,
+                validate_only,
+            };
+            ctx.controller
+                .send(msg)
+                .await
+                .unwrap_or_else(|_| Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into())))
+        }
+        describe_configs::RESOURCE_BROKER => Err((
+            INVALID_REQUEST,
+            "Dynamic broker configs are not supported; edit server.properties.".into(),
+        )),
+        other => Err((
+            INVALID_REQUEST,
+            format!("Unsupported resource type {other}."),
+        )),
+    }
+}
+
 pub(crate) fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
