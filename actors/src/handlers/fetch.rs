@@ -110,14 +110,8 @@ async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>
                         .with_high_watermark(state.high_watermark)
                         .with_last_stable_offset(state.high_watermark)
                         .with_log_start_offset(state.log_start_offset);
-                    if !state.online {
-                        NOT_LEADER_OR_FOLLOWER
-                    } else if p.current_leader_epoch >= 0
-                        && p.current_leader_epoch < state.leader_epoch
-                    {
-                        FENCED_LEADER_EPOCH
-                    } else if p.current_leader_epoch > state.leader_epoch {
-                        UNKNOWN_LEADER_EPOCH
+                    if let Some(code) = state.check_leader_epoch(p.current_leader_epoch) {
+                        code
                     } else if p.fetch_offset == max_offset && p.fetch_offset <= state.log_end_offset
                     {
                         // Caught up: nothing to read, no actor hop.

@@ -41,12 +41,8 @@ pub async fn handle(
             } else {
                 state.high_watermark
             };
-            let answer = if !state.online {
-                res.with_error_code(NOT_LEADER_OR_FOLLOWER)
-            } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < state.leader_epoch {
-                res.with_error_code(FENCED_LEADER_EPOCH)
-            } else if p.current_leader_epoch > state.leader_epoch {
-                res.with_error_code(UNKNOWN_LEADER_EPOCH)
+            let answer = if let Some(code) = state.check_leader_epoch(p.current_leader_epoch) {
+                res.with_error_code(code)
             } else {
                 match p.timestamp {
                     -1 => res.with_offset(visible_end),

@@ -8,6 +8,7 @@
 
 pub mod messages;
 
+use crate::errors::{FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH};
 use crate::log::messages as logm;
 use crate::log::LogActor;
 use actix::prelude::*;
@@ -30,6 +31,22 @@ pub struct PartitionState {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub leader_epoch: i32,
+}
+
+impl PartitionState {
+    /// Kafka's check of a request's `current_leader_epoch` (-1: not given) against this
+    /// leader (KIP-320): the error code to answer with, if any.
+    pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Option<i16> {
+        if !self.online {
+            Some(NOT_LEADER_OR_FOLLOWER)
+        } else if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
+            Some(FENCED_LEADER_EPOCH)
+        } else if current_leader_epoch > self.leader_epoch {
+            Some(UNKNOWN_LEADER_EPOCH)
+        } else {
+            None
+        }
+    }
 }
 
 pub struct PartitionLeader {
