@@ -45,8 +45,6 @@ pub struct LogActor {
     producers: troupe::producer::ProducerStateManager,
     /// `producer.id.expiration.ms`.
     producer_expiration_ms: i64,
-    /// Segment count after the last producer snapshot: a roll triggers the next one.
-    snapshot_segments: usize,
     /// The log cleaner of compacted topics (`cleaner.rs`).
     cleaner: cleaner::CleanerState,
 }
@@ -62,7 +60,6 @@ impl LogActor {
             closed: false,
             producers: Default::default(),
             producer_expiration_ms: 86_400_000,
-            snapshot_segments: 0,
             cleaner: Default::default(),
         }
     }
@@ -84,7 +81,6 @@ impl LogActor {
                         failed_attempts = self.open_failures, "log opened after failures");
                 }
                 self.producers = state;
-                self.snapshot_segments = log.segment_count();
                 self.log = Some(log);
                 self.open_failures = 0;
                 self.open_error = None;

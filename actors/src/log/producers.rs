@@ -96,8 +96,9 @@ impl LogActor {
             }
         }
         let log = self.log()?;
+        let segments_before = log.segment_count();
         let info = log.append_as_leader_shared(&msg.records, msg.leader_epoch, msg.now_ms)?;
-        let rolled = log.segment_count() != self.snapshot_segments;
+        let rolled = log.segment_count() > segments_before;
         if batch.is_some() {
             for h in &info.batches {
                 self.producers.record(h, msg.now_ms);
@@ -107,7 +108,6 @@ impl LogActor {
             // Kafka snapshots producer state at every roll, so recovery replays at
             // most the active segment.
             if let Some(log) = self.log.as_ref() {
-                self.snapshot_segments = log.segment_count();
                 write_snapshot(log, &self.producers);
             }
         }
@@ -129,6 +129,5 @@ impl LogActor {
         if evicted + expired > 0 {
             tracing::info!(dir = %log.dir().display(), evicted, expired, "producer state trimmed");
         }
-        self.snapshot_segments = log.segment_count();
     }
 }
