@@ -374,25 +374,52 @@ def test_kafka_python_group_split_commit_and_resume(broker, admin, topic, group)
         c.subscribe([topic])
         return c
 
-    a, b = kc(), kc()
+    # One thread per consumer, each polling continuously as an application would.
+    # (Interleaving two kafka-python consumers' short polls on one thread livelocks in
+    # kafka-python 3.0.12 itself: a JoinGroup/SyncGroup round that finishes while its
+    # consumer is not inside poll() is discarded and the next poll() starts a new join,
+    # which sends the other consumer back to rebalancing, and so on.)
+    stop = threading.Event()
+    committed_both = threading.Barrier(2, timeout=30)  # nobody leaves before both committed
+    state = {name: {"parts": set(), "recs": [], "committed": False, "error": None} for name in "ab"}
+
+    def run(name):
+        st = state[name]
+        c = kc()
+        try:
+            while not stop.is_set():
+                for recs in c.poll(timeout_ms=200).values():
+                    st["recs"].extend(recs)
+                st["parts"] = {tp.partition for tp in c.assignment()}
+            c.commit()
+            st["committed"] = True
+            committed_both.wait()
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            st["error"] = e
+        finally:
+            c.close()
+
+    def split_and_consumed():
+        for st in state.values():
+            if st["error"]:
+                raise st["error"]
+        pa, pb = state["a"]["parts"], state["b"]["parts"]
+        done = sum(len(st["recs"]) for st in state.values()) >= 20
+        return pa and pb and pa.isdisjoint(pb) and pa | pb == {0, 1, 2, 3} and done
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in "ab"]
+    for t in threads:
+        t.start()
     try:
-        got = {a: [], b: []}
-
-        def both_split():
-            for c in (a, b):
-                for recs in c.poll(timeout_ms=100).values():
-                    got[c].extend(recs)
-            pa = {tp.partition for tp in a.assignment()}
-            pb = {tp.partition for tp in b.assignment()}
-            return pa and pb and pa.isdisjoint(pb) and pa | pb == {0, 1, 2, 3}
-
-        wait_for(both_split, 40, "kafka-python consumers to split the partitions", interval=0)
-        wait_for(lambda: both_split() and len(got[a]) + len(got[b]) >= 20, 30, "all records", interval=0)
-        a.commit()
-        b.commit()
+        wait_for(split_and_consumed, 60, "kafka-python consumers to split the partitions and read all 20 records")
     finally:
-        a.close()
-        b.close()
+        stop.set()
+        for t in threads:
+            t.join(30)
+    for name, st in state.items():
+        assert st["error"] is None and st["committed"], (name, st["error"])
+    assert sorted(r.value for st in state.values() for r in st["recs"]) == sorted(
+        b"kp%d-%d" % (p, i) for p in range(4) for i in range(5))
     c = kc()
     try:
         for p in range(4):
