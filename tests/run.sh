@@ -2,8 +2,8 @@
 # The test command of the README: everything Troupe's CI runs, from any directory.
 #
 #   1. installs what the tests need (kcat, and cmake + libcurl4-openssl-dev for the
-#      rdkafka dev-dependency, from Debian; a Python venv in .venv with
-#      tests/python/requirements.txt)
+#      rdkafka dev-dependency, Node.js and npm, from Debian; a Python venv in .venv
+#      with tests/python/requirements.txt; tests/js/node_modules with KafkaJS)
 #   2. builds the release binary the black-box tests start (target/release/troupe)
 #   3. runs the Rust unit and integration tests
 #   4. runs the black-box client tests in tests/python against real brokers
@@ -32,6 +32,9 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_packages+=(python3-ve
 # and every `cargo test` compiles dev-dependencies: it needs cmake and curl's headers.
 command -v cmake >/dev/null 2>&1 || apt_packages+=(cmake)
 command -v curl-config >/dev/null 2>&1 || apt_packages+=(libcurl4-openssl-dev)
+# KafkaJS tests (tests/js) run on Node.js; npm installs the pinned kafkajs.
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 if [ "${TROUPE_TEST_SKIP_APT:-0}" = "1" ]; then
     step "apt: skipped (TROUPE_TEST_SKIP_APT=1)${apt_packages[*]:+; missing: ${apt_packages[*]}}"
 elif [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -40,7 +43,7 @@ elif [ "${#apt_packages[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 else
-    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev present)"
+    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev, node, npm present)"
 fi
 
 # ---------------------------------------------------------------- 2. python venv
@@ -49,6 +52,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+step "node: npm ci in tests/js (kafkajs, pinned by package-lock.json)"
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
 # ---------------------------------------------------------------- 3. build
 step "cargo build --release --locked"

@@ -26,6 +26,19 @@ pub async fn handle(req: CreatePartitionsRequest, ctx: &BrokerContext) -> Create
                 .map(|_| Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into())))
                 .collect()
         });
+    if !req.validate_only {
+        // Answer once the new partitions serve (see create_topics::wait_online): KafkaJS
+        // reads metadata right after and got LEADER_NOT_AVAILABLE for the new ones.
+        let grown: Vec<&str> = req
+            .topics
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_ok())
+            .map(|(t, _)| t.name.0.as_str())
+            .collect();
+        let wait = std::time::Duration::from_millis(req.timeout_ms.clamp(0, 10_000) as u64);
+        super::create_topics::wait_online(ctx, &grown, wait).await;
+    }
     let results = req
         .topics
         .iter()

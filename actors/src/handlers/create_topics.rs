@@ -141,7 +141,8 @@ pub async fn handle(
 /// Like Kafka's delayed CreateTopics, answer once the new partitions can serve (their
 /// logs are open), within the request's timeout: a client that produces or asks for
 /// offsets right after its topic was created then gets no NOT_LEADER_OR_FOLLOWER.
-async fn wait_online(ctx: &BrokerContext, topics: &[&str], wait: std::time::Duration) {
+/// CreatePartitions waits the same way.
+pub(crate) async fn wait_online(ctx: &BrokerContext, topics: &[&str], wait: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let routes = ctx.routes();
