@@ -16,7 +16,8 @@
 //! 2. the same with acks=all
 //! 3. produce 1 KiB messages to 8 partitions
 //!    (3c: the same bytes sent with hand-written Produce requests over 1 and 2
-//!    connections, to tell the broker's limit from the client's)
+//!    connections, to tell the broker's limit from the client's; 1n and 3n: runs 1
+//!    and 3 into a null broker that keeps nothing, i.e. librdkafka's own ceiling here)
 //! 4. consume everything run 1 wrote, from the start (4b: run 3's; 4c: run 1's again
 //!    with hand-written Fetch requests, to tell the broker's limit from the client's)
 //! 5. end-to-end latency at a fixed 10k msg/s (linger 0): p50, p99, p99.9
@@ -32,6 +33,8 @@ mod baseline;
 mod broker;
 #[path = "e2e/client.rs"]
 mod client;
+#[path = "e2e/nullbroker.rs"]
+mod nullbroker;
 #[path = "e2e/rawfetch.rs"]
 mod rawfetch;
 #[path = "e2e/rawproduce.rs"]
@@ -150,6 +153,9 @@ const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT]
   [--scale-msgs N] [--scale-only] [--baseline-mb MB] [--max-secs S]";
 
 fn main() {
+    if std::env::args().any(|a| a == "--null-broker") {
+        nullbroker::serve(); // the child process of runs 1n and 3n
+    }
     let opts = match Options::parse() {
         Ok(o) => o,
         Err(e) => {

@@ -4,6 +4,7 @@
 
 use crate::broker::{self, Broker, ProcSample};
 use crate::client::{self, Latency, ProduceSpec, Throughput};
+use crate::nullbroker::NullBroker;
 use crate::rawfetch;
 use crate::rawproduce;
 use crate::report::{Baselines, PhaseResult, Table};
@@ -158,6 +159,44 @@ pub fn run(
         }
         table.add(label, &raw);
     }
+
+    // The client's ceiling: runs 1 and 3 again, into a broker that keeps nothing.
+    let null = NullBroker::start()?;
+    eprintln!("[null broker] bootstrap {}", null.bootstrap());
+    let null_measure =
+        |f: &mut dyn FnMut() -> Result<Throughput, String>| -> Result<PhaseResult, String> {
+            let b0 = null.sample();
+            let c0 = broker::sample(std::process::id()).unwrap_or_default();
+            let t = f()?;
+            let b1 = null.sample();
+            let c1 = broker::sample(std::process::id()).unwrap_or_default();
+            Ok(PhaseResult::new(t, &b0, &b1, c1.cpu_secs - c0.cpu_secs, true))
+        };
+    for (key, parts, size, count, label) in [
+        (
+            "null100",
+            1,
+            100,
+            o.count_100b,
+            "1n. run 1 into a null broker (librdkafka's ceiling; diagnostic)",
+        ),
+        (
+            "null1k",
+            8,
+            1024,
+            o.count_1k,
+            "3n. run 3 into a null broker (librdkafka's ceiling; diagnostic)",
+        ),
+    ] {
+        let mut reps = Vec::new();
+        for r in 0..o.reps {
+            eprintln!("[{}] {} (rep {}/{})", &label[..2], &label[4..], r + 1, o.reps);
+            let spec = produce_spec("null broker", name(key, r), parts, size, count, "1");
+            reps.push(null_measure(&mut || client::produce(&null.bootstrap(), &spec))?);
+        }
+        table.add(label, &reps);
+    }
+    drop(null);
 
     let mut cons = Vec::new();
     for (r, produced) in p100.iter().enumerate() {

@@ -1,0 +1,254 @@
+//! The client's ceiling: a "null broker" that answers ApiVersions, Metadata and Produce
+//! and keeps nothing. librdkafka producing into it measures what the client itself can
+//! push through one connection on this machine, so a produce target above that figure
+//! cannot be met by any broker with this client here.
+//!
+//! It runs as a child process (this bench binary re-run with `--null-broker`), so its
+//! CPU time is counted apart from the client's, like the real broker's. Each connection
+//! gets a thread; every request is decoded with `kafka-protocol` (Produce records stay
+//! `Bytes` slices of the frame, no copy) and answered in order. Base offsets advance by
+//! each batch's record count, so the client sees the offsets a real broker would give.
+
+use crate::broker::{self, ProcSample};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Partitions every topic has in the null broker's metadata.
+const PARTITIONS: i32 = 8;
+
+/// The versions the null broker speaks (all within what kafka-protocol encodes).
+const APIS: [(ApiKey, i16, i16); 3] = [
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+];
+
+/// A running null broker child process.
+pub struct NullBroker {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl NullBroker {
+    /// Starts `<this bench> --null-broker` and reads the port it listens on.
+    pub fn start() -> Result<NullBroker, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("--null-broker")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the null broker: {e}"))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("null broker has no stdout")?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("null broker said {line:?}"))?;
+        Ok(NullBroker { child, addr })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn sample(&self) -> ProcSample {
+        broker::sample(self.child.id()).unwrap_or_default()
+    }
+}
+
+impl Drop for NullBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's main: listen on a free loopback port, print it, serve until killed.
+pub fn serve() -> ! {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the null broker");
+    let addr = listener.local_addr().expect("null broker address");
+    println!("LISTENING {addr}");
+    let _ = std::io::stdout().flush();
+    // Base offsets per (topic, partition), shared by all connections.
+    let offsets: Arc<Mutex<HashMap<(String, i32), i64>>> = Arc::default();
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let offsets = offsets.clone();
+        std::thread::spawn(move || {
+            let _ = conn.set_nodelay(true);
+            if let Err(e) = serve_connection(conn, addr, &offsets) {
+                eprintln!("[null broker] connection closed: {e}");
+            }
+        });
+    }
+    std::process::exit(0)
+}
+
+fn serve_connection(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    offsets: &Mutex<HashMap<(String, i32), i64>>,
+) -> Result<(), String> {
+    let mut out = BytesMut::new();
+    loop {
+        let mut size = [0u8; 4];
+        if s.read_exact(&mut size).is_err() {
+            return Ok(()); // the client went away
+        }
+        let len = usize::try_from(i32::from_be_bytes(size)).map_err(|e| e.to_string())?;
+        let mut frame = BytesMut::zeroed(len);
+        s.read_exact(&mut frame).map_err(|e| e.to_string())?;
+        let mut body: Bytes = frame.freeze();
+        if body.len() < 4 {
+            return Err("short frame".into());
+        }
+        let key = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]]))
+            .map_err(|_| "unknown api key".to_string())?;
+        let version = i16::from_be_bytes([body[2], body[3]]);
+        let header = RequestHeader::decode(&mut body, key.request_header_version(version))
+            .map_err(|e| e.to_string())?;
+        let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
+        out.clear();
+        out.put_i32(0);
+        let header_version = key.response_header_version(version);
+        match key {
+            ApiKey::ApiVersions => {
+                // Answered in a version the client is sure to read (v0 header always).
+                let v = version.min(3);
+                let api_keys = APIS
+                    .iter()
+                    .map(|(k, min, max)| {
+                        ApiVersion::default()
+                            .with_api_key(*k as i16)
+                            .with_min_version(*min)
+                            .with_max_version(*max)
+                    })
+                    .collect();
+                response_header.encode(&mut out, 0).map_err(|e| e.to_string())?;
+                ApiVersionsResponse::default()
+                    .with_api_keys(api_keys)
+                    .encode(&mut out, v)
+                    .map_err(|e| e.to_string())?;
+            }
+            ApiKey::Metadata => {
+                let req = MetadataRequest::decode(&mut body, version).map_err(|e| e.to_string())?;
+                let names: Vec<TopicName> = req
+                    .topics
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| t.name)
+                    .collect();
+                let topics = names
+                    .into_iter()
+                    .map(|name| {
+                        let partitions = (0..PARTITIONS)
+                            .map(|p| {
+                                MetadataResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_leader_id(BrokerId(1))
+                                    .with_replica_nodes(vec![BrokerId(1)])
+                                    .with_isr_nodes(vec![BrokerId(1)])
+                            })
+                            .collect();
+                        MetadataResponseTopic::default()
+                            .with_name(Some(name))
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                let broker = MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(StrBytes::from_string(addr.ip().to_string()))
+                    .with_port(i32::from(addr.port()));
+                response_header
+                    .encode(&mut out, header_version)
+                    .map_err(|e| e.to_string())?;
+                MetadataResponse::default()
+                    .with_brokers(vec![broker])
+                    .with_cluster_id(Some(StrBytes::from_static_str("null-broker")))
+                    .with_controller_id(BrokerId(1))
+                    .with_topics(topics)
+                    .encode(&mut out, version)
+                    .map_err(|e| e.to_string())?;
+            }
+            ApiKey::Produce => {
+                let req = ProduceRequest::decode(&mut body, version).map_err(|e| e.to_string())?;
+                if req.acks == 0 {
+                    continue;
+                }
+                let mut offsets = offsets.lock().map_err(|_| "poisoned")?;
+                let responses = req
+                    .topic_data
+                    .into_iter()
+                    .map(|t| {
+                        let partition_responses = t
+                            .partition_data
+                            .iter()
+                            .map(|p| {
+                                let next = offsets
+                                    .entry((t.name.0.to_string(), p.index))
+                                    .or_insert(0);
+                                let base = *next;
+                                *next += p.records.as_ref().map_or(0, |r| record_count(r));
+                                PartitionProduceResponse::default()
+                                    .with_index(p.index)
+                                    .with_base_offset(base)
+                                    .with_log_append_time_ms(-1)
+                            })
+                            .collect();
+                        TopicProduceResponse::default()
+                            .with_name(t.name)
+                            .with_partition_responses(partition_responses)
+                    })
+                    .collect();
+                drop(offsets);
+                response_header
+                    .encode(&mut out, header_version)
+                    .map_err(|e| e.to_string())?;
+                ProduceResponse::default()
+                    .with_responses(responses)
+                    .encode(&mut out, version)
+                    .map_err(|e| e.to_string())?;
+            }
+            other => return Err(format!("{other:?} is not served by the null broker")),
+        }
+        let n = (out.len() - 4) as i32;
+        out[..4].copy_from_slice(&n.to_be_bytes());
+        s.write_all(&out).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Records in the v2 batches of `records`: each batch's record count (bytes 57..61).
+fn record_count(records: &Bytes) -> i64 {
+    let mut b = &records[..];
+    let mut n = 0i64;
+    while b.len() >= 61 {
+        let len = i32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;
+        n += i64::from(i32::from_be_bytes([b[57], b[58], b[59], b[60]]));
+        if b.len() < 12 + len {
+            break;
+        }
+        b.advance(12 + len);
+    }
+    n
+}
