@@ -25,7 +25,9 @@
 //! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
 //! RSS and open files, produce spread over all partitions). Broker CPU seconds and peak
 //! RSS come from /proc/<pid>/stat and /proc/<pid>/status (VmHWM, reset before each run).
-//! MB are 10^6 bytes of message payload.
+//! MB are 10^6 bytes of message payload. Every measurement starts after a `sync`, so
+//! no run pays for the writeback of the data earlier runs left dirty (see
+//! `baseline::settle`).
 
 #[path = "e2e/baseline.rs"]
 mod baseline;
@@ -198,6 +200,7 @@ fn run(o: &Options) -> Result<(), String> {
     let mut tcp = Vec::new();
     let mut disk = Vec::new();
     for _ in 0..o.reps {
+        baseline::settle();
         tcp.push(baseline::loopback_tcp(o.baseline_bytes).map_err(|e| e.to_string())?);
         disk.push(
             baseline::page_cache_append(&root, o.baseline_bytes / 2).map_err(|e| e.to_string())?,

@@ -58,3 +58,17 @@ pub fn page_cache_append(dir: &Path, total: u64) -> std::io::Result<f64> {
     std::fs::remove_file(&path)?;
     Ok(written as f64 / secs / 1e6)
 }
+
+/// Writes every dirty page back (`sync`) before a measurement, so each run starts with
+/// no writeback backlog, as the page-cache baseline does (it deletes its file, which
+/// drops its dirty pages for free). Without this a run pays for the runs before it:
+/// once several GB are dirty the kernel throttles writers to the disk's speed (on
+/// this VM ~0.4 GB/s instead of 2-4 GB/s). Returns the seconds the sync took.
+pub fn settle() -> f64 {
+    let t0 = Instant::now();
+    match std::process::Command::new("sync").status() {
+        Ok(s) if s.success() => {}
+        other => eprintln!("    [settle] sync failed: {other:?}"),
+    }
+    t0.elapsed().as_secs_f64()
+}

@@ -15,9 +15,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
-};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
     ProduceResponse, RequestHeader, ResponseHeader, TopicName,
@@ -145,7 +143,9 @@ fn serve_connection(
                             .with_max_version(*max)
                     })
                     .collect();
-                response_header.encode(&mut out, 0).map_err(|e| e.to_string())?;
+                response_header
+                    .encode(&mut out, 0)
+                    .map_err(|e| e.to_string())?;
                 ApiVersionsResponse::default()
                     .with_api_keys(api_keys)
                     .encode(&mut out, v)
@@ -205,11 +205,10 @@ fn serve_connection(
                             .partition_data
                             .iter()
                             .map(|p| {
-                                let next = offsets
-                                    .entry((t.name.0.to_string(), p.index))
-                                    .or_insert(0);
+                                let next =
+                                    offsets.entry((t.name.0.to_string(), p.index)).or_insert(0);
                                 let base = *next;
-                                *next += p.records.as_ref().map_or(0, |r| record_count(r));
+                                *next += p.records.as_ref().map_or(0, record_count);
                                 PartitionProduceResponse::default()
                                     .with_index(p.index)
                                     .with_base_offset(base)

@@ -2,6 +2,7 @@
 //! 1 KiB over 8 partitions), consume from the start, and end-to-end latency. Each run is
 //! repeated `--reps` times on a topic of its own; the table keeps medians.
 
+use crate::baseline;
 use crate::broker::{self, Broker, ProcSample};
 use crate::client::{self, Latency, ProduceSpec, Throughput};
 use crate::nullbroker::NullBroker;
@@ -49,6 +50,10 @@ pub fn run(
 
     let measure =
         |f: &mut dyn FnMut() -> Result<Throughput, String>| -> Result<PhaseResult, String> {
+            let synced = baseline::settle();
+            if synced > 0.5 {
+                eprintln!("    [settle] sync took {synced:.1}s before this run");
+            }
             if let Some(b) = &local {
                 b.reset_peak_rss();
             }
@@ -165,12 +170,19 @@ pub fn run(
     eprintln!("[null broker] bootstrap {}", null.bootstrap());
     let null_measure =
         |f: &mut dyn FnMut() -> Result<Throughput, String>| -> Result<PhaseResult, String> {
+            baseline::settle();
             let b0 = null.sample();
             let c0 = broker::sample(std::process::id()).unwrap_or_default();
             let t = f()?;
             let b1 = null.sample();
             let c1 = broker::sample(std::process::id()).unwrap_or_default();
-            Ok(PhaseResult::new(t, &b0, &b1, c1.cpu_secs - c0.cpu_secs, true))
+            Ok(PhaseResult::new(
+                t,
+                &b0,
+                &b1,
+                c1.cpu_secs - c0.cpu_secs,
+                true,
+            ))
         };
     for (key, parts, size, count, label) in [
         (
@@ -190,9 +202,17 @@ pub fn run(
     ] {
         let mut reps = Vec::new();
         for r in 0..o.reps {
-            eprintln!("[{}] {} (rep {}/{})", &label[..2], &label[4..], r + 1, o.reps);
+            eprintln!(
+                "[{}] {} (rep {}/{})",
+                &label[..2],
+                &label[4..],
+                r + 1,
+                o.reps
+            );
             let spec = produce_spec("null broker", name(key, r), parts, size, count, "1");
-            reps.push(null_measure(&mut || client::produce(&null.bootstrap(), &spec))?);
+            reps.push(null_measure(&mut || {
+                client::produce(&null.bootstrap(), &spec)
+            })?);
         }
         table.add(label, &reps);
     }
