@@ -33,19 +33,23 @@
 //! bare 61-byte header, so the producer's sequence and epoch can be rebuilt from the
 //! log: one header per live producer, as in Kafka, not one per batch ever written.
 //!
-//! Not done here, and documented as such: control batches (transaction markers),
-//! transactional batches and compressed batches are kept whole and do not feed the map
-//! (the storage layer has no transaction index and no codecs), so their records are
-//! never removed. Since such a batch may hold any key, a tombstone above one is never
-//! dropped (the value below would come back): the pass pins every tombstone after the
-//! first batch it keeps whole. Tombstones older than every such batch still go. Kafka
-//! decompresses instead; this is the price of having no codecs.
+//! Compressed batches are decompressed (`codec.rs`: gzip, snappy, lz4, zstd), filtered
+//! like any other, and written back with their own codec, as Kafka's cleaner does.
+//!
+//! Not done here, and documented as such: control batches (transaction markers) and
+//! transactional batches are kept whole and do not feed the map (the storage layer has
+//! no transaction index), so their records are never removed; so is a compressed batch
+//! whose records do not decompress (logged). Since such a batch may hold any key, a
+//! tombstone above one is never dropped (the value below would come back): the pass
+//! pins every tombstone after the first such batch. Tombstones older than every such
+//! batch still go.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::storage::compact_records::{
-    filter_batch, is_kept_whole, FilterContext, FilterOutcome, Filtered, OffsetMap,
+    filter_batch, is_kept_whole, parse_records, record_section, FilterContext, FilterOutcome,
+    Filtered, OffsetMap,
 };
 use crate::storage::compact_swap::{
     commit_swap, delete_cleaned, finish_swap, read_checkpoint, write_checkpoint, BatchReader,
@@ -354,16 +358,22 @@ impl Log {
                     return Ok(false);
                 }
                 let size = bytes.len() as u64;
-                if h.last_offset() >= pass.dirty_from && !is_kept_whole(&h) {
-                    // Budget check per batch: a key is no bigger than its batch.
+                // A batch whose records do not decompress feeds nothing (the rewrite
+                // keeps it whole and pins the tombstones above it).
+                let section = match h.last_offset() >= pass.dirty_from && !is_kept_whole(&h) {
+                    true => record_section(bytes, &h).ok(),
+                    false => None,
+                };
+                if let Some(section) = section {
+                    // Budget check per batch: a key is no bigger than its records.
                     let worst =
-                        bytes.len() + h.record_count.max(0) as usize * OffsetMap::ENTRY_OVERHEAD;
+                        section.len() + h.record_count.max(0) as usize * OffsetMap::ENTRY_OVERHEAD;
                     if !pass.map.is_empty() && pass.map.would_overflow(worst) {
                         pass.map_end = h.base_offset.max(pass.dirty_from);
                         self.start_rewrite(pass);
                         return Ok(false);
                     }
-                    let records = crate::storage::compact_records::parse_records(bytes, &h)?;
+                    let records = parse_records(&section, &h)?;
                     for r in records {
                         let offset = h.base_offset + r.offset_delta;
                         if let (Some(k), true) = (r.key, offset >= pass.dirty_from) {
@@ -455,7 +465,7 @@ impl Log {
                     };
                     let (what, outcome) = filter_batch(bytes, &h, &cx)?;
                     // Control batches hold markers, never keyed data: they pin nothing.
-                    pass.pin_tombstones |= is_kept_whole(&h) && !h.is_control();
+                    pass.pin_tombstones |= outcome.opaque;
                     let size = bytes.len() as u64;
                     match what {
                         Filtered::Keep => writer.append(bytes, &h)?,

@@ -1,6 +1,7 @@
-//! Record-level work of the log cleaner: walk the records of an uncompressed v2 batch
-//! as byte slices (no copies, no allocation per field), decide which survive, and
-//! rebuild the batch from the survivors.
+//! Record-level work of the log cleaner: walk the records of a v2 batch as byte slices
+//! (no copies, no allocation per field; a compressed batch's records are decompressed
+//! once, see `codec.rs`), decide which survive, and rebuild the batch from the
+//! survivors, compressed again with the batch's own codec.
 //!
 //! A rebuilt batch keeps its base offset, `lastOffsetDelta`, producer id, epoch and
 //! base sequence, so the batch's last offset (and with it the log end offset and the
@@ -8,7 +9,9 @@
 //! gaps in offsets that readers step over. Record bytes after the offset delta (key,
 //! value, headers) are copied verbatim.
 
+use crate::storage::codec;
 use crate::storage::records::put_varlong;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
@@ -40,19 +43,31 @@ fn take<'a>(c: &mut Cursor<'a>, n: i64) -> Result<&'a [u8], StorageError> {
     c.take(n)
 }
 
-/// The records of the uncompressed batch `batch` (header included) described by `h`.
-pub(crate) fn parse_records<'a>(
+/// Largest records section a compressed batch may decompress to (Kafka has no such
+/// bound; one keeps a small batch from expanding into unbounded memory here).
+pub(crate) const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
+
+/// The records section of `batch` (header included, described by `h`): the bytes after
+/// the header as they are, or decompressed with the batch's codec.
+pub(crate) fn record_section<'a>(
     batch: &'a [u8],
     h: &BatchHeader,
-) -> Result<Vec<RawRecord<'a>>, StorageError> {
-    if h.compression() != 0 {
-        return Err(StorageError::InvalidRecord(
-            "cannot read records of a compressed batch".into(),
-        ));
-    }
+) -> Result<Cow<'a, [u8]>, StorageError> {
     let end = h.total_size().min(batch.len());
+    let raw = batch.get(HEADER_SIZE..end).unwrap_or_default();
+    match h.compression() {
+        codec::NONE => Ok(Cow::Borrowed(raw)),
+        c => codec::decompress(c, raw, MAX_DECOMPRESSED_BYTES).map(Cow::Owned),
+    }
+}
+
+/// The `h.record_count` records of a batch's records section (see [`record_section`]).
+pub(crate) fn parse_records<'a>(
+    section: &'a [u8],
+    h: &BatchHeader,
+) -> Result<Vec<RawRecord<'a>>, StorageError> {
     let mut c = Cursor {
-        buf: batch.get(HEADER_SIZE..end).unwrap_or_default(),
+        buf: section,
         at: 0,
     };
     let mut out = Vec::with_capacity(h.record_count.clamp(0, 4096) as usize);
@@ -78,13 +93,14 @@ pub(crate) fn parse_records<'a>(
 }
 
 /// Keys of compacted topics: Kafka rejects a record without one (INVALID_RECORD).
-/// Compressed batches cannot be opened here (no codecs in the storage layer) and are
-/// let through; control batches carry markers, not keyed records.
+/// Compressed batches are decompressed to look (CORRUPT_MESSAGE if that fails);
+/// control batches carry markers, not keyed records.
 pub(crate) fn check_keys(batch: &[u8], h: &BatchHeader) -> Result<(), StorageError> {
-    if h.compression() != 0 || h.is_control() {
+    if h.is_control() {
         return Ok(());
     }
-    if parse_records(batch, h)?.iter().any(|r| r.key.is_none()) {
+    let section = record_section(batch, h)?;
+    if parse_records(&section, h)?.iter().any(|r| r.key.is_none()) {
         return Err(StorageError::InvalidRecord(
             "compacted topic cannot accept a record without a key".into(),
         ));
@@ -159,6 +175,10 @@ pub(crate) struct FilterOutcome {
     pub keyless_removed: u64,
     /// Delete horizon of tombstones still in the batch (`None` if it keeps none).
     pub pending_horizon: Option<i64>,
+    /// The batch was kept whole without reading its records (transactional, or its
+    /// records would not decompress): any key may hide in it, so tombstones above it
+    /// must stay.
+    pub opaque: bool,
 }
 
 /// What [`filter_batch`] needs to know beside the batch itself.
@@ -168,8 +188,8 @@ pub(crate) struct FilterContext<'a> {
     pub now_ms: i64,
     /// Horizon given to tombstones first rewritten in this pass.
     pub new_horizon_ms: i64,
-    /// A batch kept whole (compressed or transactional) lies below this one. Its records
-    /// cannot be read, so any of them may hold the key of a tombstone here: dropping
+    /// An opaque batch (see [`FilterOutcome::opaque`]) lies below this one. Its records
+    /// were not read, so any of them may hold the key of a tombstone here: dropping
     /// the tombstone would bring that older value back. Tombstones stay while it holds.
     pub pin_tombstones: bool,
     /// Producer id → last offset of its last data batch, for the producers the
@@ -182,9 +202,10 @@ pub(crate) struct FilterContext<'a> {
 /// Apply the compaction rules to one batch. A record survives unless it has no key, a
 /// later record of its key is in `map`, or it is a tombstone whose batch's delete
 /// horizon has passed (`now_ms`) and that no batch kept whole lies below. A batch that
-/// keeps a tombstone and has no horizon gets `new_horizon_ms`. Control, transactional
-/// and compressed batches are kept whole: markers need transaction state this layer
-/// lacks, and compressed records cannot be read without codecs (see `compact.rs`).
+/// keeps a tombstone and has no horizon gets `new_horizon_ms`. Control and
+/// transactional batches are kept whole (markers need transaction state this layer
+/// lacks), and so is a compressed batch whose records do not decompress. A rewritten
+/// compressed batch is compressed again with its own codec.
 pub(crate) fn filter_batch(
     batch: &[u8],
     h: &BatchHeader,
@@ -193,11 +214,27 @@ pub(crate) fn filter_batch(
     let (map, now_ms, new_horizon_ms) = (cx.map, cx.now_ms, cx.new_horizon_ms);
     let mut out = FilterOutcome::default();
     if is_kept_whole(h) {
+        out.opaque = !h.is_control();
         return Ok((Filtered::Keep, out));
     }
     let has_horizon = h.attributes & DELETE_HORIZON_FLAG != 0;
     let expired = has_horizon && now_ms >= h.base_timestamp;
-    let records = parse_records(batch, h)?;
+    let section = match record_section(batch, h) {
+        Ok(s) => s,
+        Err(e) => {
+            // Its CRC held when it was appended and still does (the reader checks), so
+            // the bytes are what the producer sent; they just cannot be opened here.
+            tracing::warn!(
+                base_offset = h.base_offset,
+                codec = codec::name(h.compression()),
+                error = %e,
+                "log cleaner keeps a batch whole: its records do not decompress"
+            );
+            out.opaque = true;
+            return Ok((Filtered::Keep, out));
+        }
+    };
+    let records = parse_records(&section, h)?;
     let mut kept = Vec::with_capacity(records.len());
     for r in &records {
         let offset = h.base_offset + r.offset_delta;
@@ -265,22 +302,30 @@ pub(crate) fn filter_batch(
     let records = kept
         .iter()
         .map(|r| (record_ts(r).wrapping_sub(base_timestamp), r));
-    Ok((Filtered::Rewrite(encode_batch(&header, records)), out))
+    let like = batch
+        .get(HEADER_SIZE..h.total_size().min(batch.len()))
+        .unwrap_or_default();
+    Ok((
+        Filtered::Rewrite(encode_batch(&header, records, like)?),
+        out,
+    ))
 }
 
-/// Batches the cleaner cannot open or must not change: control batches (transaction
-/// markers), transactional batches (no transaction index here) and compressed ones (no
-/// codecs in the storage layer).
+/// Batches the cleaner must not change: control batches (transaction markers) and
+/// transactional batches (no transaction index here).
 pub(crate) fn is_kept_whole(h: &BatchHeader) -> bool {
-    h.is_control() || h.is_transactional() || h.compression() != 0
+    h.is_control() || h.is_transactional()
 }
 
 /// Encode a v2 batch with header fields from `h` (length and CRC computed here) and
-/// `(timestamp delta, record)` pairs whose tails are copied as they are.
+/// `(timestamp delta, record)` pairs whose tails are copied as they are. The records
+/// are compressed with `h`'s codec; `like` is the section they replace (see
+/// [`codec::compress`]).
 fn encode_batch<'a>(
     h: &BatchHeader,
     records: impl Iterator<Item = (i64, &'a RawRecord<'a>)>,
-) -> Vec<u8> {
+    like: &[u8],
+) -> Result<Vec<u8>, StorageError> {
     let mut buf = Vec::with_capacity(HEADER_SIZE + 64);
     buf.extend_from_slice(&h.base_offset.to_be_bytes());
     buf.extend_from_slice(&0i32.to_be_bytes()); // batch length, set below
@@ -295,6 +340,7 @@ fn encode_batch<'a>(
     buf.extend_from_slice(&h.producer_epoch.to_be_bytes());
     buf.extend_from_slice(&h.base_sequence.to_be_bytes());
     buf.extend_from_slice(&h.record_count.to_be_bytes());
+    let mut section = Vec::new();
     let mut body = Vec::new();
     for (ts_delta, r) in records {
         body.clear();
@@ -302,12 +348,16 @@ fn encode_batch<'a>(
         put_varlong(&mut body, ts_delta);
         put_varlong(&mut body, r.offset_delta);
         body.extend_from_slice(r.tail);
-        put_varlong(&mut buf, body.len() as i64);
-        buf.extend_from_slice(&body);
+        put_varlong(&mut section, body.len() as i64);
+        section.extend_from_slice(&body);
+    }
+    match h.compression() {
+        codec::NONE => buf.extend_from_slice(&section),
+        c => buf.extend_from_slice(&codec::compress(c, &section, like)?),
     }
     let length = (buf.len() - LOG_OVERHEAD) as i32;
     buf[8..12].copy_from_slice(&length.to_be_bytes());
     let crc = compute_crc(&buf);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
-    buf
+    Ok(buf)
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use bytes::BytesMut;
 use proptest::prelude::*;
 
-use crate::storage::batch::{validate_batches_with, BatchHeader};
+use crate::storage::batch::{compute_crc, validate_batches_with, BatchHeader, HEADER_SIZE};
+use crate::storage::codec;
 use crate::storage::compact_swap::CLEANER_CHECKPOINT_FILE;
 use crate::storage::records::{decode_records, BatchBuilder, Record};
 use crate::storage::{CleanOptions, CleanStep, Log, LogConfig, StorageError, DELETE_HORIZON_FLAG};
@@ -79,13 +80,50 @@ fn records(log: &Log) -> Vec<Record> {
         .collect()
 }
 
-/// The tests' "compressed" batches are plain records with codec bits set (the storage
-/// layer has no codecs): clear the bits to read them as a consumer would after
-/// decompressing.
+/// `batch` (plain records) with its records compressed by `codec`, as a producer sends.
+fn compress_batch(batch: &[u8], c: u8) -> BytesMut {
+    let mut out = batch[..HEADER_SIZE].to_vec();
+    out.extend(codec::compress(c, &batch[HEADER_SIZE..], &[]).unwrap());
+    seal(&mut out, |attrs| (attrs & !0x07) | i16::from(c));
+    BytesMut::from(&out[..])
+}
+
+/// Set the attributes (through `f`), the batch length and the CRC of `batch`.
+fn seal(batch: &mut [u8], f: impl Fn(i16) -> i16) {
+    let attrs = i16::from_be_bytes([batch[21], batch[22]]);
+    batch[21..23].copy_from_slice(&f(attrs).to_be_bytes());
+    let len = (batch.len() - 12) as i32;
+    batch[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The batch as a consumer reads it after decompressing. The tests' unreadable
+/// batches are plain records with gzip bits set: those are read with the bits cleared.
 fn plain(batch: &[u8]) -> Vec<u8> {
-    let mut b = batch.to_vec();
-    b[22] &= !0x07;
+    let h = BatchHeader::parse(batch).unwrap();
+    let section = codec::decompress(h.compression(), &batch[HEADER_SIZE..], 1 << 24)
+        .unwrap_or_else(|_| batch[HEADER_SIZE..].to_vec());
+    let mut b = [&batch[..HEADER_SIZE], &section[..]].concat();
+    seal(&mut b, |attrs| attrs & !0x07);
     b
+}
+
+/// Append plain records carrying gzip bits, so the cleaner cannot open them: only a
+/// topic that was not compacted when they came accepts them (compacted topics check
+/// keys, which needs the records), so the policy is switched around the append.
+fn append_unreadable(log: &mut Log, b: BatchBuilder, records: &[Kv], ts: i64) {
+    let mut b = b;
+    b.attributes |= 1;
+    let compact = log.config().clone();
+    log.set_config(LogConfig {
+        cleanup_compact: false,
+        cleanup_delete: true,
+        ..compact.clone()
+    });
+    log.append_as_leader(&mut kv_batch_with(b, records), 0, ts)
+        .unwrap();
+    log.set_config(compact);
 }
 
 /// What a consumer reading the whole log ends up with: key → value, deleted keys gone.
@@ -346,14 +384,10 @@ fn last_batch_of_a_tracked_producer_keeps_a_header_when_emptied() {
 }
 
 #[test]
-fn compressed_and_control_batches_are_kept_whole() {
+fn control_and_unreadable_batches_are_kept_whole() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), config(), 0).unwrap();
-    // Codec bits set on plain records: the cleaner cannot open it, so it stays.
-    let mut gz = BatchBuilder::new(0, 0);
-    gz.attributes = 1;
-    let mut gz = kv_batch_with(gz, &[("a", Some("1"))]);
-    log.append_as_leader(&mut gz, 0, 0).unwrap();
+    append_unreadable(&mut log, BatchBuilder::new(0, 0), &[("a", Some("1"))], 0);
     let mut control = BatchBuilder::new(0, 0).producer(3, 0, -1);
     control.attributes = 0x30;
     let mut control = kv_batch_with(control, &[("\0\0\0\0", Some("\0\0"))]);
@@ -363,6 +397,72 @@ fn compressed_and_control_batches_are_kept_whole() {
     let before = batches(&log);
     log.clean(forced(0)).unwrap().unwrap();
     assert_eq!(batches(&log), before);
+}
+
+#[test]
+fn compressed_batches_are_compacted_and_keep_their_codec() {
+    for c in [codec::GZIP, codec::SNAPPY, codec::LZ4, codec::ZSTD] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), config(), 0).unwrap();
+        let old = kv_batch(&[("a", Some("1")), ("b", Some("1")), ("c", Some("1"))], 0);
+        log.append_as_leader(&mut compress_batch(&old, c), 0, 0)
+            .unwrap(); // 0..=2
+        let newer = kv_batch(&[("a", Some("2")), ("c", None)], 0);
+        log.append_as_leader(&mut compress_batch(&newer, c), 0, 0)
+            .unwrap(); // 3..=4
+        log.roll(0).unwrap();
+        let stats = log.clean(forced(0)).unwrap().unwrap();
+        assert_eq!(stats.records_removed, 2, "{}", codec::name(c));
+        let b = batches(&log);
+        assert_eq!(b.len(), 2, "{}", codec::name(c));
+        for (h, bytes) in &b {
+            assert_eq!(h.compression(), c, "rewritten with its own codec");
+            assert_eq!(compute_crc(bytes), h.crc, "{}", codec::name(c));
+        }
+        assert_eq!(
+            (
+                b[0].0.base_offset,
+                b[0].0.last_offset(),
+                b[0].0.record_count
+            ),
+            (0, 2, 1)
+        );
+        assert_eq!(
+            kvs(&log),
+            vec![
+                (1, "b".into(), Some("1".into())),
+                (3, "a".into(), Some("2".into())),
+                (4, "c".into(), None),
+            ],
+            "{}",
+            codec::name(c)
+        );
+        // Keyless records in a compressed batch are refused on a compacted topic.
+        let keyless =
+            BytesMut::from(&BatchBuilder::new(0, 0).build(&[(None, Some(&b"v"[..]))])[..]);
+        let err = log
+            .append_as_leader(&mut compress_batch(&keyless, c), 0, 0)
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidRecord(_)),
+            "{}: {err}",
+            codec::name(c)
+        );
+    }
+}
+
+#[test]
+fn compressed_garbage_is_refused_on_compacted_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let mut b = BatchBuilder::new(0, 0);
+    b.attributes = i16::from(codec::LZ4);
+    let err = log
+        .append_as_leader(&mut kv_batch_with(b, &[("k", Some("v"))]), 0, 0)
+        .unwrap_err();
+    assert!(matches!(err, StorageError::CorruptMessage(_)), "{err}");
+    assert_eq!(err.kafka_error_code(), 2);
+    assert_eq!(log.log_end_offset(), 0);
 }
 
 #[test]
@@ -752,16 +852,22 @@ fn emptied_batches_go_except_each_tracked_producers_last() {
 
 #[test]
 fn tombstones_above_a_batch_kept_whole_stay() {
-    // Gzip bits, then the transactional bit (with a producer id, as such batches have).
+    // Records that do not decompress, then the transactional bit (with a producer id,
+    // as such batches have).
     for (attributes, pid) in [(1i16, -1i64), (0x10, 5)] {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), config(), 0).unwrap();
         put(&mut log, &[("t", Some("1"))], 0);
         put(&mut log, &[("t", None)], 0); // offset 1: nothing unreadable below it
-        let mut whole = BatchBuilder::new(0, 0).producer(pid, 0, 0);
-        whole.attributes = attributes;
-        let mut whole = kv_batch_with(whole, &[("k", Some("old"))]);
-        log.append_as_leader(&mut whole, 0, 0).unwrap(); // offset 2
+        let whole = BatchBuilder::new(0, 0).producer(pid, 0, 0);
+        if attributes == 1 {
+            append_unreadable(&mut log, whole, &[("k", Some("old"))], 0); // offset 2
+        } else {
+            let mut whole = whole;
+            whole.attributes = attributes;
+            log.append_as_leader(&mut kv_batch_with(whole, &[("k", Some("old"))]), 0, 0)
+                .unwrap();
+        }
         put(&mut log, &[("k", None)], 0); // offset 3
         log.roll(0).unwrap();
         let t0 = 5_000;
@@ -792,19 +898,20 @@ fn tombstones_above_a_batch_kept_whole_stay() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
-    /// Random plain and "compressed" (kept whole) appends, rolls and cleans, then a final
-    /// clean past every delete horizon: a consumer reading the log from its start ends
-    /// with each key's latest value, and no deleted key comes back.
+    /// Random appends (plain, compressed with each codec, or unreadable: kept whole),
+    /// rolls and cleans, then a final clean past every delete horizon: a consumer
+    /// reading the log from its start ends with each key's latest value, and no deleted
+    /// key comes back.
     #[test]
     fn compaction_never_revives_a_key_hidden_in_a_batch_kept_whole(
-        ops in prop::collection::vec((op(), any::<bool>()), 1..60)
+        ops in prop::collection::vec((op(), 0u8..6), 1..60)
     ) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = LogConfig { segment_bytes: 400, ..config() };
         let mut log = Log::open(dir.path(), cfg, 0).unwrap();
         let mut latest: BTreeMap<String, String> = BTreeMap::new();
         let mut now = 0;
-        for (op, compressed) in ops {
+        for (op, kind) in ops {
             now += 1;
             match op {
                 Op::Append(recs) => {
@@ -813,9 +920,15 @@ proptest! {
                         .map(|(k, v)| (format!("key{k}"), v.map(|v| format!("value{v}"))))
                         .collect();
                     let kv: Vec<Kv> = owned.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-                    let mut b = BatchBuilder::new(0, now);
-                    b.attributes = i16::from(compressed);
-                    log.append_as_leader(&mut kv_batch_with(b, &kv), 0, now).unwrap();
+                    // 0: plain, 1-4: that codec, 5: unreadable (kept whole).
+                    match kind {
+                        0 => { log.append_as_leader(&mut kv_batch(&kv, now), 0, now).unwrap(); }
+                        5 => append_unreadable(&mut log, BatchBuilder::new(0, now), &kv, now),
+                        c => {
+                            let mut b = compress_batch(&kv_batch(&kv, now), c);
+                            log.append_as_leader(&mut b, 0, now).unwrap();
+                        }
+                    }
                     for (k, v) in owned {
                         match v {
                             Some(v) => latest.insert(k, v),

@@ -22,6 +22,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod codec;
 mod compact;
 mod compact_records;
 mod compact_swap;
