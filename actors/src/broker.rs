@@ -91,6 +91,7 @@ pub fn log_config(c: &TopicConfig) -> LogConfig {
         delete_retention_ms: c.delete_retention_ms,
         min_compaction_lag_ms: c.min_compaction_lag_ms,
         max_compaction_lag_ms: c.max_compaction_lag_ms,
+        compression: c.compression_type.codec(),
     }
 }
 

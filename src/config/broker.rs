@@ -161,7 +161,7 @@ impl BrokerConfig {
                 &mut warnings,
             )?;
         }
-        let config = values.build(&mut warnings)?;
+        let config = values.build()?;
         Ok((config, warnings))
     }
 

@@ -148,7 +148,7 @@ impl Values {
         Ok(listeners)
     }
 
-    pub(super) fn build(&self, warnings: &mut Vec<String>) -> Result<BrokerConfig, ConfigError> {
+    pub(super) fn build(&self) -> Result<BrokerConfig, ConfigError> {
         let process_roles: Vec<ProcessRole> = self
             .list("process.roles")?
             .iter()
@@ -237,17 +237,6 @@ impl Values {
         }
         let offsets_retention_minutes: u64 = self.num("offsets.retention.minutes")?;
         let topic_defaults = TopicConfig::from_broker(&|k| self.str(k).map(str::to_string))?;
-        if let Some(c) = self
-            .set
-            .get("compression.type")
-            .filter(|c| c.value != "producer")
-        {
-            warnings.push(format!(
-                "compression.type={} ({}) is accepted but not applied: batches are stored as \
-                 the producer sent them",
-                c.value, c.origin
-            ));
-        }
 
         Ok(BrokerConfig {
             node_id,

@@ -40,10 +40,9 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
-/// `compression.type`. Only [`CompressionType::Producer`] changes behaviour (none):
-/// batches are stored exactly as sent so a fetch can `sendfile` them, and recompressing
-/// would forbid that. The other values are accepted so Kafka tooling that sets them
-/// works, and are reported back as set.
+/// `compression.type`: [`CompressionType::Producer`] (the default) stores batches as
+/// the producer sent them; any other value makes the partition recompress, on append,
+/// every batch that arrives with another codec (as Kafka does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompressionType {
     Producer,
@@ -55,6 +54,19 @@ pub enum CompressionType {
 }
 
 impl CompressionType {
+    /// The codec batches are stored with (record-batch attribute bits), or `None` to
+    /// keep the producer's.
+    pub fn codec(self) -> Option<u8> {
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Uncompressed => Some(0),
+            CompressionType::Gzip => Some(1),
+            CompressionType::Snappy => Some(2),
+            CompressionType::Lz4 => Some(3),
+            CompressionType::Zstd => Some(4),
+        }
+    }
+
     /// As Kafka writes it.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -15,10 +15,12 @@
 //!
 //! All four are pure-Rust crates: no C toolchain or system library is needed.
 //! Decompression is bounded by the caller's `limit`, so a small batch cannot expand
-//! into unbounded memory.
+//! into unbounded memory. [`recompress_batches`] applies a topic's `compression.type`.
 
 use std::io::{Read, Write};
 
+use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use crate::storage::compact_records::{record_section, MAX_DECOMPRESSED_BYTES};
 use crate::storage::error::StorageError;
 
 pub const NONE: u8 = 0;
@@ -156,7 +158,7 @@ pub fn compress(codec: u8, data: &[u8], like: &[u8]) -> Result<Vec<u8>, StorageE
         GZIP => {
             let mut w = flate2::write::GzEncoder::new(
                 Vec::with_capacity(data.len() / 2 + 64),
-                flate2::Compression::fast(),
+                flate2::Compression::default(),
             );
             w.write_all(data).map_err(io)?;
             w.finish().map_err(io)?
@@ -197,6 +199,52 @@ pub fn compress(codec: u8, data: &[u8], like: &[u8]) -> Result<Vec<u8>, StorageE
             )))
         }
     })
+}
+
+/// Batches of `records` recompressed so that every data batch uses `target` (0 =
+/// uncompressed), for a topic whose `compression.type` is not `producer`; `None` when
+/// every batch already does (control batches are never touched). Headers keep their
+/// fields (offsets, producer id, sequence, timestamps); length, attributes and CRC are
+/// recomputed. The batches must have been validated (whole, CRCs checked).
+pub fn recompress_batches(
+    records: &[u8],
+    headers: &[BatchHeader],
+    target: u8,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    if headers
+        .iter()
+        .all(|h| h.is_control() || h.compression() == target)
+    {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(records.len());
+    let mut pos = 0;
+    for h in headers {
+        let batch = &records[pos..pos + h.total_size()];
+        pos += h.total_size();
+        if h.is_control() || h.compression() == target {
+            out.extend_from_slice(batch);
+            continue;
+        }
+        let section = record_section(batch, h)?;
+        if section.len() > MAX_DECOMPRESSED_BYTES {
+            return Err(corrupt(h.compression(), "records too large to recompress"));
+        }
+        let start = out.len();
+        out.extend_from_slice(&batch[..HEADER_SIZE]);
+        match target {
+            NONE => out.extend_from_slice(&section),
+            t => out.extend_from_slice(&compress(t, &section, &[])?),
+        }
+        let b = &mut out[start..];
+        let attributes = (h.attributes & !0x07) | i16::from(target);
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = compute_crc(b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(Some(out))
 }
 
 #[cfg(test)]

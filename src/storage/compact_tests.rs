@@ -953,3 +953,54 @@ proptest! {
         prop_assert_eq!(consumer_view(&log), latest);
     }
 }
+
+#[test]
+fn topic_compression_type_recompresses_batches_on_append() {
+    for target in [codec::ZSTD, codec::GZIP, codec::NONE] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            compression: Some(target),
+            ..LogConfig::default()
+        };
+        let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+        let recs = [("a", Some("1")), ("b", Some("2")), ("c", None)];
+        let plain_batch = kv_batch_with(BatchBuilder::new(0, 7).producer(42, 3, 10), &recs);
+        // In place and from a shared buffer; plain, lz4 and snappy in.
+        log.append_as_leader(&mut plain_batch.clone(), 0, 7)
+            .unwrap();
+        let lz4 = compress_batch(&plain_batch, codec::LZ4);
+        log.append_as_leader_shared(&lz4, 0, 7).unwrap();
+        let snappy = compress_batch(&plain_batch, codec::SNAPPY);
+        assert_eq!(
+            log.append_as_leader(&mut snappy.clone(), 0, 7)
+                .unwrap()
+                .first_offset,
+            6
+        );
+        let b = batches(&log);
+        assert_eq!(b.len(), 3);
+        for (h, bytes) in &b {
+            assert_eq!(h.compression(), target, "stored with compression.type");
+            assert_eq!(compute_crc(bytes), h.crc);
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, 10)
+            );
+            assert_eq!((h.record_count, h.base_timestamp), (3, 7));
+        }
+        let keys: Vec<_> = kvs(&log).into_iter().map(|(o, k, v)| (o, k, v)).collect();
+        assert_eq!(keys.len(), 9);
+        assert_eq!(keys[7], (7, "b".into(), Some("2".into())));
+        assert_eq!(keys[8], (8, "c".into(), None));
+    }
+    // `producer` (None) keeps every batch as sent.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let gz = compress_batch(&kv_batch(&[("k", Some("v"))], 0), codec::GZIP);
+    log.append_as_leader_shared(&gz, 0, 0).unwrap();
+    assert_eq!(
+        batches(&log)[0].1[16..],
+        gz[16..],
+        "bytes after the stamped offset and epoch"
+    );
+}

@@ -46,6 +46,10 @@ pub struct LogConfig {
     /// `max.compaction.lag.ms`: dirty records older than this force a clean whatever the
     /// dirty ratio.
     pub max_compaction_lag_ms: i64,
+    /// `compression.type`: the codec (attribute bits, see `codec.rs`) every data batch
+    /// is stored with; a batch that comes in with another one is recompressed on append
+    /// (0 = uncompressed). `None` (`producer`) stores batches as they were sent.
+    pub compression: Option<u8>,
 }
 
 impl Default for LogConfig {
@@ -68,6 +72,7 @@ impl Default for LogConfig {
             delete_retention_ms: DAY_MS,
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
+            compression: None,
         }
     }
 }

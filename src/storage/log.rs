@@ -83,6 +83,9 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        if let Some(mut converted) = self.recompressed(records)? {
+            return self.append_as_leader(&mut converted, leader_epoch, now_ms);
+        }
         let headers = self.leader_headers(records, leader_epoch)?;
         let mut pos = 0;
         for h in &headers {
@@ -103,8 +106,21 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        if let Some(mut converted) = self.recompressed(records)? {
+            return self.append_as_leader(&mut converted, leader_epoch, now_ms);
+        }
         let headers = self.leader_headers(records, leader_epoch)?;
         self.append_validated(records, headers, now_ms, true)
+    }
+
+    /// `records` recompressed for the topic's `compression.type`, if it names a codec
+    /// and some batch uses another one (see [`crate::storage::codec::recompress_batches`]).
+    fn recompressed(&self, records: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(target) = self.config.compression else {
+            return Ok(None);
+        };
+        let headers = validate_batches(records, usize::MAX)?;
+        crate::storage::codec::recompress_batches(records, &headers, target)
     }
 
     /// Validate a leader append and return its headers with offsets (from the log end

@@ -85,3 +85,27 @@ def test_compressed_batches_are_compacted_and_stay_compressed(broker, admin, top
     assert view == latest
     # Records below the last round's are only those a later round did not overwrite.
     assert len(got) < end // 2
+
+
+def test_topic_compression_type_recompresses_on_append(broker, admin, topic):
+    """compression.type on a topic (not `producer`): batches are stored with that codec
+    whatever the producer used, and consumers read the same records."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    create_topic(admin, topic, config={"compression.type": "zstd"})
+    first = [(b"k%d" % i, b"value-%d " % i * 10) for i in range(100)]
+    produce(broker.bootstrap, topic, first, partition=0, compression_type="none")
+    produce(broker.bootstrap, topic, first, partition=0, compression_type="gzip")
+    partition_dir = broker.log_dir / f"{topic}-0"
+    assert {a & 0x07 for _, a, _ in segment_batches(partition_dir)} == {CODECS["zstd"]}
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("compression.type", "uncompressed", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(10)
+    produce(broker.bootstrap, topic, first, partition=0, compression_type="lz4")
+    codecs = [a & 0x07 for _, a, _ in segment_batches(partition_dir)]
+    assert set(codecs[:2]) == {CODECS["zstd"]} and codecs[-1] == 0, codecs
+
+    got = consume(broker.bootstrap, topic, 0, OFFSET_BEGINNING, 300)
+    assert [(m.key(), m.value()) for m in got] == first * 3
+    assert [m.offset() for m in got] == list(range(300))
