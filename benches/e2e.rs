@@ -209,6 +209,7 @@ fn run(o: &Options) -> Result<(), String> {
     let base = report::Baselines {
         loopback_mb: median(&tcp),
         append_mb: median(&disk),
+        kept_append_mb: f64::NAN,
     };
     eprintln!(
         "[baseline] loopback {:.0} MB/s, page-cache append {:.0} MB/s",

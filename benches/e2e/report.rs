@@ -49,6 +49,8 @@ pub fn load() -> String {
 pub struct Baselines {
     pub loopback_mb: f64,
     pub append_mb: f64,
+    /// Page-cache append into a file that is kept, measured before run 3 (NaN if not).
+    pub kept_append_mb: f64,
 }
 
 /// One repetition of one run.
@@ -113,6 +115,10 @@ pub struct Table {
 }
 
 impl Table {
+    pub fn set_kept_append(&mut self, mb: f64) {
+        self.base.kept_append_mb = mb;
+    }
+
     pub fn new(base: Baselines) -> Self {
         Table {
             base,
@@ -144,21 +150,23 @@ impl Table {
 
     pub fn print(&self) {
         println!(
-            "Baselines (same run): loopback TCP {:.0} MB/s, page-cache append {:.0} MB/s\n",
-            self.base.loopback_mb, self.base.append_mb
+            "Baselines (same run): loopback TCP {:.0} MB/s, page-cache append {:.0} MB/s, \
+             page-cache append into a kept file (new pages, as a log's) {:.0} MB/s\n",
+            self.base.loopback_mb, self.base.append_mb, self.base.kept_append_mb
         );
-        println!("| run | msgs | msg/s (median) | MB/s | × loopback | × append | broker CPU s | client CPU s | broker peak RSS MB | msg/s of each rep |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        println!("| run | msgs | msg/s (median) | MB/s | × loopback | × append | × kept append | broker CPU s | client CPU s | broker peak RSS MB | msg/s of each rep |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &self.rows {
             let reps: Vec<String> = r.all_msg_s.iter().map(|v| format!("{v:.0}")).collect();
             println!(
-                "| {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.2} | {:.2} | {:.0} | {} |",
+                "| {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.0} | {} |",
                 r.name,
                 r.msgs,
                 r.msg_s,
                 r.mb_s,
                 r.mb_s / self.base.loopback_mb,
                 r.mb_s / self.base.append_mb,
+                r.mb_s / self.base.kept_append_mb,
                 r.broker_cpu,
                 r.client_cpu,
                 r.peak_rss_mb,

@@ -120,6 +120,23 @@ pub fn run(
     }
     table.add("2. produce 100 B, 1 partition, acks=all", &all);
 
+    // Run 3's volume appended to kept files: the page-cache ceiling for data that stays.
+    let mut kept = Vec::new();
+    let mut kept_files = Vec::new();
+    for r in 0..o.reps {
+        baseline::settle();
+        let (mb, path) = baseline::page_cache_append_kept(root, o.count_1k * 1024, r)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "[baseline] page-cache append into a kept file: {mb:.0} MB/s (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        kept.push(mb);
+        kept_files.push(path);
+    }
+    table.set_kept_append(crate::report::median(&kept));
+
     let mut p1k = Vec::new();
     for r in 0..o.reps {
         eprintln!(
@@ -217,6 +234,10 @@ pub fn run(
         table.add(label, &reps);
     }
     drop(null);
+
+    for f in kept_files {
+        let _ = std::fs::remove_file(f);
+    }
 
     let mut cons = Vec::new();
     for (r, produced) in p100.iter().enumerate() {
