@@ -237,12 +237,29 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
             r.mb_s / loop_mb,
             verdict(r.mb_s >= 0.5 * loop_mb)
         );
+        // What bounds it, from the same run: the client alone, the page cache for data
+        // that stays, and the broker without librdkafka.
+        let x = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.mb_s / loop_mb);
+        println!(
+            "  ceilings, x loopback: librdkafka into a null broker (3n) {:.3}; page-cache \
+             append into kept files {:.3}; broker fed by a raw Produce loop (3c) {:.3}",
+            x("3n."),
+            table.base.kept_append_mb / loop_mb,
+            x("3c.")
+        );
     }
     if let Some(r) = table.row("4.") {
         println!(
             "- consume >= 0.7 x loopback: {:.3} x: {}",
             r.mb_s / loop_mb,
             verdict(r.mb_s >= 0.7 * loop_mb)
+        );
+        let x = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.mb_s / loop_mb);
+        println!(
+            "  for comparison, x loopback: librdkafka reading 1 KiB messages (4b) {:.3}; \
+             the broker read by a raw Fetch loop (4c) {:.3}",
+            x("4b."),
+            x("4c.")
         );
     }
     if !lat.is_empty() {
