@@ -988,7 +988,7 @@ fn topic_compression_type_recompresses_batches_on_append() {
             );
             assert_eq!((h.record_count, h.base_timestamp), (3, 7));
         }
-        let keys: Vec<_> = kvs(&log).into_iter().map(|(o, k, v)| (o, k, v)).collect();
+        let keys = kvs(&log);
         assert_eq!(keys.len(), 9);
         assert_eq!(keys[7], (7, "b".into(), Some("2".into())));
         assert_eq!(keys[8], (8, "c".into(), None));
