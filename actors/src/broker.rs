@@ -15,7 +15,7 @@ use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
-use troupe::config::{BrokerConfig, CleanupPolicy, TopicConfig};
+use troupe::config::{BrokerConfig, CleanupPolicy, TimestampType, TopicConfig};
 use troupe::storage::LogConfig;
 
 /// What every connection needs to serve requests.
@@ -92,6 +92,15 @@ pub fn log_config(c: &TopicConfig) -> LogConfig {
         min_compaction_lag_ms: c.min_compaction_lag_ms,
         max_compaction_lag_ms: c.max_compaction_lag_ms,
         compression: c.compression_type.codec(),
+        // LogAppendTime replaces the producer's timestamps: nothing to bound.
+        timestamp_before_max_ms: match c.message_timestamp_type {
+            TimestampType::CreateTime => c.message_timestamp_before_max_ms,
+            TimestampType::LogAppendTime => i64::MAX,
+        },
+        timestamp_after_max_ms: match c.message_timestamp_type {
+            TimestampType::CreateTime => c.message_timestamp_after_max_ms,
+            TimestampType::LogAppendTime => i64::MAX,
+        },
     }
 }
 

@@ -101,6 +101,12 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     pub min_insync_replicas: i32,
     pub message_timestamp_type: TimestampType,
+    /// CreateTime topics: records older than the broker's clock by more than this are
+    /// refused (KIP-937); `i64::MAX`: no bound.
+    pub message_timestamp_before_max_ms: i64,
+    /// CreateTime topics: records newer than the broker's clock by more than this are
+    /// refused (KIP-937); `i64::MAX`: no bound.
+    pub message_timestamp_after_max_ms: i64,
     pub unclean_leader_election_enable: bool,
     pub compression_type: CompressionType,
     /// How long compaction keeps tombstones.
@@ -187,6 +193,12 @@ impl TopicConfig {
                     TimestampType::CreateTime
                 }
             }
+            ("message.timestamp.before.max.ms", Parsed::Number(n)) => {
+                self.message_timestamp_before_max_ms = n
+            }
+            ("message.timestamp.after.max.ms", Parsed::Number(n)) => {
+                self.message_timestamp_after_max_ms = n
+            }
             ("unclean.leader.election.enable", Parsed::Bool(b)) => {
                 self.unclean_leader_election_enable = b
             }
@@ -231,6 +243,8 @@ impl TopicConfig {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "message.timestamp.type" => format!("{:?}", self.message_timestamp_type),
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
             "compression.type" => self.compression_type.as_str().to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
@@ -290,6 +304,8 @@ impl TopicConfig {
             max_message_bytes: 0,
             min_insync_replicas: 0,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: 0,
+            message_timestamp_after_max_ms: 0,
             unclean_leader_election_enable: false,
             compression_type: CompressionType::Producer,
             delete_retention_ms: 0,

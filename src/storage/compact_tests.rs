@@ -1004,3 +1004,42 @@ fn topic_compression_type_recompresses_batches_on_append() {
         "bytes after the stamped offset and epoch"
     );
 }
+
+/// Append-time checks that share this file's batch helpers (compressed batches).
+#[test]
+fn record_timestamps_outside_the_topic_bounds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        timestamp_before_max_ms: 1_000,
+        timestamp_after_max_ms: 500,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    let now = 1_000_000;
+    let at = |ts: i64| kv_batch(&[("k", Some("v"))], ts);
+    // On the bounds: accepted.
+    log.append_as_leader(&mut at(now - 1_000), 0, now).unwrap();
+    log.append_as_leader_shared(&at(now + 500), 0, now).unwrap();
+    // Past them, plain or compressed, in place or shared: INVALID_TIMESTAMP, nothing written.
+    for mut bad in [
+        at(now - 1_001),
+        at(now + 501),
+        compress_batch(&at(now + 10_000), codec::GZIP),
+    ] {
+        let err = log.append_as_leader(&mut bad.clone(), 0, now).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 32, "{err}");
+        let err = log.append_as_leader_shared(&bad, 0, now).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidTimestamp(_)), "{err}");
+        bad.clear();
+    }
+    // One record out of range in a batch refuses the batch (not only its max timestamp).
+    let mut b = BatchBuilder::new(0, now);
+    b.timestamp_deltas = vec![0, -5_000, 0];
+    let mut mixed = kv_batch_with(b, &[("a", Some("1")), ("b", Some("2")), ("c", Some("3"))]);
+    assert!(log.append_as_leader(&mut mixed, 0, now).is_err());
+    assert_eq!(log.log_end_offset(), 2);
+    // Unbounded (the default): anything goes.
+    log.set_config(LogConfig::default());
+    log.append_as_leader(&mut at(0), 0, now).unwrap();
+    log.append_as_leader(&mut at(i64::MAX / 2), 0, now).unwrap();
+}

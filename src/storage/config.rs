@@ -50,6 +50,12 @@ pub struct LogConfig {
     /// is stored with; a batch that comes in with another one is recompressed on append
     /// (0 = uncompressed). `None` (`producer`) stores batches as they were sent.
     pub compression: Option<u8>,
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937) of a CreateTime
+    /// topic: a leader append whose records lie further from the append time than
+    /// these is refused with INVALID_TIMESTAMP. `i64::MAX` (and LogAppendTime topics):
+    /// no check.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -73,6 +79,8 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             compression: None,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
         }
     }
 }

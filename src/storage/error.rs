@@ -23,6 +23,7 @@ pub mod codes {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     /// `INVALID_RECORD`: a structurally wrong batch (bad length or record count).
     pub const INVALID_RECORD: i16 = 87;
+    pub const INVALID_TIMESTAMP: i16 = 32;
 }
 
 /// What can go wrong in the storage engine.
@@ -44,6 +45,12 @@ pub enum StorageError {
     /// for a record set it cannot parse.
     #[error("unsupported record batch magic {0} (only v2 is supported)")]
     UnsupportedMagic(i8),
+
+    /// A record's timestamp is further from the broker's clock than the topic's
+    /// `message.timestamp.before.max.ms` / `after.max.ms` allow. Kafka code
+    /// `INVALID_TIMESTAMP` (32).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
 
     /// A single batch exceeds `max.message.bytes`. Kafka code `MESSAGE_TOO_LARGE` (10).
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
@@ -91,6 +98,7 @@ impl StorageError {
                 codes::CORRUPT_MESSAGE
             }
             StorageError::InvalidRecord(_) => codes::INVALID_RECORD,
+            StorageError::InvalidTimestamp(_) => codes::INVALID_TIMESTAMP,
             StorageError::RecordTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
             StorageError::RecordListTooLarge { .. } => codes::RECORD_LIST_TOO_LARGE,
             StorageError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,

@@ -86,7 +86,7 @@ impl Log {
         if let Some(mut converted) = self.recompressed(records)? {
             return self.append_as_leader(&mut converted, leader_epoch, now_ms);
         }
-        let headers = self.leader_headers(records, leader_epoch)?;
+        let headers = self.leader_headers(records, leader_epoch, now_ms)?;
         let mut pos = 0;
         for h in &headers {
             assign_offset_and_epoch(&mut records[pos..], h.base_offset, leader_epoch);
@@ -109,8 +109,48 @@ impl Log {
         if let Some(mut converted) = self.recompressed(records)? {
             return self.append_as_leader(&mut converted, leader_epoch, now_ms);
         }
-        let headers = self.leader_headers(records, leader_epoch)?;
+        let headers = self.leader_headers(records, leader_epoch, now_ms)?;
         self.append_validated(records, headers, now_ms, true)
+    }
+
+    /// KIP-937: every record's timestamp within `[now - before.max.ms, now +
+    /// after.max.ms]`, when the topic sets either bound (records are read, decompressed
+    /// if need be, only then). Control batches carry no user timestamps.
+    fn check_timestamps(
+        &self,
+        records: &[u8],
+        headers: &[BatchHeader],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let (before, after) = (
+            self.config.timestamp_before_max_ms,
+            self.config.timestamp_after_max_ms,
+        );
+        if before == i64::MAX && after == i64::MAX {
+            return Ok(());
+        }
+        let (lo, hi) = (now_ms.saturating_sub(before), now_ms.saturating_add(after));
+        let mut pos = 0;
+        for h in headers {
+            let batch = &records[pos..pos + h.total_size()];
+            pos += h.total_size();
+            if h.is_control() {
+                continue;
+            }
+            let section = crate::storage::compact_records::record_section(batch, h)?;
+            for r in crate::storage::compact_records::parse_records(&section, h)? {
+                let ts = h.base_timestamp.wrapping_add(r.timestamp_delta);
+                if ts < lo || ts > hi {
+                    return Err(StorageError::InvalidTimestamp(format!(
+                        "timestamp {ts} of the record at offset delta {} is out of range: \
+                         it must be within [{lo}, {hi}] (message.timestamp.before.max.ms / \
+                         after.max.ms)",
+                        r.offset_delta
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `records` recompressed for the topic's `compression.type`, if it names a codec
@@ -129,8 +169,10 @@ impl Log {
         &self,
         records: &[u8],
         leader_epoch: i32,
+        now_ms: i64,
     ) -> Result<Vec<BatchHeader>, StorageError> {
         let mut headers = validate_batches(records, self.config.max_message_bytes)?;
+        self.check_timestamps(records, &headers, now_ms)?;
         if self.config.cleanup_compact {
             let mut pos = 0;
             for h in &headers {

@@ -244,3 +244,26 @@ def test_log_append_time_topic_stamps_broker_time(broker, admin, topic):
     assert before - 1000 <= ts <= after + 1000, (before, ts, after)
     (m,) = consume(broker.bootstrap, other, 0, OFFSET_BEGINNING, 1)
     assert m.timestamp() == (TIMESTAMP_CREATE_TIME, 1_000)
+
+
+def test_timestamps_outside_the_topic_bounds_are_refused(broker, admin, topic):
+    """KIP-937: message.timestamp.before.max.ms / after.max.ms on a CreateTime topic."""
+    create_topic(admin, topic, config={
+        "message.timestamp.before.max.ms": str(3600_000),
+        "message.timestamp.after.max.ms": str(60_000),
+    })
+    now = int(time.time() * 1000)
+    p = producer(broker.bootstrap, linger_ms=0, retries=0)
+    results = {}
+
+    def report(name):
+        return lambda err, msg: results.__setitem__(name, err)
+
+    for name, ts in [("now", now), ("future", now + 3600_000), ("past", now - 2 * 3600_000)]:
+        p.produce(topic, key=name.encode(), value=b"v", timestamp=ts, partition=0, on_delivery=report(name))
+        p.flush(15)
+    assert results["now"] is None
+    for name in ("future", "past"):
+        assert results[name] is not None and results[name].code() == KafkaError.INVALID_TIMESTAMP, results
+    got = consume(broker.bootstrap, topic, 0, 0, 1)
+    assert got[0].key() == b"now" and got[0].timestamp()[1] == now
