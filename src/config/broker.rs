@@ -72,6 +72,8 @@ pub struct BrokerConfig {
     /// From `offsets.retention.minutes`, in milliseconds.
     pub offsets_retention_ms: u64,
     pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`: longest commit metadata accepted.
+    pub offset_metadata_max_bytes: usize,
     pub offsets_commit_timeout_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,

@@ -254,6 +254,8 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
         "Segment size of __consumer_offsets, small so compaction and loading stay fast."),
     b("offsets.retention.minutes", dur(TimeUnit::Minutes, ConfigType::Int, 1), Some("10080"),
         "Committed offsets of an empty group are dropped after this long."),
+    b("offset.metadata.max.bytes", ConfigKind::Int { min: 0, max: i16::MAX as i64 }, Some("4096"),
+        "Largest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE beyond). At most 32767: it is stored as a Kafka string."),
     b("offsets.retention.check.interval.ms", ms_long(1), Some("600000"),
         "How often expired offsets are looked for."),
     b("offsets.commit.timeout.ms", ms_int(1), Some("5000"),

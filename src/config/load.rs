@@ -276,6 +276,7 @@ impl Values {
             // At most i32::MAX minutes, so this cannot overflow a u64.
             offsets_retention_ms: offsets_retention_minutes * 60_000,
             offsets_retention_check_interval_ms: self.num("offsets.retention.check.interval.ms")?,
+            offset_metadata_max_bytes: self.num("offset.metadata.max.bytes")?,
             offsets_commit_timeout_ms: self.num("offsets.commit.timeout.ms")?,
             group_initial_rebalance_delay_ms: self.num("group.initial.rebalance.delay.ms")?,
             group_min_session_timeout_ms,

@@ -436,3 +436,25 @@ def test_kafka_python_group_split_commit_and_resume(broker, admin, topic, group)
                 n.poll(timeout_ms=200)
     finally:
         n.close()
+
+
+def test_offset_metadata_max_bytes_is_enforced(make_broker, topic, group):
+    """offset.metadata.max.bytes: a commit whose metadata is longer is answered
+    OFFSET_METADATA_TOO_LARGE; one at the limit is stored with its metadata."""
+    from confluent_kafka.admin import AdminClient
+
+    b = make_broker({"offset.metadata.max.bytes": "10"})
+    create_topic(AdminClient({"bootstrap.servers": b.bootstrap}), topic, partitions=2)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "log_level": 3})
+    # librdkafka sends the metadata string with its C terminator: n characters are
+    # n + 1 bytes on the wire, which is what the broker measures.
+    try:
+        ok = c.commit(offsets=[TopicPartition(topic, 0, 5, metadata="x" * 9)], asynchronous=False)
+        assert ok[0].error is None
+        with pytest.raises(Exception, match="OFFSET_METADATA_TOO_LARGE"):
+            c.commit(offsets=[TopicPartition(topic, 1, 5, metadata="x" * 10)], asynchronous=False)
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert (got[0].offset, got[0].metadata.rstrip("\0")) == (5, "x" * 9)
+        assert got[1].offset < 0
+    finally:
+        c.close()

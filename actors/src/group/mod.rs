@@ -31,9 +31,6 @@ use troupe::group::{codes, partition_for, GroupConfig, Reply, OFFSETS_TOPIC};
 /// to get its coordinator, before answering COORDINATOR_NOT_AVAILABLE.
 const COORDINATOR_START_WAIT: Duration = Duration::from_secs(5);
 
-/// Kafka's offset.metadata.max.bytes default (not configurable here yet).
-const OFFSET_METADATA_MAX_BYTES: usize = 4096;
-
 /// The broker settings the group state machine needs.
 pub fn group_config(c: &BrokerConfig) -> GroupConfig {
     let clamp = |v: u64| v.min(i32::MAX as u64) as i32;
@@ -43,7 +40,7 @@ pub fn group_config(c: &BrokerConfig) -> GroupConfig {
         max_session_timeout_ms: clamp(c.group_max_session_timeout_ms),
         max_size: c.group_max_size,
         offsets_retention_ms: c.offsets_retention_ms.min(i64::MAX as u64) as i64,
-        max_metadata_bytes: OFFSET_METADATA_MAX_BYTES,
+        max_metadata_bytes: c.offset_metadata_max_bytes,
     }
 }
 
