@@ -42,35 +42,13 @@ pub fn loopback_tcp(total: u64) -> std::io::Result<f64> {
 }
 
 /// MB/s of `write_all` of 1 MiB blocks appended to a new file in `dir`, no fsync: what
-/// the page cache accepts, the ceiling for an append-only log that does not flush.
+/// the page cache accepts, the ceiling for an append-only log that does not flush. The
+/// file is deleted at once, so the next rep reuses its pages (see
+/// [`page_cache_append_kept`] for a file that stays).
 pub fn page_cache_append(dir: &Path, total: u64) -> std::io::Result<f64> {
-    let path = dir.join("baseline-append.bin");
-    let mut f = std::fs::File::create(&path)?;
-    let block = vec![0x5au8; BLOCK];
-    let started = Instant::now();
-    let mut written = 0u64;
-    while written < total {
-        f.write_all(&block)?;
-        written += BLOCK as u64;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    drop(f);
+    let (mb, path) = append_file(&dir.join("baseline-append.bin"), total)?;
     std::fs::remove_file(&path)?;
-    Ok(written as f64 / secs / 1e6)
-}
-
-/// Writes every dirty page back (`sync`) before a measurement, so each run starts with
-/// no writeback backlog, as the page-cache baseline does (it deletes its file, which
-/// drops its dirty pages for free). Without this a run pays for the runs before it:
-/// once several GB are dirty the kernel throttles writers to the disk's speed (on
-/// this VM ~0.4 GB/s instead of 2-4 GB/s). Returns the seconds the sync took.
-pub fn settle() -> f64 {
-    let t0 = Instant::now();
-    match std::process::Command::new("sync").status() {
-        Ok(s) if s.success() => {}
-        other => eprintln!("    [settle] sync failed: {other:?}"),
-    }
-    t0.elapsed().as_secs_f64()
+    Ok(mb)
 }
 
 /// [`page_cache_append`] into a file that is kept (the caller deletes it at the end of
@@ -83,8 +61,12 @@ pub fn page_cache_append_kept(
     total: u64,
     n: usize,
 ) -> std::io::Result<(f64, std::path::PathBuf)> {
-    let path = dir.join(format!("baseline-append-kept-{n}.bin"));
-    let mut f = std::fs::File::create(&path)?;
+    append_file(&dir.join(format!("baseline-append-kept-{n}.bin")), total)
+}
+
+/// Writes `total` bytes (rounded up to 1 MiB blocks) to a new file at `path`; MB/s.
+fn append_file(path: &Path, total: u64) -> std::io::Result<(f64, std::path::PathBuf)> {
+    let mut f = std::fs::File::create(path)?;
     let block = vec![0x5au8; BLOCK];
     let started = Instant::now();
     let mut written = 0u64;
@@ -93,5 +75,18 @@ pub fn page_cache_append_kept(
         written += BLOCK as u64;
     }
     let secs = started.elapsed().as_secs_f64();
-    Ok((written as f64 / secs / 1e6, path))
+    Ok((written as f64 / secs / 1e6, path.to_path_buf()))
+}
+
+/// Writes every dirty page back (`sync`) before a measurement, so no run pays for the
+/// writeback of data earlier runs left dirty (the page-cache baseline deletes its file,
+/// which drops its dirty pages for free). On this VM it did not change run 3: its cost
+/// is new pages, see [`page_cache_append_kept`]. Returns the seconds the sync took.
+pub fn settle() -> f64 {
+    let t0 = Instant::now();
+    match std::process::Command::new("sync").status() {
+        Ok(s) if s.success() => {}
+        other => eprintln!("    [settle] sync failed: {other:?}"),
+    }
+    t0.elapsed().as_secs_f64()
 }
