@@ -19,7 +19,8 @@
 //!    connections, to tell the broker's limit from the client's; 1n and 3n: runs 1
 //!    and 3 into a null broker that keeps nothing, i.e. librdkafka's own ceiling here)
 //! 4. consume everything run 1 wrote, from the start (4b: run 3's; 4c: run 1's again
-//!    with hand-written Fetch requests, to tell the broker's limit from the client's)
+//!    with hand-written Fetch requests, to tell the broker's limit from the client's;
+//!    4n: 4b's consumer on the null broker, which serves Fetch from memory)
 //! 5. end-to-end latency at a fixed 10k msg/s (linger 0): p50, p99, p99.9
 //!
 //! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
@@ -37,6 +38,8 @@ mod broker;
 mod client;
 #[path = "e2e/nullbroker.rs"]
 mod nullbroker;
+#[path = "e2e/nullfetch.rs"]
+mod nullfetch;
 #[path = "e2e/rawfetch.rs"]
 mod rawfetch;
 #[path = "e2e/rawproduce.rs"]
@@ -156,7 +159,7 @@ const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT]
 
 fn main() {
     if std::env::args().any(|a| a == "--null-broker") {
-        nullbroker::serve(); // the child process of runs 1n and 3n
+        nullbroker::serve(); // the child process of runs 1n, 3n and 4n
     }
     let opts = match Options::parse() {
         Ok(o) => o,

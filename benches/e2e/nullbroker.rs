@@ -1,7 +1,8 @@
 //! The client's ceiling: a "null broker" that answers ApiVersions, Metadata and Produce
-//! and keeps nothing. librdkafka producing into it measures what the client itself can
-//! push through one connection on this machine, so a produce target above that figure
-//! cannot be met by any broker with this client here.
+//! and keeps nothing, and serves ListOffsets and Fetch from memory (`nullfetch.rs`).
+//! librdkafka producing into it or consuming from it measures what the client itself
+//! can move on this machine, so a target above that figure cannot be met by any broker
+//! with this client here.
 //!
 //! It runs as a child process (this bench binary re-run with `--null-broker`), so its
 //! CPU time is counted apart from the client's, like the real broker's. Each connection
@@ -10,6 +11,7 @@
 //! each batch's record count, so the client sees the offsets a real broker would give.
 
 use crate::broker::{self, ProcSample};
+use crate::nullfetch;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
@@ -31,8 +33,14 @@ use std::sync::{Arc, Mutex};
 const PARTITIONS: i32 = 8;
 
 /// The versions the null broker speaks (all within what kafka-protocol encodes).
-const APIS: [(ApiKey, i16, i16); 3] = [
+const APIS: [(ApiKey, i16, i16); 5] = [
     (ApiKey::Produce, 3, 9),
+    (
+        ApiKey::Fetch,
+        nullfetch::FETCH_VERSION,
+        nullfetch::FETCH_VERSION,
+    ),
+    (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
 ];
@@ -109,6 +117,8 @@ fn serve_connection(
     offsets: &Mutex<HashMap<(String, i32), i64>>,
 ) -> Result<(), String> {
     let mut out = BytesMut::new();
+    // librdkafka's default max.partition.fetch.bytes.
+    let mut block = nullfetch::Block::new(1 << 20);
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).is_err() {
@@ -166,6 +176,7 @@ fn serve_connection(
                             .map(|p| {
                                 MetadataResponsePartition::default()
                                     .with_partition_index(p)
+                                    .with_leader_epoch(-1) // no OffsetForLeaderEpoch here
                                     .with_leader_id(BrokerId(1))
                                     .with_replica_nodes(vec![BrokerId(1)])
                                     .with_isr_nodes(vec![BrokerId(1)])
@@ -229,7 +240,21 @@ fn serve_connection(
                     .encode(&mut out, version)
                     .map_err(|e| e.to_string())?;
             }
-            other => return Err(format!("{other:?} is not served by the null broker")),
+            ApiKey::ListOffsets => {
+                response_header
+                    .encode(&mut out, header_version)
+                    .map_err(|e| e.to_string())?;
+                nullfetch::list_offsets(&mut body, version, &mut out)?;
+            }
+            ApiKey::Fetch if version == nullfetch::FETCH_VERSION => {
+                nullfetch::fetch(&mut s, header.correlation_id, &mut body, &mut block)?;
+                continue;
+            }
+            other => {
+                return Err(format!(
+                    "{other:?} v{version} is not served by the null broker"
+                ))
+            }
         }
         let n = (out.len() - 4) as i32;
         out[..4].copy_from_slice(&n.to_be_bytes());

@@ -256,8 +256,10 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
         );
         let x = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.mb_s / loop_mb);
         println!(
-            "  for comparison, x loopback: librdkafka reading 1 KiB messages (4b) {:.3}; \
-             the broker read by a raw Fetch loop (4c) {:.3}",
+            "  ceilings, x loopback: librdkafka reading 1 KiB messages from a null broker \
+             (4n) {:.3}, from this broker (4b) {:.3}; this broker read by a raw Fetch loop \
+             (4c) {:.3}",
+            x("4n."),
             x("4b."),
             x("4c.")
         );

@@ -233,6 +233,25 @@ pub fn run(
         }
         table.add(label, &reps);
     }
+    let mut consume_ceiling = Vec::new();
+    for r in 0..o.reps {
+        eprintln!(
+            "[4n] librdkafka reading 1 KiB messages from the null broker (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let topic = name("null1k", r);
+        consume_ceiling.push(null_measure(&mut || {
+            client::consume(
+                &null.bootstrap(),
+                "null consume",
+                &topic,
+                8,
+                o.count_1k,
+                o.max_secs,
+            )
+        })?);
+    }
     drop(null);
 
     for f in kept_files {
@@ -268,6 +287,10 @@ pub fn run(
         })?);
     }
     table.add("4b. consume run 3 (1 KiB, 8 partitions)", &cons1k);
+    table.add(
+        "4n. 4b's consumer on a null broker serving from memory (librdkafka's ceiling; diagnostic)",
+        &consume_ceiling,
+    );
 
     let mut raw = Vec::new();
     for (r, produced) in p100.iter().enumerate() {
