@@ -20,7 +20,7 @@
 use std::io::{Read, Write};
 
 use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
-use crate::storage::compact_records::{record_section, MAX_DECOMPRESSED_BYTES};
+use crate::storage::compact_records::{record_section_within, MAX_DECOMPRESSED_BYTES};
 use crate::storage::error::StorageError;
 
 pub const NONE: u8 = 0;
@@ -70,6 +70,20 @@ fn read_bounded(
     Ok(())
 }
 
+/// The length a raw snappy block claims to decompress to, refused when no snappy
+/// stream could expand that much (a copy element of 3 bytes yields at most 64), so a
+/// few forged bytes cannot make the decoder allocate and zero-fill megabytes.
+fn snappy_len(block: &[u8]) -> Result<usize, StorageError> {
+    let n = snap::raw::decompress_len(block).map_err(|e| corrupt(SNAPPY, e))?;
+    if n > block.len().saturating_mul(32).saturating_add(64) {
+        return Err(corrupt(
+            SNAPPY,
+            format_args!("block of {} bytes claims {n}", block.len()),
+        ));
+    }
+    Ok(n)
+}
+
 /// The records section `data` of a batch compressed with `codec`, decompressed; at
 /// most `limit` bytes.
 pub fn decompress(codec: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, StorageError> {
@@ -99,7 +113,7 @@ pub fn decompress(codec: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, Stora
                     .ok_or_else(|| corrupt(codec, "cut block length"))?;
                 let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
                 let block = tail.get(..len).ok_or_else(|| corrupt(codec, "cut block"))?;
-                let n = snap::raw::decompress_len(block).map_err(|e| corrupt(codec, e))?;
+                let n = snappy_len(block)?;
                 if out.len() + n > limit {
                     return Err(corrupt(
                         codec,
@@ -114,7 +128,7 @@ pub fn decompress(codec: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, Stora
             }
         }
         SNAPPY => {
-            let n = snap::raw::decompress_len(data).map_err(|e| corrupt(codec, e))?;
+            let n = snappy_len(data)?;
             if n > limit {
                 return Err(corrupt(
                     codec,
@@ -205,11 +219,17 @@ pub fn compress(codec: u8, data: &[u8], like: &[u8]) -> Result<Vec<u8>, StorageE
 /// uncompressed), for a topic whose `compression.type` is not `producer`; `None` when
 /// every batch already does (control batches are never touched). Headers keep their
 /// fields (offsets, producer id, sequence, timestamps); length, attributes and CRC are
-/// recomputed. The batches must have been validated (whole, CRCs checked).
+/// recomputed. The batches must have been validated (whole, CRCs checked). A converted
+/// batch larger than `max_batch` fails with MESSAGE_TOO_LARGE and a result larger than
+/// `max_total` with RECORD_LIST_TOO_LARGE, each as soon as it is seen, so a request
+/// cannot expand into more memory than an accepted append could use. Snappy is
+/// written in the xerial framing, as Kafka's own broker writes it.
 pub fn recompress_batches(
     records: &[u8],
     headers: &[BatchHeader],
     target: u8,
+    max_batch: usize,
+    max_total: u64,
 ) -> Result<Option<Vec<u8>>, StorageError> {
     if headers
         .iter()
@@ -226,15 +246,37 @@ pub fn recompress_batches(
             out.extend_from_slice(batch);
             continue;
         }
-        let section = record_section(batch, h)?;
-        if section.len() > MAX_DECOMPRESSED_BYTES {
-            return Err(corrupt(h.compression(), "records too large to recompress"));
-        }
+        // Uncompressed, the batch must fit max_batch: decompress no further than that.
+        let limit = match target {
+            NONE => max_batch.saturating_sub(HEADER_SIZE),
+            _ => MAX_DECOMPRESSED_BYTES,
+        };
+        let section = record_section_within(batch, h, limit).map_err(|e| match target {
+            NONE if h.compression() != NONE => StorageError::RecordTooLarge {
+                size: max_batch.saturating_add(1),
+                max: max_batch,
+            },
+            _ => e,
+        })?;
         let start = out.len();
         out.extend_from_slice(&batch[..HEADER_SIZE]);
         match target {
             NONE => out.extend_from_slice(&section),
+            SNAPPY => out.extend_from_slice(&compress(SNAPPY, &section, XERIAL_MAGIC)?),
             t => out.extend_from_slice(&compress(t, &section, &[])?),
+        }
+        let size = out.len() - start;
+        if size > max_batch {
+            return Err(StorageError::RecordTooLarge {
+                size,
+                max: max_batch,
+            });
+        }
+        if out.len() as u64 > max_total {
+            return Err(StorageError::RecordListTooLarge {
+                size: out.len() as u64,
+                max: max_total,
+            });
         }
         let b = &mut out[start..];
         let attributes = (h.attributes & !0x07) | i16::from(target);
@@ -336,6 +378,49 @@ mod tests {
             Err(StorageError::CorruptMessage(_))
         ));
         assert!(compress(7, b"x", &[]).is_err());
+    }
+
+    #[test]
+    fn forged_snappy_lengths_are_refused_before_allocating() {
+        // A varint claiming 200 MiB in a 5-byte block.
+        let forged = [0x80, 0x80, 0x80, 0x64, 0x00];
+        let err = decompress(SNAPPY, &forged, MAX_DECOMPRESSED_BYTES).unwrap_err();
+        assert!(err.to_string().contains("claims"), "{err}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever bytes a producer sends as a compressed section, decompression
+        /// answers (an error or at most `limit` bytes) and never panics.
+        #[test]
+        fn decompress_never_panics_on_arbitrary_input(
+            codec in 0u8..8,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            xerial in proptest::prelude::any::<bool>(),
+        ) {
+            let data = if xerial && codec == SNAPPY {
+                [&XERIAL_MAGIC[..], &data].concat()
+            } else {
+                data
+            };
+            if let Ok(out) = decompress(codec, &data, 1 << 16) {
+                proptest::prop_assert!(out.len() <= 1 << 16);
+            }
+        }
+
+        /// Valid streams with a byte flipped: never a panic either.
+        #[test]
+        fn decompress_never_panics_on_damaged_streams(
+            codec in 1u8..5,
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let mut c = compress(codec, &sample()[..4096], &[]).unwrap();
+            let i = at.index(c.len());
+            c[i] ^= flip;
+            let _ = decompress(codec, &c, 1 << 16);
+        }
     }
 
     #[test]

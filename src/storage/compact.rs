@@ -364,16 +364,21 @@ impl Log {
                     true => record_section(bytes, &h).ok(),
                     false => None,
                 };
-                if let Some(section) = section {
+                // Records that do not parse feed nothing either (kept whole, as above).
+                let records = section
+                    .as_ref()
+                    .and_then(|s| parse_records(s, &h).ok().map(|r| (s.len(), r)));
+                if let Some((section_len, records)) = records {
                     // Budget check per batch: a key is no bigger than its records.
                     let worst =
-                        section.len() + h.record_count.max(0) as usize * OffsetMap::ENTRY_OVERHEAD;
+                        section_len + h.record_count.max(0) as usize * OffsetMap::ENTRY_OVERHEAD;
                     if !pass.map.is_empty() && pass.map.would_overflow(worst) {
                         pass.map_end = h.base_offset.max(pass.dirty_from);
                         self.start_rewrite(pass);
                         return Ok(false);
                     }
-                    let records = parse_records(&section, &h)?;
+                    // Decompressed bytes count against the step's budget too.
+                    spent += (section_len as u64).saturating_sub(bytes.len() as u64);
                     for r in records {
                         let offset = h.base_offset + r.offset_delta;
                         if let (Some(k), true) = (r.key, offset >= pass.dirty_from) {

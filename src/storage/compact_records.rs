@@ -53,11 +53,20 @@ pub(crate) fn record_section<'a>(
     batch: &'a [u8],
     h: &BatchHeader,
 ) -> Result<Cow<'a, [u8]>, StorageError> {
+    record_section_within(batch, h, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`record_section`], failing if the records decompress to more than `limit` bytes.
+pub(crate) fn record_section_within<'a>(
+    batch: &'a [u8],
+    h: &BatchHeader,
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, StorageError> {
     let end = h.total_size().min(batch.len());
     let raw = batch.get(HEADER_SIZE..end).unwrap_or_default();
     match h.compression() {
         codec::NONE => Ok(Cow::Borrowed(raw)),
-        c => codec::decompress(c, raw, MAX_DECOMPRESSED_BYTES).map(Cow::Owned),
+        c => codec::decompress(c, raw, limit).map(Cow::Owned),
     }
 }
 
@@ -219,22 +228,28 @@ pub(crate) fn filter_batch(
     }
     let has_horizon = h.attributes & DELETE_HORIZON_FLAG != 0;
     let expired = has_horizon && now_ms >= h.base_timestamp;
-    let section = match record_section(batch, h) {
-        Ok(s) => s,
+    // A batch whose records cannot be read (they do not decompress, or are malformed:
+    // possible in data written before a topic became compacted, or copied from a
+    // leader) is kept whole rather than stalling every pass at it. Its CRC held when it
+    // was appended and still does (the reader checks), so the bytes are the producer's.
+    let section = record_section(batch, h);
+    let parsed = match &section {
+        Ok(s) => parse_records(s, h),
+        Err(e) => Err(StorageError::CorruptMessage(e.to_string())),
+    };
+    let records = match parsed {
+        Ok(records) => records,
         Err(e) => {
-            // Its CRC held when it was appended and still does (the reader checks), so
-            // the bytes are what the producer sent; they just cannot be opened here.
             tracing::warn!(
                 base_offset = h.base_offset,
                 codec = codec::name(h.compression()),
                 error = %e,
-                "log cleaner keeps a batch whole: its records do not decompress"
+                "log cleaner keeps a batch whole: its records cannot be read"
             );
             out.opaque = true;
             return Ok((Filtered::Keep, out));
         }
     };
-    let records = parse_records(&section, h)?;
     let mut kept = Vec::with_capacity(records.len());
     for r in &records {
         let offset = h.base_offset + r.offset_delta;
@@ -285,6 +300,13 @@ pub(crate) fn filter_batch(
         h.attributes | DELETE_HORIZON_FLAG
     } else {
         h.attributes
+    };
+    // An emptied batch is a bare header, uncompressed (as Kafka writes it), not a
+    // codec's frame around nothing.
+    let attributes = if kept.is_empty() {
+        attributes & !0x07
+    } else {
+        attributes
     };
     let record_ts = |r: &RawRecord| h.base_timestamp.wrapping_add(r.timestamp_delta);
     let max_timestamp = if h.is_log_append_time() || kept.is_empty() {

@@ -1043,3 +1043,96 @@ fn record_timestamps_outside_the_topic_bounds_are_refused() {
     log.append_as_leader(&mut at(0), 0, now).unwrap();
     log.append_as_leader(&mut at(i64::MAX / 2), 0, now).unwrap();
 }
+
+#[test]
+fn a_batch_whose_records_do_not_parse_is_kept_whole_and_cleaning_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    put(&mut log, &[("k", Some("1"))], 0);
+    // A plain batch with a valid CRC whose record bytes are garbage (a length varint
+    // running past the end), appended before the topic became compacted.
+    let mut bad = kv_batch(&[("x", Some("y"))], 0).to_vec();
+    bad.truncate(HEADER_SIZE);
+    bad.extend_from_slice(&[0x7f, 1, 2, 3]);
+    seal(&mut bad, |a| a);
+    let compact = log.config().clone();
+    log.set_config(LogConfig {
+        cleanup_compact: false,
+        cleanup_delete: true,
+        ..compact.clone()
+    });
+    log.append_as_leader(&mut BytesMut::from(&bad[..]), 0, 0)
+        .unwrap();
+    log.set_config(compact);
+    put(&mut log, &[("k", Some("2"))], 0);
+    log.roll(0).unwrap();
+    let stats = log.clean(forced(0)).unwrap().unwrap();
+    assert_eq!(
+        stats.records_removed, 1,
+        "k=1 went, the unreadable batch stayed"
+    );
+    let b = batches(&log);
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0].1[HEADER_SIZE..], bad[HEADER_SIZE..]);
+}
+
+#[test]
+fn recompressing_to_uncompressed_stops_at_max_message_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        compression: Some(codec::NONE),
+        max_message_bytes: 64 * 1024,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    // 1 MiB of zeros gzips to about 1 KiB: accepted as sent, too big once decompressed.
+    let zeros = vec![0u8; 1 << 20];
+    let big = BatchBuilder::new(0, 0).build(&[(Some(&b"k"[..]), Some(&zeros[..]))]);
+    let gz = compress_batch(&big, codec::GZIP);
+    assert!(gz.len() < 64 * 1024);
+    let err = log.append_as_leader_shared(&gz, 0, 0).unwrap_err();
+    assert_eq!(err.kafka_error_code(), 10, "MESSAGE_TOO_LARGE: {err}");
+    assert_eq!(log.log_end_offset(), 0);
+    // A small one converts.
+    let small = compress_batch(&kv_batch(&[("k", Some("v"))], 0), codec::GZIP);
+    log.append_as_leader_shared(&small, 0, 0).unwrap();
+    assert_eq!(batches(&log)[0].0.compression(), codec::NONE);
+}
+
+#[test]
+fn records_without_timestamps_pass_the_timestamp_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        timestamp_before_max_ms: 1_000,
+        timestamp_after_max_ms: 1_000,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    log.append_as_leader(&mut kv_batch(&[("k", Some("v"))], -1), 0, 1_000_000)
+        .unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+#[test]
+fn an_emptied_compressed_producer_batch_stays_as_an_uncompressed_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0).unwrap();
+    let b = kv_batch_with(
+        BatchBuilder::new(0, 0).producer(9, 0, 0),
+        &[("a", Some("1"))],
+    );
+    log.append_as_leader(&mut compress_batch(&b, codec::ZSTD), 0, 0)
+        .unwrap();
+    put(&mut log, &[("a", Some("2"))], 0);
+    log.roll(0).unwrap();
+    log.clean(CleanOptions {
+        producer_last_batch: [(9, 0)].into_iter().collect(),
+        ..forced(0)
+    })
+    .unwrap()
+    .unwrap();
+    let b = batches(&log);
+    assert_eq!((b[0].0.producer_id, b[0].0.record_count), (9, 0));
+    assert_eq!(b[0].0.compression(), codec::NONE);
+    assert_eq!(b[0].1.len(), HEADER_SIZE, "a bare 61-byte header");
+}

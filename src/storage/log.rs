@@ -140,7 +140,8 @@ impl Log {
             let section = crate::storage::compact_records::record_section(batch, h)?;
             for r in crate::storage::compact_records::parse_records(&section, h)? {
                 let ts = h.base_timestamp.wrapping_add(r.timestamp_delta);
-                if ts < lo || ts > hi {
+                // A record without a timestamp (-1, NO_TIMESTAMP) is not checked, as in Kafka.
+                if ts != -1 && (ts < lo || ts > hi) {
                     return Err(StorageError::InvalidTimestamp(format!(
                         "timestamp {ts} of the record at offset delta {} is out of range: \
                          it must be within [{lo}, {hi}] (message.timestamp.before.max.ms / \
@@ -159,8 +160,15 @@ impl Log {
         let Some(target) = self.config.compression else {
             return Ok(None);
         };
-        let headers = validate_batches(records, usize::MAX)?;
-        crate::storage::codec::recompress_batches(records, &headers, target)
+        // Checked against max.message.bytes as they came in, then again converted.
+        let headers = validate_batches(records, self.config.max_message_bytes)?;
+        crate::storage::codec::recompress_batches(
+            records,
+            &headers,
+            target,
+            self.config.max_message_bytes,
+            max_segment_bytes(&self.config),
+        )
     }
 
     /// Validate a leader append and return its headers with offsets (from the log end

@@ -142,9 +142,9 @@ impl Log {
     }
 
     /// ListOffsets by timestamp: the first record (by offset) whose timestamp is
-    /// `>= timestamp`, as `(offset, timestamp)`. For uncompressed batches the records are
-    /// decoded to find the exact one; a compressed batch is answered with its base
-    /// offset and max timestamp (the storage layer never decompresses).
+    /// `>= timestamp`, as `(offset, timestamp)`. The batch's records are decoded
+    /// (decompressed if need be) to find the exact one; a compressed batch whose records
+    /// do not decompress is answered with its base offset and max timestamp.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
         let lso = self.log_start_offset;
         for seg in self
@@ -155,12 +155,15 @@ impl Log {
             let Some((pos, h)) = seg.find_batch_by_time(timestamp, lso)? else {
                 continue;
             };
-            if h.compression() != 0 {
-                return Ok(Some((h.base_offset.max(lso), h.max_timestamp)));
-            }
             let mut buf = vec![0u8; h.total_size()];
             seg.file().read_exact_at(&mut buf, pos).at(seg.log_path())?;
-            let records = decode_records(&buf)?;
+            let records = match decode_records(&buf) {
+                Ok(r) => r,
+                Err(_) if h.compression() != 0 => {
+                    return Ok(Some((h.base_offset.max(lso), h.max_timestamp)))
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(r) = records
                 .iter()
                 .find(|r| r.timestamp >= timestamp && r.offset >= lso)

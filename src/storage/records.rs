@@ -181,15 +181,10 @@ impl<'a> Reader<'a> {
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, StorageError> {
     let header = BatchHeader::parse(batch)
         .ok_or_else(|| StorageError::CorruptMessage("batch shorter than its header".into()))?;
-    if header.compression() != 0 {
-        return Err(StorageError::InvalidRecord(format!(
-            "cannot decode compressed batch (codec {})",
-            header.compression()
-        )));
-    }
-    let end = header.total_size().min(batch.len());
+    // Compressed records are decompressed first (see `codec.rs`).
+    let section = crate::storage::compact_records::record_section(batch, &header)?;
     let mut r = Reader {
-        buf: &batch[HEADER_SIZE..end],
+        buf: &section,
         at: 0,
     };
     let mut out = Vec::with_capacity(header.record_count.max(0) as usize);

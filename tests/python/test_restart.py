@@ -136,3 +136,36 @@ def test_kill9_during_produce_loses_no_acked_record(make_broker, topic):
     # The log takes new writes right after the recovered end.
     reports = produce(b.bootstrap, topic, [(None, b"seq-99999999-after")], partition=0, acks="all")
     assert reports[0][2] == high
+
+
+def test_committed_offsets_survive_restart_with_a_broker_wide_codec(make_broker, topic):
+    """compression.type=lz4 broker-wide: __consumer_offsets is created with
+    compression.type=producer (as Kafka does), user topics get lz4, and committed
+    offsets are there after a restart."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import ConfigResource
+
+    b = make_broker({"compression.type": "lz4"})
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    create_topic(admin, topic, partitions=2)
+    produce(b.bootstrap, topic, [(b"k", b"v%d" % i) for i in range(10)], partition=0)
+    group = f"{topic}-g"
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "log_level": 3})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 3)], asynchronous=False)
+    finally:
+        c.close()
+    configs = {}
+    for name in (topic, "__consumer_offsets"):
+        res = ConfigResource(ConfigResource.Type.TOPIC, name)
+        configs[name] = admin.describe_configs([res])[res].result(10)["compression.type"].value
+    assert configs == {topic: "lz4", "__consumer_offsets": "producer"}
+
+    b.restart()
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "log_level": 3})
+    try:
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=15)
+        assert [tp.offset for tp in got] == [7, 3]
+    finally:
+        c.close()
+    assert [m.value() for m in consume(b.bootstrap, topic, 0, OFFSET_BEGINNING, 10)] == [b"v%d" % i for i in range(10)]

@@ -117,6 +117,8 @@ pub async fn ensure_offsets_topic(ctx: &BrokerContext) -> Result<(), i16> {
     let c = &ctx.config;
     let configs = BTreeMap::from([
         ("cleanup.policy".to_string(), "compact".to_string()),
+        // As Kafka: a broker-wide compression.type must not recompress the group log.
+        ("compression.type".to_string(), "producer".to_string()),
         (
             "segment.bytes".to_string(),
             c.offsets_topic_segment_bytes.to_string(),
