@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use troupe::storage::{build_batch, validate_batches, CleanOptions, Log, LogConfig};
+use troupe::storage::{
+    build_batch, check_records, validate_batches, BatchHeader, CleanOptions, Log, LogConfig,
+};
 
 /// One uncompressed batch of about `size` bytes made of 1000-byte records.
 fn batch_of(size: usize) -> Bytes {
@@ -43,6 +45,18 @@ fn validate(c: &mut Criterion) {
             b.iter(|| black_box(validate_batches(&batch, 2 << 20).unwrap()))
         });
     }
+    // The record-structure walk of leader appends (uncompressed batches): per record,
+    // so 100-byte records are its worst case.
+    let value = vec![b'x'; 100];
+    let records: Vec<_> = (0..10_000)
+        .map(|_| (Some(&b"key"[..]), Some(value.as_slice())))
+        .collect();
+    let batch = build_batch(0, 1_700_000_000_000, &records);
+    let header = BatchHeader::parse(&batch).unwrap();
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("check_records_10k_x_100B", |b| {
+        b.iter(|| black_box(check_records(&batch[61..], &header).unwrap()))
+    });
     group.finish();
 }
 

@@ -109,6 +109,15 @@ fn plain(batch: &[u8]) -> Vec<u8> {
     b
 }
 
+/// Append `batch` as a follower copying it from a leader would (at the log end, no
+/// record checks): how batches a leader refuses (control batches, malformed records
+/// written by an older broker) can still be in a log.
+fn append_copied(log: &mut Log, mut batch: BytesMut) {
+    let leo = log.log_end_offset();
+    crate::storage::batch::assign_offset_and_epoch(&mut batch, leo, 0);
+    log.append_as_follower(&batch, 0).unwrap();
+}
+
 /// Append plain records carrying gzip bits, so the cleaner cannot open them: only a
 /// topic that was not compacted when they came accepts them (compacted topics check
 /// keys, which needs the records), so the policy is switched around the append.
@@ -390,8 +399,13 @@ fn control_and_unreadable_batches_are_kept_whole() {
     append_unreadable(&mut log, BatchBuilder::new(0, 0), &[("a", Some("1"))], 0);
     let mut control = BatchBuilder::new(0, 0).producer(3, 0, -1);
     control.attributes = 0x30;
-    let mut control = kv_batch_with(control, &[("\0\0\0\0", Some("\0\0"))]);
-    log.append_as_leader(&mut control, 0, 0).unwrap();
+    let control = kv_batch_with(control, &[("\0\0\0\0", Some("\0\0"))]);
+    // Clients may not write control batches (INVALID_RECORD); a copied log may hold them.
+    let err = log
+        .append_as_leader(&mut control.clone(), 0, 0)
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 87);
+    append_copied(&mut log, control);
     put(&mut log, &[("a", Some("2"))], 0);
     log.roll(0).unwrap();
     let before = batches(&log);
@@ -1050,20 +1064,17 @@ fn a_batch_whose_records_do_not_parse_is_kept_whole_and_cleaning_goes_on() {
     let mut log = Log::open(dir.path(), config(), 0).unwrap();
     put(&mut log, &[("k", Some("1"))], 0);
     // A plain batch with a valid CRC whose record bytes are garbage (a length varint
-    // running past the end), appended before the topic became compacted.
+    // running past the end): a leader refuses it, a log copied from an older broker
+    // may hold it.
     let mut bad = kv_batch(&[("x", Some("y"))], 0).to_vec();
     bad.truncate(HEADER_SIZE);
     bad.extend_from_slice(&[0x7f, 1, 2, 3]);
     seal(&mut bad, |a| a);
-    let compact = log.config().clone();
-    log.set_config(LogConfig {
-        cleanup_compact: false,
-        cleanup_delete: true,
-        ..compact.clone()
-    });
-    log.append_as_leader(&mut BytesMut::from(&bad[..]), 0, 0)
-        .unwrap();
-    log.set_config(compact);
+    let err = log
+        .append_as_leader(&mut BytesMut::from(&bad[..]), 0, 0)
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 2, "CORRUPT_MESSAGE: {err}");
+    append_copied(&mut log, BytesMut::from(&bad[..]));
     put(&mut log, &[("k", Some("2"))], 0);
     log.roll(0).unwrap();
     let stats = log.clean(forced(0)).unwrap().unwrap();

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::storage::batch::{
-    assign_offset_and_epoch, validate_batches, validate_batches_with, BatchHeader,
+    assign_offset_and_epoch, validate_batches, validate_batches_with, BatchHeader, HEADER_SIZE,
 };
 use crate::storage::checkpoint::{write_offset, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
 use crate::storage::config::LogConfig;
@@ -180,6 +180,26 @@ impl Log {
         now_ms: i64,
     ) -> Result<Vec<BatchHeader>, StorageError> {
         let mut headers = validate_batches(records, self.config.max_message_bytes)?;
+        let mut pos = 0;
+        for h in &headers {
+            let batch = &records[pos..pos + h.total_size()];
+            pos += h.total_size();
+            if h.is_control() {
+                // Markers are the transaction coordinator's to write (Kafka: "clients
+                // are not allowed to write control records"); WriteTxnMarkers will
+                // need an append origin that allows them.
+                return Err(StorageError::InvalidRecord(
+                    "clients may not write control batches".into(),
+                ));
+            }
+            // Uncompressed records are cheap to walk: check their structure. Compressed
+            // ones are only opened when the topic needs their records (keys,
+            // timestamp bounds, recompression): decompressing every produced batch
+            // would cost more CPU than the rest of the produce path together.
+            if h.compression() == crate::storage::codec::NONE {
+                crate::storage::records::check_records(&batch[HEADER_SIZE..], h)?;
+            }
+        }
         self.check_timestamps(records, &headers, now_ms)?;
         if self.config.cleanup_compact {
             let mut pos = 0;

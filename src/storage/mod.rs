@@ -56,5 +56,5 @@ pub use compact_swap::CLEANER_CHECKPOINT_FILE;
 pub use config::LogConfig;
 pub use error::{codes, StorageError};
 pub use log::{AppendInfo, Log, ReadInfo};
-pub use records::{build_batch, decode_records, BatchBuilder, KeyValue, Record};
+pub use records::{build_batch, check_records, decode_records, BatchBuilder, KeyValue, Record};
 pub use region::FileRegion;

@@ -127,9 +127,9 @@ pub fn build_batch(base_offset: i64, base_timestamp: i64, records: &[KeyValue<'_
     BatchBuilder::new(base_offset, base_timestamp).build(records)
 }
 
-/// A cursor over record bytes; every read fails cleanly on truncated input.
-/// A cursor over record bytes: zig-zag varints and length-prefixed byte strings. The
-/// slices it hands out borrow from the batch, so the compactor reads without copying.
+/// A cursor over record bytes: zig-zag varints and length-prefixed byte strings; every
+/// read fails cleanly on truncated input. The slices it hands out borrow from the
+/// batch, so the compactor reads without copying.
 pub(crate) struct Reader<'a> {
     pub(crate) buf: &'a [u8],
     pub(crate) at: usize,
@@ -176,8 +176,53 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decode the records of one uncompressed batch (the whole batch, header included).
-/// Compressed batches are rejected: the storage layer never decompresses.
+/// Check the record structure of an uncompressed batch's records `section`, as Kafka's
+/// validator does before accepting a produce: exactly `record_count` records, each
+/// record's fields (attributes, timestamp delta, offset delta, key, value, headers)
+/// filling its declared length, offset deltas `0, 1, 2, ...`, and no bytes after the
+/// last record. A batch that passes its CRC but fails here would make every consumer of
+/// the partition fail on it, so it is refused (CORRUPT_MESSAGE / INVALID_RECORD).
+pub fn check_records(section: &[u8], header: &BatchHeader) -> Result<(), StorageError> {
+    let mut r = Reader {
+        buf: section,
+        at: 0,
+    };
+    for i in 0..i64::from(header.record_count.max(0)) {
+        let len = r.varlong()?;
+        let body = r.take(usize::try_from(len).map_err(|_| r.err("negative length"))?)?;
+        let mut rec = Reader { buf: body, at: 0 };
+        rec.take(1)?; // attributes
+        rec.varlong()?; // timestamp delta
+        if rec.varlong()? != i {
+            return Err(StorageError::InvalidRecord(format!(
+                "record {i} of the batch at offset {} has offset delta out of sequence",
+                header.base_offset
+            )));
+        }
+        rec.nullable()?; // key
+        rec.nullable()?; // value
+        let headers = rec.varlong()?;
+        if headers < 0 {
+            return Err(rec.err("negative header count"));
+        }
+        for _ in 0..headers {
+            if rec.nullable()?.is_none() {
+                return Err(rec.err("null header key"));
+            }
+            rec.nullable()?;
+        }
+        if rec.at != body.len() {
+            return Err(rec.err("record shorter than its declared size"));
+        }
+    }
+    if r.at != section.len() {
+        return Err(r.err("bytes after the last record"));
+    }
+    Ok(())
+}
+
+/// Decode the records of one batch (the whole batch, header included), decompressing
+/// them first if the batch is compressed.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, StorageError> {
     let header = BatchHeader::parse(batch)
         .ok_or_else(|| StorageError::CorruptMessage("batch shorter than its header".into()))?;
@@ -225,6 +270,54 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, StorageError> {
 mod tests {
     use super::*;
     use crate::storage::batch::validate_batches;
+
+    /// `batch` with its records section replaced by `section` (length and CRC fixed).
+    fn with_section(batch: &[u8], section: &[u8]) -> Vec<u8> {
+        let mut b = [&batch[..HEADER_SIZE], section].concat();
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn record_structure_is_checked() {
+        let good = build_batch(
+            0,
+            0,
+            &[
+                (Some(b"k"), Some(b"v")),
+                (None, None),
+                (Some(b""), Some(b"x")),
+            ],
+        );
+        let h = BatchHeader::parse(&good).unwrap();
+        check_records(&good[HEADER_SIZE..], &h).unwrap();
+        let section = &good[HEADER_SIZE..];
+        // Trailing garbage, a missing record, a record cut short.
+        for (what, bad) in [
+            ("trailing", [section, &[0u8][..]].concat()),
+            ("missing", section[..section.len() - 1].to_vec()),
+        ] {
+            let b = with_section(&good, &bad);
+            assert!(check_records(&b[HEADER_SIZE..], &h).is_err(), "{what}");
+        }
+        // Offset deltas out of sequence: records 0 and 1 swapped.
+        let one = build_batch(0, 0, &[(Some(b"a"), Some(b"1"))]);
+        let two = build_batch(0, 0, &[(Some(b"a"), Some(b"1")), (Some(b"b"), Some(b"2"))]);
+        let h2 = BatchHeader::parse(&two).unwrap();
+        let first_len = one.len() - HEADER_SIZE;
+        let s2 = &two[HEADER_SIZE..];
+        let swapped = [&s2[first_len..], &s2[..first_len]].concat();
+        let err = check_records(&swapped, &h2).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidRecord(_)), "{err}");
+        // A record whose declared length is longer than its fields.
+        let mut padded = s2.to_vec();
+        padded[0] += 2; // zig-zag: +1 byte of length
+        padded.insert(first_len, 0);
+        assert!(check_records(&padded, &h2).is_err());
+    }
 
     #[test]
     fn roundtrip() {

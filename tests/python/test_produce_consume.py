@@ -267,3 +267,18 @@ def test_timestamps_outside_the_topic_bounds_are_refused(broker, admin, topic):
         assert results[name] is not None and results[name].code() == KafkaError.INVALID_TIMESTAMP, results
     got = consume(broker.bootstrap, topic, 0, 0, 1)
     assert got[0].key() == b"now" and got[0].timestamp()[1] == now
+
+
+def test_record_headers_round_trip(broker, admin, topic):
+    """Record headers (including a null value and an empty key) pass the broker's record
+    checks and come back byte for byte, plain and compressed."""
+    create_topic(admin, topic)
+    headers = [("trace-id", b"abc123"), ("null-value", None), ("", b"empty key"), ("dup", b"1"), ("dup", b"2")]
+    for codec in ("none", "gzip"):
+        p = producer(broker.bootstrap, compression_type=codec)
+        for i in range(3):
+            p.produce(topic, key=b"k%d" % i, value=b"v", headers=headers, partition=0)
+        assert p.flush(15) == 0
+    got = consume(broker.bootstrap, topic, 0, OFFSET_BEGINNING, 6)
+    for m in got:
+        assert m.headers() == headers, m.headers()
