@@ -2,8 +2,9 @@
 # The test command of the README: everything Troupe's CI runs, from any directory.
 #
 #   1. installs what the tests need (kcat, and cmake + libcurl4-openssl-dev for the
-#      rdkafka dev-dependency, Node.js and npm, from Debian; a Python venv in .venv
-#      with tests/python/requirements.txt; tests/js/node_modules with KafkaJS)
+#      rdkafka dev-dependency, Node.js and npm, Go and Sarama, from Debian; a Python
+#      venv in .venv with tests/python/requirements.txt; tests/js/node_modules with
+#      KafkaJS)
 #   2. builds the release binary the black-box tests start (target/release/troupe)
 #   3. runs the Rust unit and integration tests
 #   4. runs the black-box client tests in tests/python against real brokers
@@ -35,6 +36,9 @@ command -v curl-config >/dev/null 2>&1 || apt_packages+=(libcurl4-openssl-dev)
 # KafkaJS tests (tests/js) run on Node.js; npm installs the pinned kafkajs.
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+# Sarama test (tests/go): Go and Debian's Sarama sources (GOPATH mode, no module proxy).
+command -v go >/dev/null 2>&1 || apt_packages+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/Shopify/sarama ] || apt_packages+=(golang-github-shopify-sarama-dev)
 if [ "${TROUPE_TEST_SKIP_APT:-0}" = "1" ]; then
     step "apt: skipped (TROUPE_TEST_SKIP_APT=1)${apt_packages[*]:+; missing: ${apt_packages[*]}}"
 elif [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -43,7 +47,7 @@ elif [ "${#apt_packages[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 else
-    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev, node, npm present)"
+    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev, node, npm, go, sarama present)"
 fi
 
 # ---------------------------------------------------------------- 2. python venv
