@@ -39,6 +39,17 @@ def segment_batches(partition_dir: Path):
     return out
 
 
+def first_batch(partition_dir: Path) -> bytes:
+    """The bytes of the first batch in the partition's segment files (a cleaned segment
+    may be left empty)."""
+    for seg in sorted(partition_dir.glob("*.log")):
+        data = seg.read_bytes()
+        if len(data) >= 61:
+            length = struct.unpack_from(">i", data, 8)[0]
+            return data[:12 + length]
+    raise AssertionError(f"no batch in {partition_dir}")
+
+
 def read_to_end(bootstrap: str, topic: str, timeout: float = 30):
     """Every message of partition 0 from the beginning up to the end of the log."""
     from confluent_kafka import KafkaError, TopicPartition
@@ -131,3 +142,60 @@ def test_topic_compression_type_recompresses_on_append(broker, admin, topic):
     got = consume(broker.bootstrap, topic, 0, OFFSET_BEGINNING, 300)
     assert [(m.key(), m.value()) for m in got] == first * 3
     assert [m.offset() for m in got] == list(range(300))
+
+
+@pytest.mark.kafka_python
+@pytest.mark.parametrize("codec", ["snappy", "lz4", "zstd", "gzip"])
+def test_kafka_python_compressed_batches_are_compacted(broker, admin, topic, codec):
+    """kafka-python writes snappy in the xerial framing (as the Java client does), lz4
+    frames and zstd: the cleaner opens them, keeps the framing/codec, and both
+    kafka-python and librdkafka read the compacted log."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+
+    create_topic(admin, topic, config={
+        "cleanup.policy": "compact",
+        "segment.bytes": "1024",
+        "min.cleanable.dirty.ratio": "0.01",
+    })
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, linger_ms=20,
+                      enable_idempotence=False, acks="all")
+    latest = {}
+    for r in range(ROUNDS):
+        for k in range(KEYS):
+            key, value = b"key-%02d" % k, b"round-%02d-of-key-%02d " % (r, k) * 4
+            p.send(topic, key=key, value=value, partition=0)
+            latest[key] = value
+        p.flush(15)
+    p.close()
+    end = ROUNDS * KEYS
+    partition_dir = broker.log_dir / f"{topic}-0"
+    written = segment_batches(partition_dir)
+    assert written and all(a & 0x07 == CODECS[codec] for _, a, _ in written), written[:3]
+    if codec == "snappy":
+        assert first_batch(partition_dir)[61:69] == b"\x82SNAPPY\x00", "kafka-python writes xerial"
+
+    def cleaned():
+        batches = segment_batches(partition_dir)
+        return sum(n for _, _, n in batches) < end // 2 and batches
+
+    batches = wait_for(cleaned, 30, f"the cleaner to compact the {codec} log")
+    assert all(a & 0x07 == CODECS[codec] for _, a, _ in batches), batches
+    if codec == "snappy":
+        assert first_batch(partition_dir)[61:69] == b"\x82SNAPPY\x00", "the rewrite keeps xerial"
+
+    got = read_to_end(broker.bootstrap, topic)
+    assert {m.key(): m.value() for m in got} == latest
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                      consumer_timeout_ms=5000, auto_offset_reset="earliest")
+    try:
+        c.assign([KTP(topic, 0)])
+        c.seek_to_beginning()
+        view = {}
+        for msg in c:
+            view[msg.key] = msg.value
+            if msg.offset >= end - 1:
+                break
+        assert view == latest
+    finally:
+        c.close()
