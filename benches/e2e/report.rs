@@ -224,6 +224,8 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!("Targets (issue 6):");
     let loop_mb = table.base.loopback_mb;
+    // A row's MB/s as a fraction of loopback (NaN if the run is missing).
+    let x = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.mb_s / loop_mb);
     if let Some(r) = table.row("1.") {
         println!(
             "- produce 100 B acks=1 >= 1,500,000 msg/s: {:.0} msg/s: {}",
@@ -239,7 +241,6 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
         );
         // What bounds it, from the same run: the client alone, the page cache for data
         // that stays, and the broker without librdkafka.
-        let x = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.mb_s / loop_mb);
         println!(
             "  ceilings, x loopback: librdkafka into a null broker (3n) {:.3}; page-cache \
              append into kept files {:.3}; broker fed by a raw Produce loop (3c) {:.3}",
@@ -254,7 +255,6 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
             r.mb_s / loop_mb,
             verdict(r.mb_s >= 0.7 * loop_mb)
         );
-        let x = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.mb_s / loop_mb);
         println!(
             "  ceilings, x loopback: librdkafka reading 1 KiB messages from a null broker \
              (4n) {:.3}, from this broker (4b) {:.3}; this broker read by a raw Fetch loop \
