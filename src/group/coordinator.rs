@@ -162,14 +162,25 @@ impl GroupCoordinatorState {
         now: i64,
     ) -> Vec<Output> {
         let mut out = Vec::new();
-        let Some(after) = self.appends.pending.remove(&token) else {
-            return out;
-        };
+        for (after, result) in self.appends.complete(token, result) {
+            self.apply_append(after, result, now, &mut out);
+        }
+        out
+    }
+
+    /// The effect of one completed append (see [`Appends`] for the order).
+    fn apply_append(
+        &mut self,
+        after: AfterAppend,
+        result: Result<(), i16>,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
         let mut cx = Cx {
             now,
             config: &self.config,
             appends: &mut self.appends,
-            out: &mut out,
+            out,
         };
         match after {
             AfterAppend::Nothing => {
@@ -183,7 +194,7 @@ impl GroupCoordinatorState {
                 assignment,
             } => {
                 let Some(g) = self.groups.get_mut(&group) else {
-                    return out;
+                    return;
                 };
                 // Members may have (re)joined while the record was being written.
                 if g.is(GroupState::CompletingRebalance) && g.generation == generation {
@@ -214,7 +225,7 @@ impl GroupCoordinatorState {
                         reply,
                         Reply::Join(JoinResponse::error("", codes::UNKNOWN_MEMBER_ID)),
                     );
-                    return out;
+                    return;
                 };
                 let waiting = g
                     .members
@@ -222,7 +233,7 @@ impl GroupCoordinatorState {
                     .is_some_and(|m| m.awaiting_join == Some(reply));
                 if !waiting {
                     // A rebalance started meanwhile and answered (or will answer) it.
-                    return out;
+                    return;
                 }
                 match result {
                     Ok(()) => {
@@ -305,7 +316,6 @@ impl GroupCoordinatorState {
                 cx.reply(reply, Reply::OffsetDelete(response));
             }
         }
-        out
     }
 
     /// DescribeGroups: unknown groups are described as Dead, as Kafka does.

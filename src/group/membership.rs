@@ -54,13 +54,44 @@ pub(crate) enum AfterAppend {
 }
 
 /// Appends waiting for their completion.
+///
+/// Appends are issued in token order and land in the log in that order, but their
+/// completions may reach the state machine in any order (actix polls the futures it
+/// spawned in no fixed order). Effects are applied in token order, which is log
+/// order: a completion that overtakes an earlier append waits in `done` until that
+/// one completes. Otherwise two pipelined commits of one partition could be applied
+/// newest first, and OffsetFetch would answer the older offset, which a reload of the
+/// log would not.
 #[derive(Default)]
 pub(crate) struct Appends {
     next: AppendToken,
-    pub(crate) pending: HashMap<AppendToken, AfterAppend>,
+    pub(crate) pending: BTreeMap<AppendToken, AfterAppend>,
+    /// Completions of appends whose predecessors are still pending.
+    pub(crate) done: BTreeMap<AppendToken, Result<(), i16>>,
 }
 
 impl Appends {
+    /// Record the completion of `token`; return, in token order, every append whose
+    /// effect may now be applied (the oldest pending ones that have completed).
+    pub(crate) fn complete(
+        &mut self,
+        token: AppendToken,
+        result: Result<(), i16>,
+    ) -> Vec<(AfterAppend, Result<(), i16>)> {
+        if !self.pending.contains_key(&token) {
+            return Vec::new();
+        }
+        self.done.insert(token, result);
+        let mut ready = Vec::new();
+        while let Some(first) = self.pending.first_entry() {
+            let Some(result) = self.done.remove(first.key()) else {
+                break;
+            };
+            ready.push((first.remove(), result));
+        }
+        ready
+    }
+
     /// (group, partition) of every commit still being appended.
     fn commits_in_flight(&self) -> impl Iterator<Item = (&str, &(String, i32))> {
         self.pending.values().flat_map(|after| match after {

@@ -175,3 +175,105 @@ fn commit_retention_time_sets_the_expire_timestamp() {
         }
     }
 }
+
+/// Pipelined commits of one partition (offsets 1..=50, as a consumer committing
+/// asynchronously after every record sends them) whose appends complete in another
+/// order than they were issued: the last commit issued is what OffsetFetch answers,
+/// in memory and after a reload, whatever order the completions arrive in. Before
+/// completions were applied in log order, a reversed completion order left offset 1.
+#[test]
+fn pipelined_commits_apply_in_log_order_whatever_order_appends_complete() {
+    // A small deterministic shuffle (xorshift), so a failure names its seed.
+    fn shuffled(mut v: Vec<AppendToken>, seed: u64) -> Vec<AppendToken> {
+        let mut x = seed | 1;
+        for i in (1..v.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+    let orders: Vec<(String, Box<dyn Fn(Vec<AppendToken>) -> Vec<AppendToken>>)> = {
+        let mut o: Vec<(String, Box<dyn Fn(Vec<AppendToken>) -> Vec<AppendToken>>)> = vec![
+            ("in order".into(), Box::new(|v| v)),
+            (
+                "reversed".into(),
+                Box::new(|mut v: Vec<AppendToken>| {
+                    v.reverse();
+                    v
+                }),
+            ),
+        ];
+        for seed in 1..=20u64 {
+            o.push((
+                format!("shuffled, seed {seed}"),
+                Box::new(move |v| shuffled(v, seed)),
+            ));
+        }
+        o
+    };
+    for (name, order) in orders {
+        let mut h = Harness::new(config());
+        h.hold_appends = true;
+        let ids: Vec<ReplyId> = (1..=50)
+            .map(|offset| {
+                let id = h.reply_id();
+                let outs =
+                    h.s.commit_offsets(commit_req(-1, "", &[("t", 0, offset)]), id, h.now);
+                h.run(outs);
+                id
+            })
+            .collect();
+        assert_eq!(h.held.len(), 50, "{name}: one append per commit");
+        for token in order(std::mem::take(&mut h.held)) {
+            let outs = h.s.append_done(token, Ok(()), h.now);
+            h.run(outs);
+        }
+        for id in &ids {
+            match h.replies.get(id) {
+                Some(Reply::Commit(r)) => assert!(r.iter().all(|p| p.2 == NONE), "{name}"),
+                other => panic!("{name}: commit {id} answered {other:?}"),
+            }
+        }
+        assert_eq!(offsets_of(&h.s)[0], 50, "{name}: in memory");
+        assert_eq!(offsets_of(&reload(&h))[0], 50, "{name}: after a reload");
+    }
+}
+
+/// A failed append among pipelined commits: the ones after it still apply, in order,
+/// and the failed one is answered with the error without rolling anything back.
+#[test]
+fn a_failed_append_between_pipelined_commits_does_not_reorder_the_rest() {
+    let mut h = Harness::new(config());
+    h.hold_appends = true;
+    let ids: Vec<ReplyId> = [5, 6, 7]
+        .iter()
+        .map(|offset| {
+            let id = h.reply_id();
+            let outs =
+                h.s.commit_offsets(commit_req(-1, "", &[("t", 0, *offset)]), id, h.now);
+            h.run(outs);
+            id
+        })
+        .collect();
+    let held = std::mem::take(&mut h.held);
+    // The last completes first, then the middle one fails, then the first succeeds.
+    for (token, result) in [
+        (held[2], Ok(())),
+        (held[1], Err(COORDINATOR_NOT_AVAILABLE)),
+        (held[0], Ok(())),
+    ] {
+        let outs = h.s.append_done(token, result, h.now);
+        h.run(outs);
+    }
+    let code = |id: &ReplyId| match h.replies.get(id) {
+        Some(Reply::Commit(r)) => r[0].2,
+        other => panic!("commit {id}: {other:?}"),
+    };
+    assert_eq!(
+        ids.iter().map(code).collect::<Vec<_>>(),
+        [NONE, COORDINATOR_NOT_AVAILABLE, NONE]
+    );
+    assert_eq!(offsets_of(&h.s)[0], 7);
+}

@@ -458,3 +458,38 @@ def test_offset_metadata_max_bytes_is_enforced(make_broker, topic, group):
         assert got[1].offset < 0
     finally:
         c.close()
+
+
+def test_pipelined_async_commits_take_effect_in_request_order(broker, admin, topic, group):
+    """librdkafka pipelines asynchronous commits on its coordinator connection: 50
+    commits in a row (offsets n+1..n+50) are all acknowledged, and the last one is
+    what OffsetFetch answers, every round. Before commits were applied in log order,
+    a round often ended on an older offset (2, 7, 34, 49 seen instead of 50)."""
+    create_topic(admin, topic)
+    acked: list[tuple[int, int]] = []
+
+    def on_commit(err, parts):
+        assert err is None, err
+        acked.extend((p.offset, p.error.code() if p.error else 0) for p in parts)
+
+    c = Consumer(group_conf(broker, group, on_commit=on_commit))
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        wrong = []
+        rounds = 30
+        for r in range(rounds):
+            base = r * 50
+            acked.clear()
+            for i in range(1, 51):
+                c.commit(offsets=[TopicPartition(topic, 0, base + i)], asynchronous=True)
+            deadline = time.monotonic() + 20
+            while len(acked) < 50 and time.monotonic() < deadline:
+                c.poll(0.01)
+            assert len(acked) == 50, f"round {r}: {len(acked)} of 50 commits acknowledged"
+            assert all(code == 0 for _, code in acked), acked
+            got = c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+            if got != base + 50:
+                wrong.append((r, got, base + 50))
+        assert not wrong, f"rounds whose committed offset is not the last commit: {wrong}"
+    finally:
+        c.close()
