@@ -194,8 +194,9 @@ fn pipelined_commits_apply_in_log_order_whatever_order_appends_complete() {
         }
         v
     }
-    let orders: Vec<(String, Box<dyn Fn(Vec<AppendToken>) -> Vec<AppendToken>>)> = {
-        let mut o: Vec<(String, Box<dyn Fn(Vec<AppendToken>) -> Vec<AppendToken>>)> = vec![
+    type Order = Box<dyn Fn(Vec<AppendToken>) -> Vec<AppendToken>>;
+    let orders: Vec<(String, Order)> = {
+        let mut o: Vec<(String, Order)> = vec![
             ("in order".into(), Box::new(|v| v)),
             (
                 "reversed".into(),
