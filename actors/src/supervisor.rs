@@ -188,8 +188,13 @@ pub struct ApplyMetadata {
     pub image: Arc<MetadataImage>,
 }
 
+/// Images are applied strictly one after another: `AtomicResponse` keeps the mailbox
+/// closed until the previous image's partitions have stopped and its routing table is
+/// published. (A `ResponseActFuture` runs concurrently with later messages: an older
+/// image waiting for a shutdown could finish after a newer one and publish itself over
+/// it, or start partitions the newer image had deleted.)
 impl Handler<ApplyMetadata> for BrokerSupervisor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: ApplyMetadata, _ctx: &mut Context<Self>) -> Self::Result {
         let image = msg.image;
@@ -219,7 +224,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                 let _ = s.await;
             }
         };
-        Box::pin(done.into_actor(self).map(move |_, act, _| {
+        AtomicResponse::new(Box::pin(done.into_actor(self).map(move |_, act, _| {
             for t in image.topics.values() {
                 let config = match TopicConfig::resolve(&act.config.topic_defaults, &t.configs) {
                     Ok(c) => c,
@@ -242,7 +247,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
             }
             act.image = image;
             act.publish_routes();
-        }))
+        })))
     }
 }
 
@@ -252,7 +257,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
 pub struct StopAll;
 
 impl Handler<StopAll> for BrokerSupervisor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: StopAll, _ctx: &mut Context<Self>) -> Self::Result {
         let shutdowns: Vec<_> = self
             .running
@@ -260,7 +265,7 @@ impl Handler<StopAll> for BrokerSupervisor {
             .map(|(_, r)| r.route.leader.send(PartitionShutdown { delete: false }))
             .collect();
         tracing::info!(partitions = shutdowns.len(), "closing partitions");
-        Box::pin(
+        AtomicResponse::new(Box::pin(
             async move {
                 for s in shutdowns {
                     let _ = s.await;
@@ -270,7 +275,7 @@ impl Handler<StopAll> for BrokerSupervisor {
             .map(|_, act, _| {
                 act.routes.send_replace(Arc::new(RoutingTable::default()));
             }),
-        )
+        ))
     }
 }
 

@@ -6,5 +6,6 @@ mod compaction;
 mod fault_isolation;
 mod groups;
 mod idempotence;
+mod metadata_apply;
 mod protocol_edges;
 mod rdkafka_client;
