@@ -23,6 +23,7 @@
 //! on the connection in request order.
 
 pub mod config;
+pub mod controller;
 pub mod group;
 pub mod metadata;
 pub mod producer;

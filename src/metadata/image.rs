@@ -24,6 +24,22 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A registered broker as the controller knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    /// The advertised client listener.
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    /// The offset of its registration record: heartbeats must carry it (Kafka's broker
+    /// epoch), so a zombie of an earlier incarnation cannot pass for the current one.
+    pub epoch: i64,
+    pub incarnation_id: [u8; 16],
+    /// Fenced brokers are not listed in Metadata, lead nothing and are in no ISR.
+    pub fenced: bool,
+}
+
 /// The whole cluster state. Cheap to clone behind an `Arc`; applied records produce a
 /// new image, readers keep the one they hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,8 +47,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// topic id → name, for the APIs that address topics by id (Fetch 13+, Metadata 10+).
     pub topic_names: BTreeMap<Uuid, String>,
-    /// node id → (host, port, rack).
-    pub brokers: BTreeMap<i32, (String, u16, Option<String>)>,
+    /// Registered brokers by node id, fenced ones included.
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// The next producer id not yet handed out.
     pub next_producer_id: i64,
     /// Offset of the last applied record (-1: none), so a restart can tell what it has.
@@ -52,6 +68,15 @@ impl MetadataImage {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }
 
+    /// Registered, unfenced brokers: those that may lead, be in an ISR and be listed.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
+    }
+
     pub fn apply(&mut self, entry: &MetadataEntry) {
         self.last_offset = entry.offset;
         self.epoch = self.epoch.max(entry.epoch);
@@ -61,9 +86,45 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                incarnation_id,
+                fenced,
             } => {
-                self.brokers
-                    .insert(*node_id, (host.clone(), *port, rack.clone()));
+                self.brokers.insert(
+                    *node_id,
+                    BrokerRegistration {
+                        node_id: *node_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                        epoch: entry.offset,
+                        incarnation_id: *incarnation_id,
+                        fenced: *fenced,
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker {
+                node_id,
+                broker_epoch,
+            } => {
+                if let Some(b) = self
+                    .brokers
+                    .get_mut(node_id)
+                    .filter(|b| b.epoch == *broker_epoch)
+                {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker {
+                node_id,
+                broker_epoch,
+            } => {
+                if let Some(b) = self
+                    .brokers
+                    .get_mut(node_id)
+                    .filter(|b| b.epoch == *broker_epoch)
+                {
+                    b.fenced = false;
+                }
             }
             MetadataRecord::Topic {
                 name,

@@ -61,7 +61,7 @@ impl MetadataLog {
             if crc32c::crc32c(payload) != crc {
                 break;
             }
-            match rmp_serde::from_slice::<MetadataEntry>(payload) {
+            match super::records::decode_entry(payload) {
                 Ok(e) => entries.push(e),
                 Err(_) => break,
             }
@@ -106,7 +106,7 @@ impl MetadataLog {
                 epoch,
                 record,
             };
-            let payload = rmp_serde::to_vec(&entry)?;
+            let payload = super::records::encode_entry(&entry)?;
             buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
             buf.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
             buf.extend_from_slice(&payload);

@@ -11,9 +11,9 @@ mod image;
 mod log;
 mod records;
 
-pub use image::{MetadataImage, PartitionImage, TopicImage};
+pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
 pub use log::{MetadataLog, MetadataLogError};
-pub use records::{MetadataEntry, MetadataRecord};
+pub use records::{decode_entry, encode_entry, MetadataEntry, MetadataRecord};
 
 /// Kafka's rule for topic names: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {

@@ -1,42 +1,18 @@
 //! Messages the `Controller` answers. Failures carry a Kafka error code and message.
 
 use actix::Message;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use troupe::metadata::MetadataImage;
 use uuid::Uuid;
 
-/// A Kafka error code with a message, as the controller answers per topic.
-pub type ApiError = (i16, String);
-
-pub struct NewTopic {
-    pub name: String,
-    /// -1: the broker's `num.partitions`.
-    pub num_partitions: i32,
-    /// -1: the broker's `default.replication.factor`.
-    pub replication_factor: i16,
-    /// Explicit replica assignment per partition, if the client gave one.
-    pub assignments: BTreeMap<i32, Vec<i32>>,
-    pub configs: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct CreatedTopic {
-    pub topic_id: Uuid,
-    pub num_partitions: i32,
-    pub replication_factor: i16,
-}
+pub use troupe::controller::topics::TopicRef;
+pub use troupe::controller::{ApiError, ConfigOp, CreatedTopic, NewTopic};
 
 #[derive(Message)]
 #[rtype(result = "Vec<Result<CreatedTopic, ApiError>>")]
 pub struct CreateTopics {
     pub topics: Vec<NewTopic>,
     pub validate_only: bool,
-}
-
-pub enum TopicRef {
-    Name(String),
-    Id(Uuid),
 }
 
 #[derive(Message)]
@@ -51,15 +27,6 @@ pub struct CreatePartitions {
     /// (topic, new total partition count)
     pub topics: Vec<(String, i32)>,
     pub validate_only: bool,
-}
-
-/// One config change of AlterConfigs / IncrementalAlterConfigs.
-#[derive(Clone, Debug)]
-pub enum ConfigOp {
-    Set(String),
-    Delete,
-    Append(String),
-    Subtract(String),
 }
 
 #[derive(Message)]

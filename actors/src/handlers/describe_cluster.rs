@@ -9,14 +9,14 @@ pub fn handle(req: DescribeClusterRequest, ctx: &BrokerContext) -> DescribeClust
     let routes = ctx.routes();
     let brokers = routes
         .image
-        .brokers
-        .iter()
-        .map(|(id, (host, port, rack))| {
+        // Fenced brokers are not listed, as in Kafka: clients must not pick them.
+        .live_brokers()
+        .map(|b| {
             DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(*id))
-                .with_host(sb(host))
-                .with_port(*port as i32)
-                .with_rack(rack.as_deref().map(sb))
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(sb(&b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.as_deref().map(sb))
         })
         .collect();
     DescribeClusterResponse::default()

@@ -110,11 +110,11 @@ async fn locate(group: &str, ctx: &BrokerContext) -> Found {
             message: None,
         };
     }
-    match routes.image.brokers.get(&leader) {
-        Some((host, port, _)) => Found {
+    match routes.image.brokers.get(&leader).filter(|b| !b.fenced) {
+        Some(b) => Found {
             node_id: leader,
-            host: host.clone(),
-            port: *port as i32,
+            host: b.host.clone(),
+            port: b.port as i32,
             error: codes::NONE,
             message: None,
         },

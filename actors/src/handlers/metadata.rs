@@ -120,14 +120,14 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
     };
 
     let brokers = image
-        .brokers
-        .iter()
-        .map(|(id, (host, port, rack))| {
+        // Fenced brokers are not listed, as in Kafka: clients must not pick them.
+        .live_brokers()
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(*id))
-                .with_host(sb(host))
-                .with_port(*port as i32)
-                .with_rack(rack.as_deref().map(sb))
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(sb(&b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.as_deref().map(sb))
         })
         .collect();
     MetadataResponse::default()

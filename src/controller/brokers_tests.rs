@@ -1,0 +1,161 @@
+//! Registration, heartbeats, fencing and controlled shutdown, step by step.
+
+use super::brokers::*;
+use super::codes::*;
+use super::partitions::NO_LEADER;
+use super::test_support::*;
+use crate::metadata::MetadataImage;
+
+fn reg(node: i32, incarnation: u8) -> Registration {
+    Registration {
+        node_id: node,
+        incarnation_id: [incarnation; 16],
+        host: "127.0.0.1".into(),
+        port: 9000 + node as u16,
+        rack: None,
+    }
+}
+
+fn hb(img: &MetadataImage, node: i32, offset: i64) -> Heartbeat {
+    Heartbeat {
+        node_id: node,
+        broker_epoch: img.brokers[&node].epoch,
+        current_metadata_offset: offset,
+        want_fence: false,
+        want_shutdown: false,
+    }
+}
+
+#[test]
+fn a_registered_broker_is_unfenced_once_caught_up() {
+    let c = cfg();
+    let mut img = MetadataImage::new();
+    let mut live = BrokerLiveness::default();
+    let records = register(&img, &mut live, &c, &reg(1, 1), 0).unwrap();
+    commit(&mut img, &records);
+    assert!(img.brokers[&1].fenced, "starts fenced");
+    assert_eq!(img.live_brokers().count(), 0);
+    let epoch = img.brokers[&1].epoch;
+    // Behind its own registration: stays fenced.
+    let (records, a) = heartbeat(&img, &mut live, &c, &hb(&img, 1, epoch - 1), 10);
+    assert!(records.is_empty() && a.is_fenced && !a.is_caught_up);
+    // Caught up: unfenced.
+    let (records, a) = heartbeat(&img, &mut live, &c, &hb(&img, 1, epoch), 20);
+    assert!(!a.is_fenced && a.is_caught_up && a.error == 0);
+    commit(&mut img, &records);
+    assert!(!img.brokers[&1].fenced);
+    // A heartbeat with a stale broker epoch is refused.
+    let mut stale = hb(&img, 1, epoch);
+    stale.broker_epoch -= 1;
+    let (records, a) = heartbeat(&img, &mut live, &c, &stale, 30);
+    assert!(records.is_empty());
+    assert_eq!(a.error, STALE_BROKER_EPOCH);
+}
+
+#[test]
+fn duplicate_node_ids_are_refused_while_the_first_heartbeats() {
+    let c = cfg();
+    let mut img = cluster(&[(1, None)]);
+    let mut live = BrokerLiveness::new_active(&img, 0);
+    // Same incarnation: a retry, nothing to commit.
+    assert_eq!(register(&img, &mut live, &c, &reg(1, 1), 100), Ok(vec![]));
+    // Another process with node id 1 while the first heartbeats.
+    let err = register(&img, &mut live, &c, &reg(1, 2), 1000).unwrap_err();
+    assert_eq!(err.0, DUPLICATE_BROKER_REGISTRATION);
+    // After a whole session of silence it is a restart: accepted, fenced.
+    let records = register(
+        &img,
+        &mut live,
+        &c,
+        &reg(1, 2),
+        1000 + c.broker_session_timeout_ms + 1,
+    )
+    .unwrap();
+    commit(&mut img, &records);
+    assert!(img.brokers[&1].fenced);
+    assert_eq!(img.brokers[&1].incarnation_id, [2; 16]);
+}
+
+#[test]
+fn a_silent_broker_is_fenced_after_its_session_and_its_partitions_move() {
+    let c = cfg();
+    let mut img = cluster(&[(1, None), (2, None), (3, None)]);
+    with_topic(
+        &mut img,
+        "t",
+        &[(&[1, 2, 3], &[1, 2, 3], 1), (&[2, 3, 1], &[2, 3, 1], 2)],
+    );
+    let mut live = BrokerLiveness::new_active(&img, 0);
+    let t = c.broker_session_timeout_ms;
+    // 2 and 3 keep heartbeating; 1 is silent.
+    for now in (0..=t + 1).step_by(1000) {
+        for n in [2, 3] {
+            let (r, _) = heartbeat(&img, &mut live, &c, &hb(&img, n, img.last_offset), now);
+            assert!(r.is_empty());
+        }
+    }
+    assert!(
+        fence_expired(&img, &live, &c, t).is_empty(),
+        "not before a whole session"
+    );
+    let records = fence_expired(&img, &live, &c, t + 1);
+    commit(&mut img, &records);
+    assert!(img.brokers[&1].fenced);
+    assert!(!img.brokers[&2].fenced && !img.brokers[&3].fenced);
+    let p0 = &img.topics["t"].partitions[&0];
+    assert_eq!(
+        (p0.leader, p0.isr.clone(), p0.leader_epoch),
+        (2, vec![2, 3], 1)
+    );
+    let p1 = &img.topics["t"].partitions[&1];
+    assert_eq!(
+        (p1.leader, p1.isr.clone(), p1.leader_epoch),
+        (2, vec![2, 3], 0)
+    );
+}
+
+#[test]
+fn two_brokers_expiring_together_are_decided_one_after_the_other() {
+    let c = cfg();
+    let mut img = cluster(&[(1, None), (2, None), (3, None)]);
+    with_topic(&mut img, "t", &[(&[1, 2, 3], &[1, 2, 3], 1)]);
+    let mut live = BrokerLiveness::new_active(&img, 0);
+    live.touch(3, c.broker_session_timeout_ms);
+    let records = fence_expired(&img, &live, &c, c.broker_session_timeout_ms + 1);
+    commit(&mut img, &records);
+    let p = &img.topics["t"].partitions[&0];
+    // Not 2, which was fenced in the same tick: 3 leads.
+    assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_and_lets_the_broker_stop() {
+    let c = cfg();
+    let mut img = cluster(&[(1, None), (2, None)]);
+    with_topic(&mut img, "t", &[(&[1, 2], &[1, 2], 1), (&[1], &[1], 1)]);
+    let mut live = BrokerLiveness::new_active(&img, 0);
+    let mut req = hb(&img, 1, img.last_offset);
+    req.want_shutdown = true;
+    let (records, a) = heartbeat(&img, &mut live, &c, &req, 10);
+    assert!(a.should_shutdown && a.is_fenced);
+    commit(&mut img, &records);
+    assert!(img.brokers[&1].fenced);
+    let t = &img.topics["t"];
+    assert_eq!(
+        (t.partitions[&0].leader, t.partitions[&0].isr.clone()),
+        (2, vec![2])
+    );
+    // Its only replica is gone: offline, ISR kept, until it returns.
+    assert_eq!(
+        (t.partitions[&1].leader, t.partitions[&1].isr.clone()),
+        (NO_LEADER, vec![1])
+    );
+    // Restarted (new incarnation), caught up: unfenced and leading its partition again.
+    let records = register(&img, &mut live, &c, &reg(1, 9), 20).unwrap();
+    commit(&mut img, &records);
+    let (records, a) = heartbeat(&img, &mut live, &c, &hb(&img, 1, img.last_offset), 30);
+    assert!(!a.is_fenced);
+    commit(&mut img, &records);
+    let p1 = &img.topics["t"].partitions[&1];
+    assert_eq!((p1.leader, p1.leader_epoch), (1, 2));
+}

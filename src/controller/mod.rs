@@ -1,0 +1,103 @@
+//! The controller's decisions, sans IO: every change to cluster metadata is a plain
+//! function of (image, request, now) that returns the records to commit and the
+//! answer. The `Controller` actor only carries these out through the metadata quorum
+//! (appending the records, then answering), so the rules are tested as tables and in
+//! a seeded simulation ([`sim_tests`]) without sockets, files or actors.
+//!
+//! * [`topics`]: CreateTopics, DeleteTopics, CreatePartitions, topic configs,
+//!   producer-id blocks.
+//! * [`placement`]: where replicas go (leaders and replicas spread over brokers,
+//!   rack-aware when `broker.rack` is set).
+//! * [`brokers`]: registration, heartbeats, fencing after `broker.session.timeout.ms`,
+//!   controlled shutdown. Heartbeat times are the active controller's soft state
+//!   ([`BrokerLiveness`]): a new controller starts every unfenced broker's clock anew.
+//! * [`partitions`]: leader elections (from the ISR; outside it only where
+//!   `unclean.leader.election.enable` allows), AlterPartition (ISR changes, checked
+//!   against leader epoch and partition epoch), ElectLeaders and the preferred-leader
+//!   rebalance.
+//!
+//! Records are computed against the image that includes every earlier commit: the
+//! shell must apply one request's records before computing the next request's.
+
+pub mod brokers;
+pub mod partitions;
+pub mod placement;
+pub mod topics;
+
+#[cfg(test)]
+mod brokers_tests;
+#[cfg(test)]
+mod partitions_tests;
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod topics_tests;
+
+pub use brokers::{BrokerLiveness, Heartbeat, HeartbeatAnswer, Registration};
+pub use partitions::{AlterPartition, ElectionKind};
+pub use topics::{ConfigOp, CreatedTopic, NewTopic, PRODUCER_ID_BLOCK_SIZE};
+
+use crate::config::TopicConfig;
+
+/// A Kafka error code with a message, as the controller answers per topic/partition.
+pub type ApiError = (i16, String);
+
+/// Kafka's error codes the controller answers with (the wire contract).
+pub(crate) mod codes {
+    use kafka_protocol::ResponseError as E;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
+    pub const INVALID_TOPIC_EXCEPTION: i16 = E::InvalidTopicException.code();
+    pub const TOPIC_ALREADY_EXISTS: i16 = E::TopicAlreadyExists.code();
+    pub const INVALID_PARTITIONS: i16 = E::InvalidPartitions.code();
+    pub const INVALID_REPLICATION_FACTOR: i16 = E::InvalidReplicationFactor.code();
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = E::InvalidReplicaAssignment.code();
+    pub const INVALID_CONFIG: i16 = E::InvalidConfig.code();
+    pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
+    pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
+    pub const TOPIC_DELETION_DISABLED: i16 = E::TopicDeletionDisabled.code();
+    pub const STALE_BROKER_EPOCH: i16 = E::StaleBrokerEpoch.code();
+    pub const DUPLICATE_BROKER_REGISTRATION: i16 = E::DuplicateBrokerRegistration.code();
+    pub const FENCED_LEADER_EPOCH: i16 = E::FencedLeaderEpoch.code();
+    pub const INVALID_UPDATE_VERSION: i16 = E::InvalidUpdateVersion.code();
+    pub const INELIGIBLE_REPLICA: i16 = E::IneligibleReplica.code();
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = E::NotLeaderOrFollower.code();
+    pub const ELECTION_NOT_NEEDED: i16 = E::ElectionNotNeeded.code();
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = E::EligibleLeadersNotAvailable.code();
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = E::PreferredLeaderNotAvailable.code();
+}
+
+/// The broker settings the controller's decisions depend on.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// `num.partitions`: CreateTopics with -1 partitions.
+    pub num_partitions: i32,
+    /// `default.replication.factor`: CreateTopics with -1.
+    pub default_replication_factor: i16,
+    pub delete_topic_enable: bool,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: i64,
+    /// Broker-wide topic defaults (`unclean.leader.election.enable` among them).
+    pub topic_defaults: TopicConfig,
+}
+
+impl ControllerConfig {
+    pub fn from_broker(c: &crate::config::BrokerConfig) -> Self {
+        ControllerConfig {
+            num_partitions: c.num_partitions,
+            default_replication_factor: c.default_replication_factor,
+            delete_topic_enable: c.delete_topic_enable,
+            broker_session_timeout_ms: c.broker_session_timeout_ms.min(i64::MAX as u64) as i64,
+            topic_defaults: c.topic_defaults.clone(),
+        }
+    }
+
+    /// Whether a topic (its own config over the broker default) allows electing a
+    /// leader from outside the ISR.
+    pub fn unclean_allowed(&self, topic: &crate::metadata::TopicImage) -> bool {
+        TopicConfig::resolve(&self.topic_defaults, &topic.configs)
+            .map(|c| c.unclean_leader_election_enable)
+            .unwrap_or(self.topic_defaults.unclean_leader_election_enable)
+    }
+}
