@@ -5,17 +5,18 @@
 //! `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`, the way Raft's spawned
 //! tasks and `spawn_blocking` file IO run in production.
 
+mod frames;
+mod quorum;
 mod storage;
 
 use super::types::{Entry, LogId, MetaRaft, MetadataBatch};
 use openraft::{CommittedLeaderId, EntryPayload};
+use std::collections::BTreeMap;
 use troupe::metadata::MetadataRecord;
 
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 1), index)
 }
-
-use std::collections::BTreeMap;
 
 fn topic_record(name: &str, id: u8) -> MetadataRecord {
     MetadataRecord::Topic {
