@@ -35,7 +35,7 @@ use openraft::{BasicNode, Raft, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -114,8 +114,9 @@ pub struct QuorumHandle {
     pub raft: Raft<MetaRaft>,
     /// The image after every applied entry (and after a snapshot is installed).
     pub images: watch::Receiver<Arc<MetadataImage>>,
-    /// The CONTROLLER listener: aborting it closes every connection it accepted.
-    server: JoinHandle<()>,
+    /// The CONTROLLER listener: aborting it closes every connection it accepted. Taken by
+    /// `shutdown`, which waits for it to be gone.
+    server: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Start voter `node_id` of the quorum `voters` (node id → `host:port` of its CONTROLLER
@@ -160,7 +161,7 @@ pub async fn start_quorum_with(
         node_id,
         raft,
         images,
-        server,
+        server: Mutex::new(Some(server)),
     };
     if pristine {
         let members: BTreeMap<u64, BasicNode> = voters
@@ -207,16 +208,30 @@ impl QuorumHandle {
     }
 
     /// Stop Raft and the CONTROLLER listener (the directory stays, ready to restart from).
+    /// On return the listener's port is free again.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, error = %e, "controller raft did not stop cleanly");
         }
-        self.server.abort();
+        let server = self.take_server();
+        if let Some(server) = server {
+            server.abort();
+            // An aborted task is dropped (closing its sockets) only when its runtime gets
+            // to it: on a current-thread runtime, not before this task yields.
+            let _ = server.await;
+        }
+    }
+
+    fn take_server(&self) -> Option<JoinHandle<()>> {
+        // Poison is harmless: the value is only ever taken whole.
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
 impl Drop for QuorumHandle {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = self.take_server() {
+            server.abort();
+        }
     }
 }

@@ -83,3 +83,44 @@ async fn bad_frames_close_the_connection_and_the_server_keeps_serving() {
     assert!(images.borrow().topics.contains_key("solo"));
     node.shutdown().await;
 }
+
+/// The Controller actor will start the quorum from an actix arbiter: a current-thread
+/// runtime where every Raft task shares one thread (file IO still goes to the blocking pool).
+#[actix_rt::test]
+async fn single_voter_runs_on_an_actix_runtime() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters = BTreeMap::from([(1, listener.local_addr().unwrap().to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_quorum(1, voters.clone(), dir.path().to_path_buf(), listener)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = node.write(vec![topic_record("a", 1)]).await {
+        assert!(tokio::time::Instant::now() < deadline, "no write: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = node.current_term();
+    node.shutdown().await;
+    drop(node);
+
+    // Restarted from its directory: same data, no second initialization.
+    let listener = TcpListener::bind(&voters[&1]).await.unwrap();
+    let node = start_quorum(1, voters, dir.path().to_path_buf(), listener)
+        .await
+        .unwrap();
+    let mut images = node.images.clone();
+    let image = tokio::time::timeout(
+        Duration::from_secs(10),
+        images.wait_for(|i| i.topics.contains_key("a")),
+    )
+    .await
+    .expect("the write is back after a restart")
+    .unwrap()
+    .clone();
+    assert_eq!(image.topics.len(), 1);
+    // openraft 0.9 restores a node whose vote it committed for itself as leader at once,
+    // in the same term: a sole voter's restart does not bump the controller epoch.
+    assert_eq!(node.current_term(), term);
+    assert_eq!(node.leader(), Some(1));
+    node.shutdown().await;
+}

@@ -3,7 +3,8 @@
 
 use super::super::{default_config, start_quorum_with, QuorumHandle, QuorumOptions, WriteError};
 use super::topic_record;
-use openraft::SnapshotPolicy;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -115,6 +116,17 @@ async fn three_voters_elect_replicate_fail_over_and_catch_up() {
 
     wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
     let leader = agreed_leader(&nodes).unwrap();
+    // Every voter initialized with the same set; doing it again is refused, harmlessly.
+    let members: BTreeMap<u64, BasicNode> = voters
+        .iter()
+        .map(|(id, a)| (*id, BasicNode::new(a)))
+        .collect();
+    for node in nodes.values() {
+        match node.raft.initialize(members.clone()).await {
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            other => panic!("second initialize: {other:?}"),
+        }
+    }
     let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
     write_via(&nodes, &voters, follower, vec![topic_record("a", 1)]).await;
     wait_for("topic a everywhere", || async {
