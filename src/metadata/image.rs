@@ -1,11 +1,12 @@
 //! The metadata image: the cluster state obtained by applying every metadata record.
 
 use super::records::{MetadataEntry, MetadataRecord};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// One partition as the controller last described it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     pub partition: i32,
     pub replicas: Vec<i32>,
@@ -16,7 +17,7 @@ pub struct PartitionImage {
 }
 
 /// One topic: id, partitions and the configs set on it (not the defaults).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub topic_id: Uuid,
@@ -42,7 +43,7 @@ pub struct BrokerRegistration {
 
 /// The whole cluster state. Cheap to clone behind an `Arc`; applied records produce a
 /// new image, readers keep the one they hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// topic id → name, for the APIs that address topics by id (Fetch 13+, Metadata 10+).

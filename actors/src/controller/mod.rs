@@ -8,6 +8,7 @@
 //! place of [`MetadataLog`] as the writer, with the same records and image.
 
 pub mod messages;
+pub mod raft;
 
 use crate::errors::*;
 use crate::supervisor::{ApplyMetadata, BrokerSupervisor};

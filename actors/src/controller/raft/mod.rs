@@ -1,0 +1,237 @@
+//! The controller quorum: openraft glue for the metadata log.
+//!
+//! * [`types`]: the Raft type configuration [`MetaRaft`] (an entry = a [`MetadataBatch`]).
+//! * [`log_store`]: the durable Raft log in `<metadata dir>/raft/`.
+//! * [`state_machine`]: the [`MetadataImage`] as the state machine, with snapshots.
+//! * [`network`]: Raft RPCs over the CONTROLLER listener, client and server.
+//!
+//! [`start_quorum`] puts them together. A write goes to the leader's
+//! [`QuorumHandle::write`]; once a majority has it, every voter applies it to its image and
+//! publishes the new image on [`QuorumHandle::images`]. The Raft term is the controller
+//! epoch: records carry it, and so does the image.
+//!
+//! Runtime: Raft spawns its tasks with `tokio::spawn`, so it runs on whatever tokio runtime
+//! calls [`start_quorum`]. On an actix arbiter (a current-thread runtime) every Raft task
+//! shares that thread; the file IO still goes to tokio's blocking pool, never the arbiter.
+
+mod files;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use log_store::LogStore;
+pub use network::{
+    serve_controller, serve_controller_with, ControllerReply, ControllerRpc, OtherHandler,
+};
+pub use state_machine::StateMachine;
+pub use types::{MetaRaft, MetadataApplied, MetadataBatch};
+
+use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use troupe::metadata::{MetadataImage, MetadataRecord};
+
+/// Why the quorum could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    /// The Raft log or the snapshot in the directory could not be opened.
+    #[error("controller storage in {dir}: {source}")]
+    Storage { dir: PathBuf, source: io::Error },
+    /// The Raft timing settings are inconsistent.
+    #[error("controller raft config: {0}")]
+    Config(#[from] openraft::ConfigError),
+    /// `node_id` is not in the voter set: it could never vote or lead.
+    #[error("node {0} is not one of the controller voters")]
+    NotAVoter(u64),
+    /// Raft stopped while starting (a storage failure at start-up).
+    #[error("controller raft stopped: {0}")]
+    Fatal(#[from] Fatal<u64>),
+    /// The first membership could not be written.
+    #[error("controller quorum initialization: {0}")]
+    Initialize(String),
+}
+
+/// Why a write was not committed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// This node is not the leader: send the write to `leader_id` at `leader_addr` (its
+    /// CONTROLLER listener). Both are `None` while an election is running: retry later.
+    #[error("not the controller leader (leader {leader_id:?} at {leader_addr:?})")]
+    NotLeader {
+        leader_id: Option<u64>,
+        leader_addr: Option<String>,
+    },
+    /// Raft has stopped (shut down, or a storage failure).
+    #[error("controller quorum stopped: {0}")]
+    Stopped(String),
+    /// Any other refusal (not expected for metadata writes).
+    #[error("controller write refused: {0}")]
+    Refused(String),
+}
+
+/// What [`start_quorum_with`] can tune.
+pub struct QuorumOptions {
+    /// Raft timings and snapshot policy; validated at start.
+    pub config: openraft::Config,
+    /// Answers broker → controller requests arriving as [`ControllerRpc::Other`].
+    pub other: Option<OtherHandler>,
+}
+
+impl Default for QuorumOptions {
+    fn default() -> Self {
+        QuorumOptions {
+            config: default_config(),
+            other: None,
+        }
+    }
+}
+
+/// Election timeout 500–1000 ms, heartbeat 100 ms, a snapshot every 1000 entries.
+pub fn default_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "troupe-controller".into(),
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        heartbeat_interval: 100,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        ..Default::default()
+    }
+}
+
+/// A running voter of the controller quorum.
+pub struct QuorumHandle {
+    pub node_id: u64,
+    pub raft: Raft<MetaRaft>,
+    /// The image after every applied entry (and after a snapshot is installed).
+    pub images: watch::Receiver<Arc<MetadataImage>>,
+    /// The CONTROLLER listener: aborting it closes every connection it accepted. Taken by
+    /// `shutdown`, which waits for it to be gone.
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Start voter `node_id` of the quorum `voters` (node id → `host:port` of its CONTROLLER
+/// listener), storing in `dir` and serving peers on `listener`.
+pub async fn start_quorum(
+    node_id: u64,
+    voters: BTreeMap<u64, String>,
+    dir: PathBuf,
+    listener: TcpListener,
+) -> Result<QuorumHandle, QuorumError> {
+    start_quorum_with(node_id, voters, dir, listener, QuorumOptions::default()).await
+}
+
+/// [`start_quorum`] with explicit options.
+///
+/// A pristine node (no vote, no log) initializes the quorum with the static voter set.
+/// Every voter does so with the same set, which openraft allows: each writes the same
+/// membership entry at log index 0; one that already received it from another voter gets
+/// `NotAllowed`, which is fine.
+pub async fn start_quorum_with(
+    node_id: u64,
+    voters: BTreeMap<u64, String>,
+    dir: PathBuf,
+    listener: TcpListener,
+    options: QuorumOptions,
+) -> Result<QuorumHandle, QuorumError> {
+    if !voters.contains_key(&node_id) {
+        return Err(QuorumError::NotAVoter(node_id));
+    }
+    let config = Arc::new(options.config.validate()?);
+    let storage = |source| QuorumError::Storage {
+        dir: dir.clone(),
+        source,
+    };
+    let log = LogStore::open(&dir).await.map_err(storage)?;
+    let pristine = log.is_pristine();
+    let (publish, images) = watch::channel(Arc::new(MetadataImage::new()));
+    let sm = StateMachine::open(&dir, publish).await.map_err(storage)?;
+    let raft = Raft::new(node_id, config, network::Network::new(node_id), log, sm).await?;
+    let server = tokio::spawn(serve_controller_with(listener, raft.clone(), options.other));
+    let handle = QuorumHandle {
+        node_id,
+        raft,
+        images,
+        server: Mutex::new(Some(server)),
+    };
+    if pristine {
+        let members: BTreeMap<u64, BasicNode> = voters
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
+        match handle.raft.initialize(members).await {
+            Ok(()) => {}
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => {
+                handle.shutdown().await;
+                return Err(QuorumError::Initialize(e.to_string()));
+            }
+        }
+    }
+    Ok(handle)
+}
+
+impl QuorumHandle {
+    /// Commit `records` as one entry; returns its log index, the records' metadata offset.
+    /// Only the leader accepts writes: others answer [`WriteError::NotLeader`].
+    pub async fn write(&self, records: Vec<MetadataRecord>) -> Result<i64, WriteError> {
+        match self.raft.client_write(MetadataBatch { records }).await {
+            Ok(resp) => Ok(resp.data.last_offset),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(WriteError::Refused(e.to_string())),
+            Err(RaftError::Fatal(f)) => Err(WriteError::Stopped(f.to_string())),
+        }
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The current Raft term: the controller epoch.
+    pub fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// Stop Raft and the CONTROLLER listener (the directory stays, ready to restart from).
+    /// On return the listener's port is free again.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(node_id = self.node_id, error = %e, "controller raft did not stop cleanly");
+        }
+        let server = self.take_server();
+        if let Some(server) = server {
+            server.abort();
+            // An aborted task is dropped (closing its sockets) only when its runtime gets
+            // to it: on a current-thread runtime, not before this task yields.
+            let _ = server.await;
+        }
+    }
+
+    fn take_server(&self) -> Option<JoinHandle<()>> {
+        // Poison is harmless: the value is only ever taken whole.
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Drop for QuorumHandle {
+    fn drop(&mut self) {
+        if let Some(server) = self.take_server() {
+            server.abort();
+        }
+    }
+}

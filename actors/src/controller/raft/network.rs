@@ -1,0 +1,384 @@
+//! The CONTROLLER listener's protocol: Raft RPCs between voters over TCP.
+//!
+//! Each request and each response is one frame: a `u32` big-endian body length, then the
+//! body, an rmp-serde (named fields) [`ControllerRpc`] or [`ControllerReply`]. A connection
+//! carries one request at a time and the server answers in order. A frame over
+//! [`MAX_FRAME`] or a body that does not decode closes the connection.
+//!
+//! Broker → controller requests (registration, heartbeats, forwarded admin requests) go
+//! through [`ControllerRpc::Other`] to the [`OtherHandler`] given to
+//! [`serve_controller_with`], until they earn variants of their own (add them at the end
+//! of both enums: variants are encoded by index, so they are never reordered).
+
+use super::files::{decode, encode};
+use super::types::{MetaRaft, NodeId};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The largest frame either side accepts (snapshot chunks are 3 MiB by default).
+pub const MAX_FRAME: usize = 64 << 20;
+/// The longest a connection attempt may take, whatever the RPC's own deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle connections kept per target: enough for the replication and snapshot streams.
+const IDLE_PER_TARGET: usize = 2;
+
+/// A request to a controller.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControllerRpc {
+    AppendEntries(AppendEntriesRequest<MetaRaft>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<MetaRaft>),
+    /// A request for the [`OtherHandler`], encoded however it likes.
+    Other(Vec<u8>),
+}
+
+/// The answer to a [`ControllerRpc`], same variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControllerReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    Other(Vec<u8>),
+    /// The server could not handle the request at all (e.g. no handler for `Other`).
+    Error(String),
+}
+
+/// Answers [`ControllerRpc::Other`] requests.
+pub type OtherHandler =
+    Arc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync>;
+
+/// Read one frame; `None` on a clean end of stream between frames.
+pub async fn read_frame<S: AsyncReadExt + Unpin>(s: &mut S) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes over the {MAX_FRAME} limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+pub async fn write_frame<S: AsyncWriteExt + Unpin>(s: &mut S, body: &[u8]) -> io::Result<()> {
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {} bytes over the {MAX_FRAME} limit", body.len()),
+        ));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    s.write_all(&frame).await?;
+    s.flush().await
+}
+
+/// Serve Raft RPCs on `listener` until the task is dropped or aborted (which also closes
+/// every connection it accepted).
+pub async fn serve_controller(listener: TcpListener, raft: Raft<MetaRaft>) {
+    serve_controller_with(listener, raft, None).await
+}
+
+/// [`serve_controller`], answering [`ControllerRpc::Other`] with `other`.
+pub async fn serve_controller_with(
+    listener: TcpListener,
+    raft: Raft<MetaRaft>,
+    other: Option<OtherHandler>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(serve_connection(stream, raft.clone(), other.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "controller listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft<MetaRaft>,
+    other: Option<OtherHandler>,
+) {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let body = match read_frame(&mut stream).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "controller connection: bad frame, closing");
+                return;
+            }
+        };
+        let request: ControllerRpc = match decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "controller connection: undecodable request, closing");
+                return;
+            }
+        };
+        let reply = match request {
+            ControllerRpc::AppendEntries(req) => {
+                ControllerReply::AppendEntries(raft.append_entries(req).await)
+            }
+            ControllerRpc::Vote(req) => ControllerReply::Vote(raft.vote(req).await),
+            ControllerRpc::InstallSnapshot(req) => {
+                ControllerReply::InstallSnapshot(raft.install_snapshot(req).await)
+            }
+            ControllerRpc::Other(req) => match &other {
+                Some(handler) => ControllerReply::Other(handler(req).await),
+                None => ControllerReply::Error("no handler for this request".into()),
+            },
+        };
+        let written = match encode(&reply) {
+            Ok(bytes) => write_frame(&mut stream, &bytes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "controller connection: cannot answer, closing");
+            return;
+        }
+    }
+}
+
+/// Idle connections to each target, shared by every client the factory makes: openraft
+/// asks for a new client per election and per replication stream.
+type Pool = Arc<Mutex<HashMap<NodeId, Vec<TcpStream>>>>;
+
+/// openraft's [`RaftNetworkFactory`] for the controller quorum.
+#[derive(Clone)]
+pub struct Network {
+    /// This node, named in timeout errors.
+    node_id: NodeId,
+    pool: Pool,
+}
+
+impl Network {
+    pub fn new(node_id: NodeId) -> Self {
+        Network {
+            node_id,
+            pool: Pool::default(),
+        }
+    }
+}
+
+impl RaftNetworkFactory<MetaRaft> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            from: self.node_id,
+            target,
+            addr: node.addr.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// Sends RPCs to one voter, borrowing a pooled connection for each.
+pub struct PeerClient {
+    from: NodeId,
+    target: NodeId,
+    addr: String,
+    pool: Pool,
+}
+
+/// Why an RPC got no reply.
+enum CallError {
+    /// Could not connect: the target is down or partitioned, back off.
+    Unreachable(io::Error),
+    /// The connection failed mid-RPC, or the reply made no sense: retry on a new one.
+    Network(io::Error),
+    /// No reply within the RPC's deadline.
+    Timeout,
+}
+
+impl PeerClient {
+    fn take_idle(&self) -> Option<TcpStream> {
+        // Poison is harmless: the map only ever gains or loses whole connections.
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.target)?
+            .pop()
+    }
+
+    fn put_idle(&self, conn: TcpStream) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = pool.entry(self.target).or_default();
+        if idle.len() < IDLE_PER_TARGET {
+            idle.push(conn);
+        }
+    }
+
+    async fn call(
+        &self,
+        request: &ControllerRpc,
+        ttl: Duration,
+    ) -> Result<ControllerReply, CallError> {
+        let body = encode(request).map_err(CallError::Network)?;
+        let deadline = Instant::now() + ttl;
+        let mut conn = match self.take_idle() {
+            Some(conn) => conn,
+            None => {
+                let connect =
+                    tokio::time::timeout(ttl.min(CONNECT_TIMEOUT), TcpStream::connect(&self.addr));
+                match connect.await {
+                    Ok(Ok(conn)) => {
+                        let _ = conn.set_nodelay(true);
+                        conn
+                    }
+                    Ok(Err(e)) => return Err(CallError::Unreachable(e)),
+                    Err(_) => {
+                        return Err(CallError::Unreachable(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connect to {} timed out", self.addr),
+                        )))
+                    }
+                }
+            }
+        };
+        let exchange = async {
+            write_frame(&mut conn, &body).await?;
+            match read_frame(&mut conn).await? {
+                Some(reply) => decode::<ControllerReply>(&reply),
+                None => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                )),
+            }
+        };
+        // A late reply would desynchronise the connection: on any failure it is dropped.
+        let result = tokio::time::timeout_at(deadline, exchange).await;
+        match result {
+            Ok(Ok(reply)) => {
+                self.put_idle(conn);
+                Ok(reply)
+            }
+            Ok(Err(e)) => Err(CallError::Network(e)),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    fn to_rpc_error<E: std::error::Error>(
+        &self,
+        e: CallError,
+        action: RPCTypes,
+        ttl: Duration,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        match e {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.from,
+                target: self.target,
+                timeout: ttl,
+            }),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(
+        &self,
+        reply: ControllerReply,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        let msg = match reply {
+            ControllerReply::Error(msg) => msg,
+            other => format!("unexpected reply from node {}: {other:?}", self.target),
+        };
+        RPCError::Network(NetworkError::new(&io::Error::other(msg)))
+    }
+}
+
+impl RaftNetwork<MetaRaft> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<MetaRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let ttl = option.hard_ttl();
+        let reply = self
+            .call(&ControllerRpc::AppendEntries(rpc), ttl)
+            .await
+            .map_err(|e| self.to_rpc_error(e, RPCTypes::AppendEntries, ttl))?;
+        match reply {
+            ControllerReply::AppendEntries(r) => {
+                r.map_err(|e| RemoteError::new(self.target, e).into())
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<MetaRaft>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let ttl = option.hard_ttl();
+        let reply = self
+            .call(&ControllerRpc::InstallSnapshot(rpc), ttl)
+            .await
+            .map_err(|e| self.to_rpc_error(e, RPCTypes::InstallSnapshot, ttl))?;
+        match reply {
+            ControllerReply::InstallSnapshot(r) => {
+                r.map_err(|e| RemoteError::new(self.target, e).into())
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let ttl = option.hard_ttl();
+        let reply = self
+            .call(&ControllerRpc::Vote(rpc), ttl)
+            .await
+            .map_err(|e| self.to_rpc_error(e, RPCTypes::Vote, ttl))?;
+        match reply {
+            ControllerReply::Vote(r) => r.map_err(|e| RemoteError::new(self.target, e).into()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+}

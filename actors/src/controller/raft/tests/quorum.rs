@@ -1,0 +1,197 @@
+//! Three voters on loopback: election, writes through any node, leader loss, and a
+//! restarted voter catching up through a snapshot.
+
+use super::super::{default_config, start_quorum_with, QuorumHandle, QuorumOptions, WriteError};
+use super::topic_record;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use troupe::metadata::MetadataRecord;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Short elections keep the test quick; a snapshot every 5 entries with nothing kept
+/// behind it makes a voter that was away catch up by snapshot.
+fn options() -> QuorumOptions {
+    QuorumOptions {
+        config: openraft::Config {
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            heartbeat_interval: 100,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(5),
+            max_in_snapshot_log_to_keep: 0,
+            ..default_config()
+        },
+        other: None,
+    }
+}
+
+/// Poll `cond` until it holds, failing the test with `what` at the deadline.
+async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader all running nodes agree on.
+fn agreed_leader(nodes: &BTreeMap<u64, QuorumHandle>) -> Option<u64> {
+    let mut leaders = nodes.values().map(|n| n.leader());
+    let first = leaders.next()??;
+    leaders.all(|l| l == Some(first)).then_some(first)
+}
+
+/// Write through node `via`, forwarding to the leader it names, as a broker would.
+async fn write_via(
+    nodes: &BTreeMap<u64, QuorumHandle>,
+    voters: &BTreeMap<u64, String>,
+    via: u64,
+    records: Vec<MetadataRecord>,
+) -> i64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match nodes[&via].write(records.clone()).await {
+            Ok(offset) => return offset,
+            Err(WriteError::NotLeader {
+                leader_id: Some(leader),
+                leader_addr,
+            }) if nodes.contains_key(&leader) => {
+                assert_eq!(leader_addr.as_ref(), Some(&voters[&leader]));
+                match nodes[&leader].write(records.clone()).await {
+                    Ok(offset) => return offset,
+                    Err(e) => tracing::debug!(error = %e, "forwarded write refused, retrying"),
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "write refused, retrying"),
+        }
+        assert!(Instant::now() < deadline, "no leader accepted the write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn has_topic(node: &QuorumHandle, name: &str) -> bool {
+    node.images.borrow().topics.contains_key(name)
+}
+
+async fn start(
+    id: u64,
+    voters: &BTreeMap<u64, String>,
+    dir: PathBuf,
+    listener: TcpListener,
+) -> QuorumHandle {
+    start_quorum_with(id, voters.clone(), dir, listener, options())
+        .await
+        .expect("start a voter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_replicate_fail_over_and_catch_up() {
+    let mut listeners = BTreeMap::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        voters.insert(id, l.local_addr().unwrap().to_string());
+        listeners.insert(id, l);
+    }
+    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=3)
+        .map(|id| (id, tempfile::tempdir().unwrap()))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        nodes.insert(
+            id,
+            start(id, &voters, dirs[&id].path().to_path_buf(), listener).await,
+        );
+    }
+
+    wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
+    let leader = agreed_leader(&nodes).unwrap();
+    // Every voter initialized with the same set; doing it again is refused, harmlessly.
+    let members: BTreeMap<u64, BasicNode> = voters
+        .iter()
+        .map(|(id, a)| (*id, BasicNode::new(a)))
+        .collect();
+    for node in nodes.values() {
+        match node.raft.initialize(members.clone()).await {
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            other => panic!("second initialize: {other:?}"),
+        }
+    }
+    let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
+    write_via(&nodes, &voters, follower, vec![topic_record("a", 1)]).await;
+    wait_for("topic a everywhere", || async {
+        nodes.values().all(|n| has_topic(n, "a"))
+    })
+    .await;
+
+    // The leader goes away: the two others elect a new one, in a later term.
+    let old_term = nodes[&leader].current_term();
+    let stopped = nodes.remove(&leader).unwrap();
+    let stopped_last = stopped.raft.metrics().borrow().last_log_index.unwrap();
+    stopped.shutdown().await;
+    drop(stopped);
+    wait_for("a new leader", || async {
+        agreed_leader(&nodes).is_some_and(|l| l != leader)
+            && nodes.values().all(|n| n.current_term() > old_term)
+    })
+    .await;
+    for i in 0..12u8 {
+        let via = *nodes.keys().nth(usize::from(i) % 2).unwrap();
+        write_via(
+            &nodes,
+            &voters,
+            via,
+            vec![topic_record(&format!("b{i}"), 10 + i)],
+        )
+        .await;
+    }
+    // The survivors snapshot and purge past what the stopped voter has: it can only catch
+    // up through a snapshot.
+    wait_for("purged logs on the survivors", || async {
+        nodes.values().all(|n| {
+            let m = n.raft.metrics().borrow().clone();
+            m.purged.is_some_and(|p| p.index > stopped_last)
+        })
+    })
+    .await;
+
+    let listener = TcpListener::bind(&voters[&leader]).await.unwrap();
+    let restarted = start(
+        leader,
+        &voters,
+        dirs[&leader].path().to_path_buf(),
+        listener,
+    )
+    .await;
+    nodes.insert(leader, restarted);
+    wait_for("the restarted voter to catch up", || async {
+        (0..12).all(|i| has_topic(&nodes[&leader], &format!("b{i}")))
+    })
+    .await;
+    let snapshot = nodes[&leader].raft.metrics().borrow().snapshot;
+    assert!(
+        snapshot.is_some_and(|s| s.index > stopped_last),
+        "caught up by snapshot"
+    );
+
+    // It takes part again: a write through it reaches all three, identical images.
+    write_via(&nodes, &voters, leader, vec![topic_record("c", 99)]).await;
+    wait_for("identical images", || async {
+        let images: Vec<_> = nodes.values().map(|n| n.images.borrow().clone()).collect();
+        has_topic(&nodes[&leader], "c") && images.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+}
