@@ -26,7 +26,7 @@ pub struct TopicImage {
 }
 
 /// A registered broker as the controller knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
     /// The advertised client listener.
