@@ -35,11 +35,19 @@ pub struct BrokerContext {
     pub request_bytes: Arc<tokio::sync::Semaphore>,
     /// Finds the coordinator of a consumer group (`crate::group`).
     pub groups: crate::group::GroupRouter,
+    /// The active controller's node id as this node knows it (-1: none right now).
+    pub controller_id: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl BrokerContext {
     pub fn routes(&self) -> Arc<RoutingTable> {
         self.routes.borrow().clone()
+    }
+
+    /// The node id Metadata and DescribeCluster name as the controller.
+    pub fn controller_id(&self) -> i32 {
+        self.controller_id
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -51,6 +59,16 @@ pub struct BrokerHandle {
     pub controller: Addr<Controller>,
     pub context: Arc<BrokerContext>,
     storage: Arbiter,
+    /// Cluster mode: the quorum voter and this broker's registration.
+    cluster: Option<ClusterParts>,
+}
+
+/// What a node of a cluster runs besides a single node's actors.
+struct ClusterParts {
+    quorum: Arc<crate::controller::raft::QuorumHandle>,
+    lifecycle: Addr<crate::controller::lifecycle::BrokerLifecycle>,
+    /// Follows committed metadata into the BrokerSupervisor, one image after another.
+    follower: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,25 +142,80 @@ pub fn advertised(config: &BrokerConfig) -> (String, u16) {
         .unwrap_or_else(|| ("127.0.0.1".into(), 9092))
 }
 
-/// `cluster.id` from `<log dir>/meta.properties`, written on first start.
+/// The cluster id every voter of `voters` derives on its own, so a cluster formed from
+/// one static voter list agrees on it without another step (`cluster.id` overrides).
+fn derived_cluster_id(config: &BrokerConfig) -> Option<String> {
+    if let Some(id) = &config.cluster_id {
+        return Some(id.clone());
+    }
+    if config.controller_quorum_voters.is_empty() {
+        return None;
+    }
+    let mut voters: Vec<String> = config
+        .controller_quorum_voters
+        .iter()
+        .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
+        .collect();
+    voters.sort();
+    let text = format!("troupe-cluster/{}", voters.join(","));
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+        let salted = format!("{i}/{text}");
+        chunk.copy_from_slice(&crc32c::crc32c(salted.as_bytes()).to_be_bytes());
+    }
+    Some(base64_url(&bytes))
+}
+
+/// `cluster.id` from `<log dir>/meta.properties`, written (atomically) on first start:
+/// the configured or voter-derived id, else a random one. A log dir formatted for
+/// another node id or another cluster refuses to start, and nothing is overwritten.
 fn cluster_id(config: &BrokerConfig) -> Result<String, StartError> {
     let dir = &config.log_dirs[0];
     let path = dir.join("meta.properties");
+    let expected = derived_cluster_id(config);
     if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-            return Ok(id.trim().to_string());
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+        };
+        if let Some(node) = field("node.id=") {
+            if node != config.node_id.to_string() {
+                return Err(StartError::Other(format!(
+                    "{} was written for node.id={node}, but this node is configured with node.id={}: refusing to start",
+                    path.display(),
+                    config.node_id
+                )));
+            }
+        }
+        if let Some(id) = field("cluster.id=") {
+            if let Some(want) = expected.filter(|w| *w != id) {
+                return Err(StartError::Other(format!(
+                    "{} belongs to cluster.id={id}, but this configuration (cluster.id or controller.quorum.voters) means cluster.id={want}: refusing to start",
+                    path.display()
+                )));
+            }
+            return Ok(id);
         }
     }
-    let id = config.cluster_id.clone().unwrap_or_else(|| {
-        let u = troupe::metadata::random_uuid();
+    let id = expected.unwrap_or_else(|| {
         // Kafka's cluster ids are 22 characters of URL-safe base64 of a UUID.
-        base64_url(u.as_bytes())
+        base64_url(troupe::metadata::random_uuid().as_bytes())
     });
     let text = format!(
         "#Written by troupe on first start\nversion=1\ncluster.id={id}\nnode.id={}\n",
         config.node_id
     );
-    std::fs::write(&path, text).map_err(|e| StartError::LogDir(path, e))?;
+    let tmp = dir.join("meta.properties.tmp");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| StartError::LogDir(path.clone(), e))?;
     Ok(id)
 }
 
@@ -202,27 +275,63 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
     let supervisor = BrokerSupervisor::new(config.clone(), storage.handle(), routes_tx).start();
     let metadata_dir = config.log_dirs[0].join("__cluster_metadata-0");
-    let controller = Controller::open(config.clone(), metadata_dir, supervisor.clone())?;
-    let image = controller.image();
-    let controller = Supervisor::start(move |_| controller);
-    supervisor
-        .send(ApplyMetadata { image })
-        .await
-        .map_err(|e| StartError::Other(format!("supervisor: {e}")))?;
+    let controller_id = Arc::new(std::sync::atomic::AtomicI32::new(config.node_id));
+    let (controller, cluster) = if config.controller_quorum_voters.is_empty() {
+        let controller = Controller::open(
+            config.clone(),
+            metadata_dir,
+            supervisor.clone(),
+            routes_rx.clone(),
+        )?;
+        let image = controller.image();
+        let controller = Supervisor::start(move |_| controller);
+        supervisor
+            .send(ApplyMetadata { image })
+            .await
+            .map_err(|e| StartError::Other(format!("supervisor: {e}")))?;
+        (controller, None)
+    } else {
+        let (controller, quorum) = start_quorum_controller(
+            &config,
+            metadata_dir,
+            supervisor.clone(),
+            routes_rx.clone(),
+            controller_id.clone(),
+        )
+        .await?;
+        let follower = follow_metadata(quorum.images.clone(), supervisor.clone());
+        (controller, Some((quorum, follower)))
+    };
 
     let context = Arc::new(BrokerContext {
         config: config.clone(),
         routes: routes_rx.clone(),
         controller: controller.clone(),
         cluster_id,
-        advertised,
+        advertised: advertised.clone(),
         stats: Arc::new(SendStats::default()),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
         request_bytes: Arc::new(tokio::sync::Semaphore::new(request_byte_permits(&config))),
         groups: crate::group::GroupRouter::start(config.clone(), routes_rx.clone()),
+        controller_id,
+    });
+    let cluster = cluster.map(|(quorum, follower)| {
+        let lifecycle = crate::controller::lifecycle::BrokerLifecycle::new(
+            config.clone(),
+            controller.clone(),
+            routes_rx.clone(),
+            advertised.clone(),
+        )
+        .start();
+        ClusterParts {
+            quorum,
+            lifecycle,
+            follower,
+        }
     });
     let gateway = Gateway::new(std_listener, context.clone()).start();
-    tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs, "broker listening");
+    tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs,
+        cluster = cluster.is_some(), "broker listening");
     Ok(BrokerHandle {
         addr,
         supervisor,
@@ -230,16 +339,174 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         controller,
         context,
         storage,
+        cluster,
     })
 }
+
+/// Cluster mode: bind the CONTROLLER listener, start this node's quorum voter and the
+/// `Controller` actor on top of it, and keep `controller_id` up to date.
+async fn start_quorum_controller(
+    config: &Arc<BrokerConfig>,
+    metadata_dir: std::path::PathBuf,
+    supervisor: Addr<BrokerSupervisor>,
+    routes: watch::Receiver<Arc<RoutingTable>>,
+    controller_id: Arc<std::sync::atomic::AtomicI32>,
+) -> Result<(Addr<Controller>, Arc<crate::controller::raft::QuorumHandle>), StartError> {
+    use crate::controller::raft;
+    if !config.is_controller() {
+        return Err(StartError::Other(
+            "process.roles=broker (a broker that is not a controller voter) is not supported yet: every node of a Troupe cluster is broker,controller".into(),
+        ));
+    }
+    let listener = config
+        .listeners
+        .iter()
+        .find(|l| config.controller_listener_names.contains(&l.name))
+        .ok_or_else(|| {
+            StartError::Other(format!(
+                "controller.listener.names={} names no listener in listeners",
+                config.controller_listener_names.join(",")
+            ))
+        })?;
+    let bind = listener.bind_address();
+    let tcp = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| StartError::Bind(bind.clone(), e))?;
+    let voters = config
+        .controller_quorum_voters
+        .iter()
+        .map(|v| (v.id as u64, format!("{}:{}", v.host, v.port)))
+        .collect();
+    let mut raft_config = raft::default_config();
+    let election = config.controller_quorum_election_timeout_ms.max(100);
+    raft_config.election_timeout_min = election / 2;
+    raft_config.election_timeout_max = election;
+    raft_config.heartbeat_interval = (election / 10).clamp(20, 200);
+    // Forwarded requests reach this node's Controller actor, once it exists.
+    let slot: Arc<std::sync::OnceLock<Addr<Controller>>> = Arc::default();
+    let handler_slot = slot.clone();
+    let other: raft::OtherHandler = Arc::new(move |body: Vec<u8>| {
+        let addr = handler_slot.get().cloned();
+        Box::pin(async move {
+            use troupe::controller::ControllerResponse as A;
+            let answer = match (
+                addr,
+                raft::files::decode::<crate::controller::forward::Forwarded>(&body),
+            ) {
+                (Some(addr), Ok(f)) => addr
+                    .send(crate::controller::Submit {
+                        request: f.request,
+                        forwarded: true,
+                    })
+                    .await
+                    .unwrap_or(A::NotController { leader: None }),
+                (None, _) => A::NotController { leader: None },
+                (_, Err(e)) => A::Failed((INVALID_REQUEST_CODE, format!("bad request: {e}"))),
+            };
+            raft::files::encode(&answer).unwrap_or_default()
+        })
+    });
+    let dir = metadata_dir.join("raft");
+    let quorum = raft::start_quorum_with(
+        config.node_id as u64,
+        voters,
+        dir.clone(),
+        tcp,
+        raft::QuorumOptions {
+            config: raft_config,
+            other: Some(other),
+        },
+    )
+    .await
+    .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
+    let quorum = Arc::new(quorum);
+    tracing::info!(node_id = config.node_id, controller_listener = %bind, dir = %dir.display(),
+        voters = config.controller_quorum_voters.len(), "controller quorum voter started");
+    let controller = {
+        let (c, d, s, r, q) = (
+            config.clone(),
+            metadata_dir,
+            supervisor,
+            routes,
+            quorum.clone(),
+        );
+        Supervisor::start(move |_| Controller::quorum(c, d, s, r, q))
+    };
+    let _ = slot.set(controller.clone());
+    // Metadata and DescribeCluster name the Raft leader as the controller.
+    let mut metrics = quorum.raft.metrics();
+    actix_rt::spawn(async move {
+        loop {
+            let leader = metrics
+                .borrow()
+                .current_leader
+                .map(|l| l as i32)
+                .unwrap_or(-1);
+            controller_id.store(leader, std::sync::atomic::Ordering::Relaxed);
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((controller, quorum))
+}
+
+/// Apply every committed image to the BrokerSupervisor, one after another (a newer
+/// image replaces any older one not yet applied: each image is complete).
+fn follow_metadata(
+    mut images: watch::Receiver<Arc<troupe::metadata::MetadataImage>>,
+    supervisor: Addr<BrokerSupervisor>,
+) -> tokio::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
+        loop {
+            let image = images.borrow_and_update().clone();
+            if supervisor.send(ApplyMetadata { image }).await.is_err() {
+                return;
+            }
+            if images.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// InvalidRequest, for a forwarded frame that does not decode.
+const INVALID_REQUEST_CODE: i16 = kafka_protocol::ResponseError::InvalidRequest.code();
 
 impl BrokerHandle {
     /// Graceful stop: stop accepting, let in-flight requests finish, close every log
     /// (flush + checkpoints).
     pub async fn shutdown(self) {
         tracing::info!("broker shutting down");
+        if let Some(c) = &self.cluster {
+            // Controlled shutdown: leadership moves away while this node still serves.
+            let routes = self.context.routes.clone();
+            let started = std::time::Instant::now();
+            let moved = crate::controller::lifecycle::controlled_shutdown(
+                &c.lifecycle,
+                &self.controller,
+                self.context.config.node_id,
+                move || routes.borrow().image.last_offset,
+                // Past a session the controller fences this broker anyway.
+                std::time::Duration::from_millis(
+                    self.context.config.broker_session_timeout_ms.min(10_000),
+                ),
+            )
+            .await;
+            tracing::info!(
+                moved,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown"
+            );
+        }
         let _ = self.gateway.send(StopAccepting).await;
+        if let Some(c) = &self.cluster {
+            c.follower.abort();
+        }
         let _ = self.supervisor.send(StopAll).await;
+        if let Some(c) = &self.cluster {
+            c.quorum.shutdown().await;
+        }
         self.storage.stop();
         tracing::info!("broker stopped");
     }

@@ -23,8 +23,12 @@ pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
 pub const KAFKA_STORAGE_ERROR: i16 = E::KafkaStorageError.code();
 pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
 pub const FENCED_LEADER_EPOCH: i16 = E::FencedLeaderEpoch.code();
+pub const NOT_CONTROLLER: i16 = E::NotController.code();
 pub const UNKNOWN_LEADER_EPOCH: i16 = E::UnknownLeaderEpoch.code();
 pub const TOPIC_DELETION_DISABLED: i16 = E::TopicDeletionDisabled.code();
 pub const COORDINATOR_NOT_AVAILABLE: i16 = E::CoordinatorNotAvailable.code();
 pub const INVALID_TIMESTAMP: i16 = E::InvalidTimestamp.code();
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = E::TransactionalIdAuthorizationFailed.code();
+
+/// A partition without a leader (Metadata answers LEADER_NOT_AVAILABLE for it).
+pub const NO_LEADER: i32 = -1;

@@ -50,6 +50,22 @@ impl RoutingTable {
             .and_then(|r| r.as_ref())
     }
 
+    /// The error for a partition this broker has no route to: NOT_LEADER_OR_FOLLOWER
+    /// when it exists (another broker leads it, or it has no leader right now), so the
+    /// client refreshes its metadata; UNKNOWN_TOPIC_OR_PARTITION when it does not.
+    pub fn unrouted_code(&self, topic: &str, partition: i32) -> i16 {
+        let exists = self
+            .image
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition));
+        if exists {
+            crate::errors::NOT_LEADER_OR_FOLLOWER
+        } else {
+            crate::errors::UNKNOWN_TOPIC_OR_PARTITION
+        }
+    }
+
     pub fn topic_name(&self, id: &Uuid) -> Option<&str> {
         self.image.topic_names.get(id).map(|s| s.as_str())
     }

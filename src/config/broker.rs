@@ -39,6 +39,10 @@ pub struct BrokerConfig {
     pub controller_quorum_fetch_timeout_ms: u64,
     pub broker_heartbeat_interval_ms: u64,
     pub broker_session_timeout_ms: u64,
+    pub broker_rack: Option<String>,
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_per_broker_percentage: u32,
+    pub leader_imbalance_check_interval_seconds: u64,
     pub listeners: Vec<Listener>,
     /// What Metadata tells clients; defaults to `listeners` minus controller listeners.
     pub advertised_listeners: Vec<Listener>,

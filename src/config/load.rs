@@ -166,6 +166,14 @@ impl Values {
             .iter()
             .map(|v| QuorumVoter::parse(v).map_err(|r| self.invalid("controller.quorum.voters", r)))
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, v) in controller_quorum_voters.iter().enumerate() {
+            if controller_quorum_voters[..i].iter().any(|o| o.id == v.id) {
+                return Err(self.invalid(
+                    "controller.quorum.voters",
+                    format!("node id {} is listed twice", v.id),
+                ));
+            }
+        }
         let is_controller = process_roles.contains(&ProcessRole::Controller);
         if controller_quorum_voters.is_empty() && !is_controller {
             return Err(self.invalid(
@@ -249,6 +257,12 @@ impl Values {
             controller_quorum_fetch_timeout_ms: self.num("controller.quorum.fetch.timeout.ms")?,
             broker_heartbeat_interval_ms: self.num("broker.heartbeat.interval.ms")?,
             broker_session_timeout_ms: self.num("broker.session.timeout.ms")?,
+            broker_rack: self.text("broker.rack")?,
+            auto_leader_rebalance_enable: self.bool("auto.leader.rebalance.enable")?,
+            leader_imbalance_per_broker_percentage: self
+                .num("leader.imbalance.per.broker.percentage")?,
+            leader_imbalance_check_interval_seconds: self
+                .num("leader.imbalance.check.interval.seconds")?,
             listeners,
             advertised_listeners,
             inter_broker_listener_name,

@@ -54,7 +54,7 @@ pub(crate) fn after(image: &MetadataImage, records: &[MetadataRecord]) -> Metada
     next
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Registration {
     pub node_id: i32,
     pub incarnation_id: [u8; 16],
@@ -108,7 +108,7 @@ pub fn register(
     Ok(records)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Heartbeat {
     pub node_id: i32,
     pub broker_epoch: i64,
@@ -120,7 +120,7 @@ pub struct Heartbeat {
     pub want_shutdown: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeartbeatAnswer {
     pub error: i16,
     pub is_caught_up: bool,

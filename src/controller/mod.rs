@@ -19,6 +19,7 @@
 //! Records are computed against the image that includes every earlier commit: the
 //! shell must apply one request's records before computing the next request's.
 
+pub mod api;
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
@@ -35,6 +36,7 @@ mod test_support;
 #[cfg(test)]
 mod topics_tests;
 
+pub use api::{handle, tick, ControllerRequest, ControllerResponse, Entropy};
 pub use brokers::{BrokerLiveness, Heartbeat, HeartbeatAnswer, Registration};
 pub use partitions::{AlterPartition, ElectionKind};
 pub use topics::{ConfigOp, CreatedTopic, NewTopic, PRODUCER_ID_BLOCK_SIZE};

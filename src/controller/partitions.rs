@@ -121,7 +121,7 @@ pub fn on_broker_back(
 }
 
 /// AlterPartition from a partition leader: a new ISR (shrink or expand).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartition {
     pub broker_id: i32,
     pub broker_epoch: i64,
@@ -194,7 +194,7 @@ pub fn alter_partition(
 }
 
 /// ElectLeaders' election types (the request's `election_type`: 0 and 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ElectionKind {
     Preferred,
     Unclean,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 /// Producer ids per block: a broker asks again after handing out this many.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: the broker's `num.partitions`.
@@ -24,7 +24,7 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreatedTopic {
     pub topic_id: Uuid,
     pub num_partitions: i32,
@@ -32,7 +32,7 @@ pub struct CreatedTopic {
 }
 
 /// One config change of AlterConfigs / IncrementalAlterConfigs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ConfigOp {
     Set(String),
     Delete,
@@ -176,7 +176,7 @@ fn check_assignment(image: &MetadataImage, replicas: &[i32], rf: i16) -> Result<
 }
 
 /// A topic named by name or by id (DeleteTopics v6+).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum TopicRef {
     Name(String),
     Id(Uuid),

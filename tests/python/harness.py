@@ -62,9 +62,16 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 class Broker:
     """One `troupe serve` child process with its own port and log directory."""
 
-    def __init__(self, overrides: dict[str, str] | None = None, name: str = "broker"):
+    def __init__(
+        self,
+        overrides: dict[str, str] | None = None,
+        name: str = "broker",
+        config_file: Path | None = None,
+        port: int | None = None,
+    ):
         self.binary = broker_binary()
-        self.port = free_port()
+        self.config_file = config_file
+        self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"troupe-{name}-"))
         self.log_dir = self.workdir / "data"
         self.log_file = self.workdir / "broker.log"
@@ -90,11 +97,19 @@ class Broker:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "Broker":
+        self.start_process()
+        self.wait_ready()
+        return self
+
+    def start_process(self):
+        """Spawn the broker without waiting for it to answer."""
         if not self.binary.exists():
             raise RuntimeError(
                 f"broker binary {self.binary} not found: run `cargo build --release` (or set TROUPE_BIN)"
             )
         args = [str(self.binary), "serve"]
+        if self.config_file is not None:
+            args.append(str(self.config_file))
         for k, v in self.overrides.items():
             args += ["--override", f"{k}={v}"]
         env = dict(os.environ)
@@ -107,8 +122,6 @@ class Broker:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir, env=env
             )
-        self.wait_ready()
-        return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT):
         """Poll a real ApiVersions round trip until it succeeds (or the process dies)."""

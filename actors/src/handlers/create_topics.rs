@@ -146,11 +146,20 @@ pub(crate) async fn wait_online(ctx: &BrokerContext, topics: &[&str], wait: std:
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let routes = ctx.routes();
+        let me = ctx.config.node_id;
         let ready = topics.iter().all(|name| {
+            let Some(image) = routes.image.topics.get(*name) else {
+                return false;
+            };
             routes.topics.get(*name).is_some_and(|t| {
-                t.partitions
-                    .iter()
-                    .all(|p| p.as_ref().is_some_and(|r| r.state.borrow().online))
+                image.partitions.values().all(|p| {
+                    // Partitions led elsewhere are that broker's to open.
+                    p.leader != me
+                        || t.partitions
+                            .get(p.partition as usize)
+                            .and_then(|r| r.as_ref())
+                            .is_some_and(|r| r.state.borrow().online)
+                })
             })
         });
         if ready || tokio::time::Instant::now() >= deadline {

@@ -19,7 +19,9 @@ pub async fn handle(req: DeleteRecordsRequest, ctx: &BrokerContext) -> DeleteRec
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
             let answer = match routes.partition(t.name.0.as_str(), p.partition_index) {
-                None => res.with_error_code(UNKNOWN_TOPIC_OR_PARTITION),
+                None => {
+                    res.with_error_code(routes.unrouted_code(t.name.0.as_str(), p.partition_index))
+                }
                 Some(route) => match route.leader.send(DeleteRecords { offset: p.offset }).await {
                     Ok(Ok(low)) => res.with_low_watermark(low),
                     Ok(Err(e)) => res.with_error_code(e.code),

@@ -22,7 +22,7 @@ pub fn handle(req: DescribeClusterRequest, ctx: &BrokerContext) -> DescribeClust
     DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(sb(&ctx.cluster_id))
-        .with_controller_id(BrokerId(ctx.config.node_id))
+        .with_controller_id(BrokerId(ctx.controller_id()))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -96,7 +96,7 @@ async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>
                 .and_then(|n| routes.partition(n, p.partition));
             let code = match (name.as_deref(), route) {
                 (None, _) => UNKNOWN_TOPIC_ID,
-                (Some(_), None) => UNKNOWN_TOPIC_OR_PARTITION,
+                (Some(n), None) => routes.unrouted_code(n, p.partition),
                 (Some(_), Some(route)) => {
                     let mut rx = route.state.clone();
                     let state = *rx.borrow_and_update();

@@ -26,7 +26,8 @@ pub async fn handle(
                 .with_offset(-1)
                 .with_leader_epoch(-1);
             let Some(route) = routes.partition(t.name.0.as_str(), p.partition_index) else {
-                partitions.push(res.with_error_code(UNKNOWN_TOPIC_OR_PARTITION));
+                let code = routes.unrouted_code(t.name.0.as_str(), p.partition_index);
+                partitions.push(res.with_error_code(code));
                 continue;
             };
             let state = *route.state.borrow();

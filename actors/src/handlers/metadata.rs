@@ -29,6 +29,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
         ),
     };
 
+    let mut create_errors: BTreeMap<String, i16> = BTreeMap::new();
     if let Some(req_topics) = &requested {
         let missing: Vec<String> = req_topics
             .iter()
@@ -52,13 +53,25 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
                     configs: BTreeMap::new(),
                 })
                 .collect();
-            let _ = ctx
+            let answer = ctx
                 .controller
                 .send(CreateTopics {
                     topics,
                     validate_only: false,
                 })
                 .await;
+            // A topic that could not be created is answered with the reason's code.
+            match answer {
+                Ok(results) => {
+                    for (name, r) in missing.iter().zip(results) {
+                        if let Err((code, msg)) = r {
+                            tracing::warn!(topic = %name, code, %msg, "auto-creation failed");
+                            create_errors.insert(name.clone(), code);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "auto-creation: controller unavailable"),
+            }
             routes = ctx.routes();
         }
     }
@@ -66,7 +79,9 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
     let image = &routes.image;
     let topic_response = |name: &str| -> MetadataResponseTopic {
         let Some(t) = image.topics.get(name) else {
-            let code = if troupe::metadata::validate_topic_name(name).is_ok() {
+            let code = if let Some(code) = create_errors.get(name) {
+                *code
+            } else if troupe::metadata::validate_topic_name(name).is_ok() {
                 UNKNOWN_TOPIC_OR_PARTITION
             } else {
                 INVALID_TOPIC_EXCEPTION
@@ -83,9 +98,17 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
                     .partition(&t.name, p.partition)
                     .map(|r| r.state.borrow().online);
                 let code = match online {
+                    _ if p.leader == NO_LEADER => LEADER_NOT_AVAILABLE,
                     Some(true) | None => NONE,
                     Some(false) => LEADER_NOT_AVAILABLE,
                 };
+                // Replicas on fenced (or unregistered) brokers are offline.
+                let offline: Vec<BrokerId> = p
+                    .replicas
+                    .iter()
+                    .filter(|b| !image.is_live(**b))
+                    .map(|b| BrokerId(*b))
+                    .collect();
                 MetadataResponsePartition::default()
                     .with_error_code(code)
                     .with_partition_index(p.partition)
@@ -93,6 +116,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
                     .with_leader_epoch(p.leader_epoch)
                     .with_replica_nodes(p.replicas.iter().map(|b| BrokerId(*b)).collect())
                     .with_isr_nodes(p.isr.iter().map(|b| BrokerId(*b)).collect())
+                    .with_offline_replicas(offline)
             })
             .collect();
         MetadataResponseTopic::default()
@@ -133,7 +157,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(sb(&ctx.cluster_id)))
-        .with_controller_id(BrokerId(ctx.config.node_id))
+        .with_controller_id(BrokerId(ctx.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -23,7 +23,8 @@ pub async fn handle(
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
             let Some(route) = routes.partition(t.topic.0.as_str(), p.partition) else {
-                partitions.push(res.with_error_code(UNKNOWN_TOPIC_OR_PARTITION));
+                let code = routes.unrouted_code(t.topic.0.as_str(), p.partition);
+                partitions.push(res.with_error_code(code));
                 continue;
             };
             let state = *route.state.borrow();

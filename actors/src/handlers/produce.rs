@@ -26,6 +26,7 @@ pub async fn handle(
         let internal = name == troupe::group::OFFSETS_TOPIC;
         for p in &topic.partition_data {
             let route = routes.partition(name, p.index).cloned();
+            let unrouted = routes.unrouted_code(name, p.index);
             let records = p.records.clone();
             pending.push(async move {
                 if !(-1..=1).contains(&acks) {
@@ -38,7 +39,7 @@ pub async fn handle(
                     ));
                 }
                 let Some(route) = route else {
-                    return Err(PartitionError::new(UNKNOWN_TOPIC_OR_PARTITION, None));
+                    return Err(PartitionError::new(unrouted, None));
                 };
                 let Some(records) = records.filter(|r| !r.is_empty()) else {
                     return Err(PartitionError::new(

@@ -14,7 +14,7 @@
 //! calls [`start_quorum`]. On an actix arbiter (a current-thread runtime) every Raft task
 //! shares that thread; the file IO still goes to tokio's blocking pool, never the arbiter.
 
-mod files;
+pub(crate) mod files;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

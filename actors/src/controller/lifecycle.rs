@@ -1,0 +1,191 @@
+//! `BrokerLifecycle`: this broker's side of Kafka's broker registration.
+//!
+//! It registers with the active controller (any node forwards there) with a random
+//! incarnation id, then heartbeats every `broker.heartbeat.interval.ms` with the offset
+//! of the last metadata record this broker applied; the controller unfences it once it
+//! has caught up. A heartbeat answered STALE_BROKER_EPOCH (the controller fenced and
+//! replaced this registration) makes it register again. At shutdown,
+//! [`controlled_shutdown`] asks the controller to move this broker's leaderships away
+//! before the process stops.
+
+use super::{Controller, Submit};
+use crate::supervisor::RoutingTable;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use troupe::config::BrokerConfig;
+use troupe::controller::{
+    ControllerRequest as Q, ControllerResponse as A, Heartbeat, Registration,
+};
+
+pub struct BrokerLifecycle {
+    config: Arc<BrokerConfig>,
+    controller: Addr<Controller>,
+    routes: watch::Receiver<Arc<RoutingTable>>,
+    advertised: (String, u16),
+    incarnation: [u8; 16],
+    /// The broker epoch of the current registration.
+    epoch: Option<i64>,
+    /// Whether the controller last said this broker is fenced.
+    fenced: bool,
+    /// Set once a controlled shutdown started: no more ordinary heartbeats.
+    stopping: bool,
+}
+
+impl BrokerLifecycle {
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        controller: Addr<Controller>,
+        routes: watch::Receiver<Arc<RoutingTable>>,
+        advertised: (String, u16),
+    ) -> Self {
+        BrokerLifecycle {
+            config,
+            controller,
+            routes,
+            advertised,
+            incarnation: *troupe::metadata::random_uuid().as_bytes(),
+            epoch: None,
+            fenced: true,
+            stopping: false,
+        }
+    }
+}
+
+impl Actor for BrokerLifecycle {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Beat);
+        let every = Duration::from_millis(self.config.broker_heartbeat_interval_ms.max(10));
+        ctx.run_interval(every, |_, ctx| ctx.notify(Beat));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Beat;
+
+impl Handler<Beat> for BrokerLifecycle {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: Beat, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let node_id = self.config.node_id;
+        let request = match self.epoch {
+            None => Q::RegisterBroker(Registration {
+                node_id,
+                incarnation_id: self.incarnation,
+                host: self.advertised.0.clone(),
+                port: self.advertised.1,
+                rack: self.config.broker_rack.clone(),
+            }),
+            Some(epoch) => Q::BrokerHeartbeat(Heartbeat {
+                node_id,
+                broker_epoch: epoch,
+                current_metadata_offset: self.routes.borrow().image.last_offset,
+                want_fence: false,
+                want_shutdown: false,
+            }),
+        };
+        let sent = self.controller.send(Submit {
+            request,
+            forwarded: false,
+        });
+        AtomicResponse::new(Box::pin(sent.into_actor(self).map(
+            move |answer, act, ctx| match answer {
+                Ok(A::Registered(Ok(epoch))) => {
+                    tracing::info!(
+                        node_id,
+                        broker_epoch = epoch,
+                        "registered with the controller"
+                    );
+                    act.epoch = Some(epoch);
+                    // Heartbeat as soon as this broker applied its own registration:
+                    // the controller unfences a caught-up broker.
+                    let mut routes = act.routes.clone();
+                    let caught_up = async move {
+                        let wait = routes.wait_for(|r| r.image.last_offset >= epoch);
+                        let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+                    };
+                    ctx.spawn(caught_up.into_actor(act).map(|_, _, ctx| ctx.notify(Beat)));
+                }
+                Ok(A::Registered(Err((code, msg)))) => {
+                    tracing::warn!(node_id, code, %msg, "broker registration refused");
+                }
+                Ok(A::Heartbeat(h)) if h.error != 0 => {
+                    tracing::warn!(
+                        node_id,
+                        code = h.error,
+                        "heartbeat refused, registering again"
+                    );
+                    act.epoch = None;
+                    act.fenced = true;
+                }
+                Ok(A::Heartbeat(h)) => {
+                    if h.is_fenced != act.fenced {
+                        act.fenced = h.is_fenced;
+                        if h.is_fenced {
+                            tracing::warn!(node_id, "this broker is fenced");
+                        } else {
+                            tracing::info!(node_id, "this broker is unfenced and serving");
+                        }
+                    }
+                }
+                Ok(other) => tracing::debug!(node_id, answer = ?other, "no controller answer"),
+                Err(e) => tracing::warn!(node_id, error = %e, "controller actor unreachable"),
+            },
+        )))
+    }
+}
+
+/// Stop heartbeating; answers the current broker epoch for [`controlled_shutdown`].
+#[derive(Message)]
+#[rtype(result = "Option<i64>")]
+pub struct StopHeartbeats;
+
+impl Handler<StopHeartbeats> for BrokerLifecycle {
+    type Result = Option<i64>;
+    fn handle(&mut self, _: StopHeartbeats, _ctx: &mut Context<Self>) -> Option<i64> {
+        self.stopping = true;
+        self.epoch
+    }
+}
+
+/// Kafka's controlled shutdown: heartbeat with `want_shutdown` until the controller
+/// says the leaderships moved (it fences this broker and elects new leaders in one
+/// commit), or until `within` passes. Returns whether the controller agreed.
+pub async fn controlled_shutdown(
+    lifecycle: &Addr<BrokerLifecycle>,
+    controller: &Addr<Controller>,
+    node_id: i32,
+    applied_offset: impl Fn() -> i64,
+    within: Duration,
+) -> bool {
+    let Ok(Some(epoch)) = lifecycle.send(StopHeartbeats).await else {
+        return false;
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        let hb = Heartbeat {
+            node_id,
+            broker_epoch: epoch,
+            current_metadata_offset: applied_offset(),
+            want_fence: false,
+            want_shutdown: true,
+        };
+        let sent = controller.send(Submit {
+            request: Q::BrokerHeartbeat(hb),
+            forwarded: false,
+        });
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, sent).await {
+            Ok(Ok(A::Heartbeat(h))) if h.error == 0 && h.should_shutdown => return true,
+            Ok(Ok(A::Heartbeat(h))) if h.error != 0 => return false,
+            Err(_) => return false,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    false
+}

@@ -1,0 +1,127 @@
+"""A multi-process Troupe cluster for black-box tests: N nodes, each broker and
+controller voter, started from KRaft-style settings (the shipped config/cluster files
+with ports and directories overridden), on loopback ports chosen free.
+
+`Cluster` starts, kill -9s, SIGSTOPs/SIGCONTs, SIGTERMs and restarts nodes by their own
+pids; `metadata()` asks a node over the Kafka protocol (confluent-kafka) who the brokers
+and the controller are. Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from harness import REPO_ROOT, Broker, free_port, wait_for
+
+SHIPPED = REPO_ROOT / "config" / "cluster"
+
+# Short timeouts so fault tests stay fast; the shipped files keep Kafka's defaults.
+FAST = {
+    "broker.heartbeat.interval.ms": "300",
+    "broker.session.timeout.ms": "3000",
+    "controller.quorum.election.timeout.ms": "1000",
+    "group.initial.rebalance.delay.ms": "200",
+}
+
+
+class Cluster:
+    def __init__(self, n: int = 3, overrides: dict[str, str] | None = None, name: str = "cluster"):
+        self.ports = {i: (free_port(), free_port()) for i in range(1, n + 1)}
+        voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in self.ports.items())
+        self.nodes: dict[int, Broker] = {}
+        for i, (p, c) in self.ports.items():
+            o = {
+                "listeners": f"PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p}",
+                "controller.quorum.voters": voters,
+            }
+            o.update(FAST)
+            o.update(overrides or {})
+            b = Broker(o, name=f"{name}-n{i}", config_file=SHIPPED / f"node-{i}.properties", port=p)
+            b.overrides["log.dirs"] = str(b.log_dir)
+            b.node_id = i
+            self.nodes[i] = b
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "Cluster":
+        # Start them all before waiting: a voter alone cannot elect a controller.
+        for b in self.nodes.values():
+            b.start_process()
+        for b in self.nodes.values():
+            b.wait_ready()
+        self.wait_brokers(set(self.nodes), 30)
+        return self
+
+    def close(self):
+        """SIGTERM every node at once (one after another, the last would wait out its
+        controlled shutdown without a quorum), then each must exit 0."""
+        errors = []
+        for b in self.nodes.values():
+            if b.proc is not None and b.proc.poll() is None:
+                b.proc.send_signal(signal.SIGCONT)
+                b.proc.send_signal(signal.SIGTERM)
+        for b in self.nodes.values():
+            try:
+                if b.proc is not None:
+                    code = b.proc.wait(30)
+                    b.proc = None
+                    if code != 0:
+                        errors.append(f"node {b.node_id} exited with {code}\n{b.log_tail()}")
+            except Exception as e:  # noqa: BLE001 - teardown must clean up every node
+                errors.append(f"node {b.node_id}: {e!r}")
+            finally:
+                if b.proc is not None:
+                    b.kill9()
+                b.close()
+        if errors:
+            raise AssertionError("\n".join(errors))
+
+    def live(self) -> list[Broker]:
+        return [b for b in self.nodes.values() if b.is_running()]
+
+    def kill9(self, i: int):
+        self.nodes[i].kill9()
+
+    def sigstop(self, i: int):
+        os.kill(self.nodes[i].proc.pid, signal.SIGSTOP)
+
+    def sigcont(self, i: int):
+        os.kill(self.nodes[i].proc.pid, signal.SIGCONT)
+
+    def restart(self, i: int):
+        b = self.nodes[i]
+        b.proc = None
+        b.start()
+
+    # ------------------------------------------------------------------ views
+    def admin(self, i: int | None = None) -> AdminClient:
+        nodes = [self.nodes[i]] if i is not None else self.live()
+        return AdminClient({"bootstrap.servers": ",".join(b.bootstrap for b in nodes), "socket.timeout.ms": 5000})
+
+    def metadata(self, i: int):
+        return self.admin(i).list_topics(timeout=5)
+
+    def controller(self, via: int | None = None) -> int:
+        via = via or self.live()[0].node_id
+        return self.metadata(via).controller_id
+
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.live())
+
+    def wait_brokers(self, ids: set[int], timeout: float, via: int | None = None):
+        """Until Metadata (from every live node, or `via`) lists exactly `ids` and a controller."""
+
+        def ok():
+            vias = [via] if via else [b.node_id for b in self.live()]
+            for v in vias:
+                md = self.metadata(v)
+                if set(md.brokers) != ids or md.controller_id not in self.nodes:
+                    return False
+            return True
+
+        return wait_for(ok, timeout, f"brokers {sorted(ids)} listed with a controller")

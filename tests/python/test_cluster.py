@@ -1,0 +1,177 @@
+"""Troupe as a cluster (control plane): three processes started from the shipped
+config/cluster files form one cluster with no other step, elect a controller through
+the Raft quorum, register and heartbeat; a killed controller is replaced within
+seconds, a silent broker is fenced (unlisted, leads nothing) and comes back when
+restarted, SIGTERM moves leadership away first, and bad cluster settings refuse to
+start. Times are printed (run with -s).
+
+Data replication (followers, ISR changes, acks=all) is issue 11: these tests look at
+metadata and leadership, and produce with acks=1."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+from cluster import Cluster
+from harness import Broker, broker_binary, wait_for
+
+pytestmark = [pytest.mark.confluent]
+
+
+@pytest.fixture
+def cluster(request):
+    c = Cluster(3, name=request.node.name[:30])
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    yield c
+    c.close()
+
+
+def create(c: Cluster, via: int, name: str, partitions: int = 3, rf: int = 3):
+    admin = c.admin(via)  # kept alive until the answer: its futures die with it
+    fs = admin.create_topics([NewTopic(name, partitions, rf)], operation_timeout=10)
+    for f in fs.values():
+        f.result(timeout=20)
+
+
+def partitions(c: Cluster, via: int, name: str):
+    t = c.metadata(via).topics[name]
+    assert t.error is None, t.error
+    return {p.id: p for p in t.partitions.values()}
+
+
+def test_three_nodes_form_one_cluster_from_the_shipped_configs(cluster):
+    ids = {1, 2, 3}
+    controllers = set()
+    cluster_ids = set()
+    for i in ids:
+        md = cluster.metadata(i)
+        assert set(md.brokers) == ids, f"node {i} lists {sorted(md.brokers)}"
+        controllers.add(md.controller_id)
+        cluster_ids.add(md.cluster_id)
+    assert len(controllers) == 1 and controllers <= ids, controllers
+    assert len(cluster_ids) == 1, f"every node must report one cluster id: {cluster_ids}"
+    (cid,) = cluster_ids
+    for b in cluster.nodes.values():
+        meta = (b.log_dir / "meta.properties").read_text()
+        assert f"node.id={b.node_id}\n" in meta and f"cluster.id={cid}\n" in meta, meta
+
+
+def test_rf3_topic_through_a_non_controller_spreads_leaders(cluster):
+    ctl = cluster.controller()
+    other = next(i for i in cluster.nodes if i != ctl)
+    create(cluster, other, "spread", partitions=6, rf=3)
+    for i in cluster.nodes:
+        ps = wait_for(lambda: partitions(cluster, i, "spread"), 10, f"spread on node {i}")
+        assert len(ps) == 6
+        for p in ps.values():
+            assert sorted(p.replicas) == [1, 2, 3], p.replicas
+            assert p.leader == p.replicas[0]
+        leaders = sorted(p.leader for p in ps.values())
+        assert leaders == [1, 1, 2, 2, 3, 3], f"leaders not spread: {leaders}"
+    # More replicas than brokers: INVALID_REPLICATION_FACTOR, from any node.
+    admin = cluster.admin(other)
+    fs = admin.create_topics([NewTopic("too-many", 1, 4)], operation_timeout=10)
+    with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR|replication factor"):
+        fs["too-many"].result(timeout=20)
+
+
+def test_a_killed_controller_is_replaced_and_its_broker_fenced_then_back(cluster):
+    create(cluster, 1, "before", partitions=3)
+    old = cluster.controller()
+    t0 = time.monotonic()
+    cluster.kill9(old)
+    survivor = next(i for i in cluster.nodes if i != old)
+    new = wait_for(
+        lambda: (lambda c: c if c not in (old, -1) else None)(cluster.controller(survivor)),
+        15,
+        "a new controller",
+    )
+    elected = time.monotonic() - t0
+    # CreateTopics works through the new controller, from a node that is not it.
+    create(cluster, next(i for i in cluster.nodes if i not in (old,)), "after", partitions=3, rf=2)
+    # After broker.session.timeout.ms the dead broker is fenced: unlisted, leads nothing.
+    cluster.wait_brokers(set(cluster.nodes) - {old}, 15)
+    fenced = time.monotonic() - t0
+    for name in ("before", "after"):
+        for p in partitions(cluster, survivor, name).values():
+            assert p.leader != old, f"{name}-{p.id} still led by the dead broker"
+            assert p.leader in cluster.nodes, f"{name}-{p.id} has no leader: {p.leader}"
+    print(f"\nnew controller {new} after {elected:.2f}s, broker {old} fenced after {fenced:.2f}s")
+    # Restarted: registers again, is unfenced once caught up and listed again.
+    t1 = time.monotonic()
+    cluster.restart(old)
+    cluster.wait_brokers(set(cluster.nodes), 15)
+    print(f"broker {old} back after {time.monotonic() - t1:.2f}s")
+    assert cluster.controller(old) in cluster.nodes
+
+
+def test_sigterm_moves_leadership_away_first(cluster):
+    create(cluster, 1, "moving", partitions=3)
+    leaders = {p.id: p.leader for p in partitions(cluster, 1, "moving").values()}
+    victim = leaders[0]
+    t0 = time.monotonic()
+    cluster.nodes[victim].stop()  # SIGTERM, asserts exit code 0
+    stopped = time.monotonic() - t0
+    remaining = next(i for i in cluster.nodes if i != victim)
+    # Already moved when the process is gone: no session timeout to wait for.
+    ps = partitions(cluster, remaining, "moving")
+    md = cluster.metadata(remaining)
+    assert victim not in md.brokers
+    for p in ps.values():
+        assert p.leader not in (victim, -1), f"moving-{p.id}: leader {p.leader}"
+    print(f"\ncontrolled shutdown of {victim} took {stopped:.2f}s")
+
+
+def test_produce_to_a_follower_is_not_leader(cluster):
+    """A broker that does not lead a partition answers NOT_LEADER_OR_FOLLOWER, and the
+    client finds the leader from Metadata."""
+    create(cluster, 1, "routed", partitions=1)
+    leader = partitions(cluster, 1, "routed")[0].leader
+    other = next(i for i in cluster.nodes if i != leader)
+    out = subprocess.run(
+        ["kcat", "-b", cluster.nodes[other].bootstrap, "-P", "-t", "routed", "-p", "0", "-X", "acks=1",
+         "-X", "topic.metadata.refresh.interval.ms=100"],
+        input=b"v1\n", capture_output=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["node-not-a-voter", "duplicate-voter-ids", "other-node-id-on-disk"],
+)
+def test_bad_cluster_settings_refuse_to_start(tmp_path, case):
+    data = tmp_path / "data"
+    data.mkdir()
+    base = {
+        "node.id": "1",
+        "process.roles": "broker,controller",
+        "listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3",
+        "log.dirs": str(data),
+    }
+    if case == "node-not-a-voter":
+        base["node.id"] = "4"
+        expect = "node.id"
+    elif case == "duplicate-voter-ids":
+        base["controller.quorum.voters"] = "1@127.0.0.1:1,1@127.0.0.1:2,3@127.0.0.1:3"
+        expect = "controller.quorum.voters"
+    else:
+        (data / "meta.properties").write_text("version=1\ncluster.id=abc\nnode.id=7\n")
+        expect = "node.id=7"
+    args = [str(broker_binary()), "serve"]
+    for k, v in base.items():
+        args += ["--override", f"{k}={v}"]
+    out = subprocess.run(args, capture_output=True, timeout=30)
+    text = out.stdout.decode() + out.stderr.decode()
+    assert out.returncode != 0, text
+    assert expect in text, text
+    if case == "other-node-id-on-disk":
+        assert (data / "meta.properties").read_text() == "version=1\ncluster.id=abc\nnode.id=7\n", "not overwritten"
