@@ -111,13 +111,24 @@ impl LeaderEpochCache {
         self.save()
     }
 
-    /// OffsetForLeaderEpoch: the largest epoch `<= epoch` and the offset where the next
-    /// epoch starts (or `log_end_offset` for the latest). `None` when the cache is empty
-    /// or `epoch` predates it (the caller answers UNDEFINED_EPOCH / -1).
+    /// OffsetForLeaderEpoch, with Kafka's answers (`LeaderEpochFileCache.endOffsetFor`):
+    /// * the latest epoch: it and `log_end_offset`;
+    /// * an epoch the cache knows a later one of: the largest epoch `<= epoch` and the
+    ///   start of the next one;
+    /// * an epoch below the first cached one: the epoch asked for and the first entry's
+    ///   start offset (a follower truncates to there);
+    /// * an epoch above the latest, or an empty cache: `None` (UNDEFINED_EPOCH, -1).
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
-        let i = self.entries.iter().rposition(|&(e, _)| e <= epoch)?;
-        let end = self.entries.get(i + 1).map_or(log_end_offset, |&(_, s)| s);
-        Some((self.entries[i].0, end))
+        let &(latest, _) = self.entries.last()?;
+        if epoch == latest {
+            return Some((latest, log_end_offset));
+        }
+        let next = self.entries.iter().position(|&(e, _)| e > epoch)?;
+        let start_of_next = self.entries[next].1;
+        match next.checked_sub(1) {
+            Some(floor) => Some((self.entries[floor].0, start_of_next)),
+            None => Some((epoch, start_of_next)),
+        }
     }
 
     fn save(&mut self) -> Result<(), StorageError> {
@@ -175,11 +186,14 @@ mod tests {
         c.assign(3, 10).unwrap();
         c.assign(5, 20).unwrap();
         assert_eq!(c.entries(), &[(1, 0), (3, 10), (5, 20)]);
-        assert_eq!(c.end_offset_for(0, 30), None);
+        // Kafka's answers: below the first epoch → (asked, first start); above the
+        // latest → undefined.
+        assert_eq!(c.end_offset_for(0, 30), Some((0, 0)));
         assert_eq!(c.end_offset_for(1, 30), Some((1, 10)));
         assert_eq!(c.end_offset_for(2, 30), Some((1, 10)));
         assert_eq!(c.end_offset_for(4, 30), Some((3, 20)));
-        assert_eq!(c.end_offset_for(9, 30), Some((5, 30)));
+        assert_eq!(c.end_offset_for(5, 30), Some((5, 30)));
+        assert_eq!(c.end_offset_for(9, 30), None);
         // assign only marks the cache dirty; the log's flush writes the file.
         assert!(!dir.path().join(LEADER_EPOCH_FILE).exists());
         c.flush().unwrap();

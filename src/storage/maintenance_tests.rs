@@ -101,6 +101,11 @@ fn truncate_then_append() {
     assert_eq!(log.end_offset_for_epoch(4), Some((0, 40)));
     assert_eq!(log.end_offset_for_epoch(5), Some((5, 42)));
     assert_eq!(
+        log.end_offset_for_epoch(6),
+        None,
+        "above the latest: undefined"
+    );
+    assert_eq!(
         read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
         (0..42).collect::<Vec<_>>()
     );
@@ -145,11 +150,19 @@ fn epochs_survive_reopen() {
     log.close().unwrap();
     let log = Log::open(dir.path(), small_config(), 0).unwrap();
     assert_eq!(log.latest_epoch(), Some(4));
-    assert_eq!(log.end_offset_for_epoch(0), None);
+    assert_eq!(
+        log.end_offset_for_epoch(0),
+        Some((0, 0)),
+        "below the first: its start"
+    );
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 6)));
     assert_eq!(log.end_offset_for_epoch(3), Some((1, 6)));
     assert_eq!(log.end_offset_for_epoch(4), Some((4, 8)));
-    assert_eq!(log.end_offset_for_epoch(9), Some((4, 8)));
+    assert_eq!(
+        log.end_offset_for_epoch(9),
+        None,
+        "above the latest: undefined"
+    );
 }
 
 #[test]
