@@ -6,6 +6,14 @@
 //! alone and the high watermark is the log end offset; the same rules carry over to
 //! followers unchanged.
 
+pub mod machine;
+#[cfg(test)]
+mod machine_tests;
+#[cfg(test)]
+mod sim_tests;
+
+pub use machine::{truncation_offset, PartitionMachine, ReplicationConfig};
+
 use std::collections::BTreeMap;
 
 /// Progress of one replica.
