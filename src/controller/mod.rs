@@ -32,7 +32,7 @@ mod partitions_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod topics_tests;
 
