@@ -175,3 +175,39 @@ def test_bad_cluster_settings_refuse_to_start(tmp_path, case):
     assert expect in text, text
     if case == "other-node-id-on-disk":
         assert (data / "meta.properties").read_text() == "version=1\ncluster.id=abc\nnode.id=7\n", "not overwritten"
+
+
+def test_a_paused_controller_is_replaced_and_cannot_decide_when_it_wakes(cluster):
+    """SIGSTOP the active controller past broker.session.timeout.ms: the others elect
+    a new one (higher Raft term) and fence the paused broker. On SIGCONT the old
+    controller is a zombie: whatever it still believes, nothing it decides is
+    committed; it follows the new term, is unfenced again and every node agrees on
+    one controller."""
+    create(cluster, 1, "zombie", partitions=3)
+    old = cluster.controller()
+    others = [i for i in cluster.nodes if i != old]
+    cluster.sigstop(old)
+    try:
+        t0 = time.monotonic()
+        new = wait_for(
+            lambda: (lambda c: c if c in others else None)(cluster.controller(others[0])),
+            15,
+            "a new controller while the old one is paused",
+        )
+        cluster.wait_brokers(set(others), 15, via=others[0])
+        for p in partitions(cluster, others[0], "zombie").values():
+            assert p.leader in others, f"zombie-{p.id} still led by the paused broker"
+        paused_for = time.monotonic() - t0
+        # A topic created meanwhile exists only in the new term's history.
+        create(cluster, others[0], "while-paused", partitions=1, rf=1)
+    finally:
+        cluster.sigcont(old)
+    # Woken: it learns the new term, registers/heartbeats again and is listed.
+    cluster.wait_brokers(set(cluster.nodes), 20)
+    for i in cluster.nodes:
+        md = cluster.metadata(i)
+        assert md.controller_id == new, f"node {i} names controller {md.controller_id}, not {new}"
+        assert "while-paused" in md.topics, f"node {i} lacks the topic created while {old} slept"
+    # Requests sent to the former controller are decided by the new one.
+    create(cluster, old, "after-wake", partitions=1, rf=1)
+    print(f"\ncontroller {old} paused {paused_for:.2f}s; new controller {new}")
