@@ -243,6 +243,10 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let config = Arc::new(config);
     for d in &config.log_dirs {
         std::fs::create_dir_all(d).map_err(|e| StartError::LogDir(d.clone(), e))?;
+        let swept = troupe::storage::identity::sweep_deleted(d);
+        if swept > 0 {
+            tracing::info!(dir = %d.display(), swept, "removed partition directories left by unfinished deletes");
+        }
     }
     let cluster_id = cluster_id(&config)?;
     let listener = config

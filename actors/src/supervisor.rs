@@ -129,6 +129,15 @@ impl BrokerSupervisor {
         config: TopicConfig,
     ) {
         let dir = self.partition_dir(topic, p.partition);
+        // The directory must be this topic's: a leftover of a deleted topic of the same
+        // name (a crash before its removal) is removed, never served.
+        match troupe::storage::identity::claim_dir(&dir, topic_id) {
+            Ok(true) => tracing::warn!(dir = %dir.display(), %topic_id,
+                "removed a leftover partition directory of a deleted topic with the same name"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(dir = %dir.display(), error = %e,
+                "cannot record the partition's topic id"),
+        }
         let log_config = crate::broker::log_config(&config);
         let expiration = self.config.producer_id_expiration_ms as i64;
         let cleaner = crate::log::CleanerSettings::from_broker(&self.config);

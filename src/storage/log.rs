@@ -413,11 +413,12 @@ impl Log {
         write_offset(&self.dir.join(LOG_START_OFFSET_FILE), self.log_start_offset)
     }
 
-    /// DeleteTopics: remove the partition directory and everything in it.
+    /// DeleteTopics: remove the partition directory and everything in it (renamed
+    /// aside first, so a crash never leaves a half-removed directory under its name).
     pub fn delete_dir(self) -> Result<(), StorageError> {
         let dir = self.dir.clone();
         drop(self);
-        std::fs::remove_dir_all(&dir).at(&dir)
+        crate::storage::identity::remove_dir(&dir)
     }
 
     pub fn log_start_offset(&self) -> i64 {

@@ -29,6 +29,7 @@ mod compact_swap;
 mod config;
 mod epoch;
 mod error;
+pub mod identity;
 pub mod index;
 mod log;
 mod maintenance;

@@ -169,3 +169,30 @@ def test_committed_offsets_survive_restart_with_a_broker_wide_codec(make_broker,
     finally:
         c.close()
     assert [m.value() for m in consume(b.bootstrap, topic, 0, OFFSET_BEGINNING, 10)] == [b"v%d" % i for i in range(10)]
+
+
+def test_a_leftover_directory_of_a_deleted_topic_is_never_served(make_broker, topic):
+    """A partition directory records its topic id (partition.metadata). If the
+    directory named for a partition holds another topic id (the leftover of a deleted
+    topic of the same name, after a crash between the delete and the removal), it is
+    removed at start, not served; deleted directories renamed `*-delete` are swept."""
+    b = make_broker()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    create_topic(admin, topic)
+    produce(b.bootstrap, topic, [(None, b"current-%d" % i) for i in range(3)], partition=0)
+    b.stop()
+    pdir = b.log_dir / f"{topic}-0"
+    meta = (pdir / "partition.metadata").read_text()
+    assert meta.startswith("version: 0\ntopic_id: "), meta
+    # Pretend the directory belongs to an older topic of the same name.
+    (pdir / "partition.metadata").write_text("version: 0\ntopic_id: 00000000-0000-0000-0000-000000000001\n")
+    leftover = b.log_dir / f"{topic}-7.0123abcd-delete"
+    leftover.mkdir()
+    (leftover / "00000000000000000000.log").write_bytes(b"junk")
+    b.start()
+    assert not leftover.exists(), "renamed-for-delete directories are swept at start"
+    assert watermarks(b.bootstrap, topic) == (0, 0), "the other topic's records are not served"
+    assert (pdir / "partition.metadata").read_text() == meta, "the directory is this topic's again"
+    produce(b.bootstrap, topic, [(None, b"fresh")], partition=0)
+    assert [m.value() for m in consume(b.bootstrap, topic, 0, 0, 1)] == [b"fresh"]
+    assert "leftover partition directory" in b.log_text()
