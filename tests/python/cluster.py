@@ -30,16 +30,38 @@ FAST = {
 
 
 class Cluster:
-    def __init__(self, n: int = 3, overrides: dict[str, str] | None = None, name: str = "cluster"):
+    def __init__(
+        self,
+        n: int = 3,
+        overrides: dict[str, str] | None = None,
+        name: str = "cluster",
+        partitionable: bool = False,
+    ):
+        """`partitionable`: every node reaches the other voters through a LinkProxy per
+        directed link (`self.links[(from, to)]`), so tests can cut the network."""
         self.ports = {i: (free_port(), free_port()) for i in range(1, n + 1)}
-        voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in self.ports.items())
+        self.links = {}
+        if partitionable:
+            from faults import LinkProxy
+
+            for a in self.ports:
+                for b, (_, c) in self.ports.items():
+                    if a != b:
+                        self.links[(a, b)] = LinkProxy(("127.0.0.1", c))
         self.nodes: dict[int, Broker] = {}
         for i, (p, c) in self.ports.items():
+            def addr(j):
+                return self.ports[j][1] if j == i or not partitionable else self.links[(i, j)].port
+
+            voters = ",".join(f"{j}@127.0.0.1:{addr(j)}" for j in self.ports)
             o = {
                 "listeners": f"PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
                 "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p}",
                 "controller.quorum.voters": voters,
             }
+            if partitionable:
+                # Voter lists differ per node (proxies): name the cluster explicitly.
+                o["cluster.id"] = "partitionable-test-cluster"
             o.update(FAST)
             o.update(overrides or {})
             b = Broker(o, name=f"{name}-n{i}", config_file=SHIPPED / f"node-{i}.properties", port=p)
@@ -78,8 +100,20 @@ class Cluster:
                 if b.proc is not None:
                     b.kill9()
                 b.close()
+        for link in self.links.values():
+            link.close()
         if errors:
             raise AssertionError("\n".join(errors))
+
+    def isolate(self, i: int):
+        """Cut node `i` off from every other node (both directions)."""
+        for (a, b), link in self.links.items():
+            if i in (a, b):
+                link.block()
+
+    def heal(self):
+        for link in self.links.values():
+            link.unblock()
 
     def live(self) -> list[Broker]:
         return [b for b in self.nodes.values() if b.is_running()]

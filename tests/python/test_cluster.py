@@ -211,3 +211,45 @@ def test_a_paused_controller_is_replaced_and_cannot_decide_when_it_wakes(cluster
     # Requests sent to the former controller are decided by the new one.
     create(cluster, old, "after-wake", partitions=1, rf=1)
     print(f"\ncontroller {old} paused {paused_for:.2f}s; new controller {new}")
+
+
+def test_network_partition_isolating_the_controller(request):
+    """Cut the active controller off from the other two (a proxy on every link between
+    nodes). The majority elects a new controller and fences the isolated broker; the
+    isolated node can commit nothing (a CreateTopics sent to it fails and never
+    appears); after healing there is one history: the isolated node follows the new
+    term, is listed again and sees what the majority committed."""
+    c = Cluster(3, name="partition", partitionable=True)
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        old = c.controller()
+        others = [i for i in c.nodes if i != old]
+        t0 = time.monotonic()
+        c.isolate(old)
+        new = wait_for(
+            lambda: (lambda x: x if x in others else None)(c.controller(others[0])),
+            15,
+            "a controller on the majority side",
+        )
+        elected = time.monotonic() - t0
+        c.wait_brokers(set(others), 15, via=others[0])
+        create(c, others[0], "majority", partitions=1, rf=1)
+        # The minority side commits nothing.
+        admin = c.admin(old)
+        fs = admin.create_topics([NewTopic("minority", 1, 1)], operation_timeout=5, request_timeout=20)
+        with pytest.raises(Exception):
+            fs["minority"].result(timeout=30)
+        assert "minority" not in c.metadata(others[0]).topics
+        c.heal()
+        t1 = time.monotonic()
+        c.wait_brokers(set(c.nodes), 30)
+        healed = time.monotonic() - t1
+        for i in c.nodes:
+            md = c.metadata(i)
+            assert "majority" in md.topics and "minority" not in md.topics, (i, sorted(md.topics))
+            assert md.controller_id == c.controller(others[0])
+        print(f"\nisolated controller {old}: new controller {new} after {elected:.2f}s; "
+              f"back and listed {healed:.2f}s after healing")
+    finally:
+        c.close()

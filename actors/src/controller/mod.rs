@@ -273,7 +273,7 @@ impl Controller {
             }));
         }
         // Forward to the leader (when there is one), else wait for an election.
-        let addr = leader.and_then(|l| leader_addr(&q, l));
+        let addr = leader.and_then(|l| leader_addr(&self.config, &q, l));
         let attempt = {
             let req = req.clone();
             async move {
@@ -370,8 +370,16 @@ impl Controller {
     }
 }
 
-/// The CONTROLLER address of `leader` from the quorum's membership.
-fn leader_addr(q: &raft::QuorumHandle, leader: u64) -> Option<String> {
+/// The CONTROLLER address of `leader`: this node's `controller.quorum.voters` entry,
+/// else the quorum's membership.
+fn leader_addr(config: &BrokerConfig, q: &raft::QuorumHandle, leader: u64) -> Option<String> {
+    if let Some(v) = config
+        .controller_quorum_voters
+        .iter()
+        .find(|v| v.id as u64 == leader)
+    {
+        return Some(format!("{}:{}", v.host, v.port));
+    }
     let metrics = q.raft.metrics();
     let m = metrics.borrow();
     m.membership_config

@@ -155,7 +155,8 @@ pub async fn start_quorum_with(
     let pristine = log.is_pristine();
     let (publish, images) = watch::channel(Arc::new(MetadataImage::new()));
     let sm = StateMachine::open(&dir, publish).await.map_err(storage)?;
-    let raft = Raft::new(node_id, config, network::Network::new(node_id), log, sm).await?;
+    let network = network::Network::new(node_id).with_addresses(voters.clone());
+    let raft = Raft::new(node_id, config, network, log, sm).await?;
     let server = tokio::spawn(serve_controller_with(listener, raft.clone(), options.other));
     let handle = QuorumHandle {
         node_id,

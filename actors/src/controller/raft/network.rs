@@ -187,6 +187,10 @@ pub struct Network {
     /// This node, named in timeout errors.
     node_id: NodeId,
     pool: Pool,
+    /// Voter addresses from this node's own configuration: they win over the
+    /// addresses in the replicated membership, which are those of whichever voter
+    /// wrote it (the static voter list is each node's local setting, as in Kafka).
+    addresses: Arc<HashMap<NodeId, String>>,
 }
 
 impl Network {
@@ -194,7 +198,14 @@ impl Network {
         Network {
             node_id,
             pool: Pool::default(),
+            addresses: Arc::default(),
         }
+    }
+
+    /// Reach voters at these addresses (node id → `host:port`).
+    pub fn with_addresses(mut self, addresses: impl IntoIterator<Item = (NodeId, String)>) -> Self {
+        self.addresses = Arc::new(addresses.into_iter().collect());
+        self
     }
 }
 
@@ -205,7 +216,11 @@ impl RaftNetworkFactory<MetaRaft> for Network {
         PeerClient {
             from: self.node_id,
             target,
-            addr: node.addr.clone(),
+            addr: self
+                .addresses
+                .get(&target)
+                .cloned()
+                .unwrap_or_else(|| node.addr.clone()),
             pool: self.pool.clone(),
         }
     }
