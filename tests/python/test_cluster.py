@@ -253,3 +253,42 @@ def test_network_partition_isolating_the_controller(request):
               f"back and listed {healed:.2f}s after healing")
     finally:
         c.close()
+
+
+def test_elect_leaders_preferred_and_unclean(cluster):
+    """ElectLeaders, sent to a broker that is not the controller. PREFERRED: a
+    restarted broker is out of the ISR (followers do not catch up yet, issue 11), so
+    its partitions stay where they are (PREFERRED_LEADER_NOT_AVAILABLE), and a
+    partition led by its preferred replica needs no election. UNCLEAN: a partition
+    whose only in-sync replica is down stays offline (unclean election is off) until
+    ElectLeaders UNCLEAN makes the live out-of-sync replica its leader."""
+    from confluent_kafka import ElectionType, TopicPartition
+
+    admin_via = lambda: cluster.admin(next(i for i in cluster.nodes if i != cluster.controller()))  # noqa: E731
+    # Replicas [a, b] on two of the three brokers, led by a.
+    create(cluster, 1, "unc", partitions=1, rf=2)
+    p = partitions(cluster, 1, "unc")[0]
+    a, b = p.replicas
+    third = next(i for i in cluster.nodes if i not in (a, b))
+    admin = admin_via()
+    result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("unc", 0)]).result(timeout=20)
+    assert "ELECTION_NOT_NEEDED" in str(list(result.values())[0]), result
+    # b leaves the ISR (controlled shutdown) and comes back out of sync.
+    cluster.nodes[b].stop()
+    cluster.restart(b)
+    cluster.wait_brokers(set(cluster.nodes), 20)
+    assert partitions(cluster, third, "unc")[0].isrs == [a]
+    # a goes down: the only in-sync replica; the partition is offline, not unclean.
+    cluster.nodes[a].stop()
+    cluster.wait_brokers({b, third}, 20, via=third)
+    p = partitions(cluster, third, "unc")[0]
+    assert (p.leader, p.isrs) == (-1, [a]), (p.leader, p.isrs)
+    admin = cluster.admin(third)
+    result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("unc", 0)]).result(timeout=20)
+    assert "PREFERRED_LEADER_NOT_AVAILABLE" in str(list(result.values())[0]), result
+    result = admin.elect_leaders(ElectionType.UNCLEAN, [TopicPartition("unc", 0)]).result(timeout=20)
+    assert all(err is None for err in result.values()), result
+    p = partitions(cluster, third, "unc")[0]
+    assert (p.leader, p.isrs) == (b, [b]), (p.leader, p.isrs)
+    cluster.restart(a)
+    cluster.wait_brokers(set(cluster.nodes), 20)
