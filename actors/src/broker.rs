@@ -289,6 +289,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         )?;
         let image = controller.image();
         let controller = Supervisor::start(move |_| controller);
+        supervisor.do_send(crate::supervisor::SetController(controller.clone()));
         supervisor
             .send(ApplyMetadata { image })
             .await
@@ -303,6 +304,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             controller_id.clone(),
         )
         .await?;
+        supervisor.do_send(crate::supervisor::SetController(controller.clone()));
         let follower = follow_metadata(quorum.images.clone(), supervisor.clone());
         (controller, Some((quorum, follower)))
     };

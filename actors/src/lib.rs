@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  client ──TCP──▶ connection task ──▶ routing table (published by the BrokerSupervisor)
-//!                    ▲                    ├──▶ PartitionLeader(t,p) ──▶ Log(t,p): segments, mmapped indexes
+//!                    ▲                    ├──▶ PartitionActor(t,p) ──▶ Log(t,p): segments, mmapped indexes
 //!   sendfile(2) ◀────┘                    └──▶ Controller: metadata log, topic lifecycle
 //! ```
 //!
@@ -25,6 +25,7 @@ pub mod handlers;
 pub mod log;
 pub mod net;
 pub mod partition;
+pub mod replica_fetcher;
 pub mod supervisor;
 
 pub use broker::{now_ms, start, BrokerHandle};

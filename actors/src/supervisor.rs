@@ -1,14 +1,18 @@
 //! The `BrokerSupervisor`: starts, watches and stops the broker's partition actors.
 //!
 //! It receives every new metadata image from the controller and makes the running set of
-//! actors match it: a `PartitionLeader` (on the main arbiter) and a `Log` (on the storage
-//! arbiter) per partition this broker leads, each under an actix `Supervisor` so that a
-//! failed actor is restarted and rebuilds from disk. After each change it publishes a new
+//! actors match it: a `PartitionActor` (on the main arbiter) and a `Log` (on the storage
+//! arbiter) per replica this broker hosts, leader or follower, each under an actix
+//! `Supervisor` so that a failed actor is restarted and rebuilds from disk; role changes
+//! go to the running actor (the log stays open). Followed partitions are handed to one
+//! `ReplicaFetcher` per source broker. After each change it publishes a new
 //! [`RoutingTable`], which the gateway's connections read without a hop per request.
 
+use crate::controller::Controller;
 use crate::log::LogActor;
 use crate::partition::messages::{Shutdown as PartitionShutdown, UpdatePartition};
-use crate::partition::{PartitionLeader, PartitionState};
+use crate::partition::{PartitionActor, PartitionEnv, PartitionState};
+use crate::replica_fetcher::{FetchedPartition, ReplicaFetcher, SetPartitions};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,7 +26,8 @@ use uuid::Uuid;
 /// Where requests for a partition go, and its offsets without asking anyone.
 #[derive(Clone)]
 pub struct PartitionRoute {
-    pub leader: Addr<PartitionLeader>,
+    /// The partition actor (named for what clients reach it for: its leader role).
+    pub leader: Addr<PartitionActor>,
     pub log: Addr<LogActor>,
     pub state: watch::Receiver<PartitionState>,
 }
@@ -30,7 +35,7 @@ pub struct PartitionRoute {
 pub struct TopicRoute {
     pub topic_id: Uuid,
     pub config: Arc<TopicConfig>,
-    /// Indexed by partition id; `None` for partitions this broker does not lead.
+    /// Indexed by partition id; `None` for partitions this broker hosts no replica of.
     pub partitions: Vec<Option<PartitionRoute>>,
 }
 
@@ -78,12 +83,23 @@ struct Running {
     config: TopicConfig,
 }
 
+/// One replica fetcher: the endpoint it fetches from and what it fetches.
+struct Fetcher {
+    endpoint: String,
+    addr: Addr<ReplicaFetcher>,
+    partitions: Vec<(Uuid, i32)>,
+}
+
 pub struct BrokerSupervisor {
     config: Arc<BrokerConfig>,
     storage: ArbiterHandle,
     running: HashMap<(Uuid, i32), Running>,
     routes: watch::Sender<Arc<RoutingTable>>,
     image: Arc<MetadataImage>,
+    /// Where partitions send AlterPartition (set once the controller exists).
+    controller: Option<Addr<Controller>>,
+    /// Replica fetchers by source broker.
+    fetchers: HashMap<i32, Fetcher>,
 }
 
 impl BrokerSupervisor {
@@ -98,6 +114,78 @@ impl BrokerSupervisor {
             running: HashMap::new(),
             routes,
             image: Arc::default(),
+            controller: None,
+            fetchers: HashMap::new(),
+        }
+    }
+
+    /// Start, update or stop replica fetchers so that every partition this broker
+    /// follows is fetched from its leader, one fetcher per leader.
+    fn sync_fetchers(&mut self) {
+        let node_id = self.config.node_id;
+        let mut wanted: HashMap<i32, Vec<FetchedPartition>> = HashMap::new();
+        for ((topic_id, partition), r) in &self.running {
+            if r.image.leader == node_id || r.image.leader < 0 {
+                continue;
+            }
+            wanted
+                .entry(r.image.leader)
+                .or_default()
+                .push(FetchedPartition {
+                    topic: r.topic.clone(),
+                    topic_id: *topic_id,
+                    partition: *partition,
+                    actor: r.route.leader.clone(),
+                    state: r.route.state.clone(),
+                });
+        }
+        let endpoint = |id: i32| {
+            self.image
+                .brokers
+                .get(&id)
+                .filter(|b| !b.fenced)
+                .map(|b| format!("{}:{}", b.host, b.port))
+        };
+        // Fetchers of leaders no longer followed, or now reached elsewhere, stop.
+        let stale: Vec<i32> = self
+            .fetchers
+            .iter()
+            .filter(|(id, f)| {
+                !wanted.contains_key(id) || endpoint(**id).as_deref() != Some(&f.endpoint)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(f) = self.fetchers.remove(&id) {
+                tracing::info!(leader = id, endpoint = %f.endpoint, "stopping replica fetcher");
+                f.addr.do_send(SetPartitions(Vec::new()));
+            }
+        }
+        for (leader, mut parts) in wanted {
+            let Some(ep) = endpoint(leader) else { continue };
+            parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            let keys: Vec<(Uuid, i32)> = parts.iter().map(|p| (p.topic_id, p.partition)).collect();
+            match self.fetchers.get_mut(&leader) {
+                Some(f) if f.partitions == keys => {}
+                Some(f) => {
+                    f.partitions = keys;
+                    f.addr.do_send(SetPartitions(parts));
+                }
+                None => {
+                    tracing::info!(leader, endpoint = %ep, partitions = parts.len(), "starting replica fetcher");
+                    let (cfg, e) = (self.config.clone(), ep.clone());
+                    let addr = Supervisor::start(move |_| ReplicaFetcher::new(cfg, leader, e));
+                    addr.do_send(SetPartitions(parts));
+                    self.fetchers.insert(
+                        leader,
+                        Fetcher {
+                            endpoint: ep,
+                            addr,
+                            partitions: keys,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -148,11 +236,19 @@ impl BrokerSupervisor {
         });
         let (tx, rx) = watch::channel(PartitionState::default());
         let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
-        let node_id = self.config.node_id;
-        let check = Duration::from_millis(self.config.log_retention_check_interval_ms.max(100));
+        let env = PartitionEnv {
+            node_id: self.config.node_id,
+            retention_check: Duration::from_millis(
+                self.config.log_retention_check_interval_ms.max(100),
+            ),
+            replica_lag_time_max_ms: self.config.replica_lag_time_max_ms as i64,
+            hw_checkpoint_ms: self.config.replica_high_watermark_checkpoint_interval_ms as i64,
+            controller: self.controller.clone(),
+            routes: self.routes.subscribe(),
+        };
         let partition = p.partition;
         let leader = Supervisor::start(move |_| {
-            PartitionLeader::new(t, partition, node_id, image, cfg, log2, check, tx)
+            PartitionActor::new(t, topic_id, partition, env, image, cfg, log2, tx)
         });
         self.running.insert(
             (topic_id, p.partition),
@@ -224,7 +320,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
     fn handle(&mut self, msg: ApplyMetadata, _ctx: &mut Context<Self>) -> Self::Result {
         let image = msg.image;
         let node_id = self.config.node_id;
-        // Partitions to stop: gone from the image, or no longer led here.
+        // Partitions to stop: gone from the image, or no longer hosted here.
         let stop: Vec<(Uuid, i32)> = self
             .running
             .keys()
@@ -232,7 +328,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                 image
                     .topic_by_id(id)
                     .and_then(|t| t.partitions.get(p))
-                    .map(|pi| pi.leader != node_id)
+                    .map(|pi| !pi.replicas.contains(&node_id))
                     .unwrap_or(true)
             })
             .copied()
@@ -258,7 +354,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                         act.config.topic_defaults.clone()
                     }
                 };
-                for p in t.partitions.values().filter(|p| p.leader == node_id) {
+                for p in t.partitions.values().filter(|p| p.replicas.contains(&node_id)) {
                     match act.running.get_mut(&(t.topic_id, p.partition)) {
                         None => act.start_partition(&t.name, t.topic_id, p, config.clone()),
                         Some(r) if r.image != *p || r.config != config => {
@@ -272,7 +368,20 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
             }
             act.image = image;
             act.publish_routes();
+            act.sync_fetchers();
         })))
+    }
+}
+
+/// The controller exists: partitions send their ISR changes there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetController(pub Addr<Controller>);
+
+impl Handler<SetController> for BrokerSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: SetController, _ctx: &mut Context<Self>) {
+        self.controller = Some(msg.0);
     }
 }
 
@@ -284,6 +393,9 @@ pub struct StopAll;
 impl Handler<StopAll> for BrokerSupervisor {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: StopAll, _ctx: &mut Context<Self>) -> Self::Result {
+        for (_, f) in self.fetchers.drain() {
+            f.addr.do_send(SetPartitions(Vec::new()));
+        }
         let shutdowns: Vec<_> = self
             .running
             .drain()

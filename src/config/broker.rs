@@ -90,6 +90,7 @@ pub struct BrokerConfig {
     pub replica_fetch_wait_max_ms: i32,
     pub replica_fetch_response_max_bytes: i32,
     pub replica_fetch_backoff_ms: u64,
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     pub producer_id_expiration_ms: u64,
     pub transactional_id_expiration_ms: u64,
     pub transaction_max_timeout_ms: u64,

@@ -302,6 +302,8 @@ impl Values {
             replica_fetch_wait_max_ms: self.num("replica.fetch.wait.max.ms")?,
             replica_fetch_response_max_bytes: self.num("replica.fetch.response.max.bytes")?,
             replica_fetch_backoff_ms: self.num("replica.fetch.backoff.ms")?,
+            replica_high_watermark_checkpoint_interval_ms: self
+                .num("replica.high.watermark.checkpoint.interval.ms")?,
             producer_id_expiration_ms: self.num("producer.id.expiration.ms")?,
             transactional_id_expiration_ms: self.num("transactional.id.expiration.ms")?,
             transaction_max_timeout_ms: self.num("transaction.max.timeout.ms")?,

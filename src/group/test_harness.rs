@@ -28,6 +28,7 @@ pub(super) fn config() -> GroupConfig {
         max_size: 10,
         offsets_retention_ms: 60_000,
         max_metadata_bytes: 16,
+        commit_timeout_ms: 5000,
     }
 }
 

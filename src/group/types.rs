@@ -51,6 +51,8 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// offset.metadata.max.bytes (Kafka's default, 4096)
     pub max_metadata_bytes: usize,
+    /// offsets.commit.timeout.ms: how long a commit waits for replication.
+    pub commit_timeout_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -62,6 +64,7 @@ impl Default for GroupConfig {
             max_size: i32::MAX as usize,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             max_metadata_bytes: 4096,
+            commit_timeout_ms: 5000,
         }
     }
 }

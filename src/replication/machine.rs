@@ -135,6 +135,30 @@ impl PartitionMachine {
     pub fn role(&self) -> Role {
         self.role
     }
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+    pub fn partition_epoch(&self) -> i32 {
+        self.partition_epoch
+    }
+    /// Produces waiting for replication.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+    /// A topic config changed (`min.insync.replicas`) or the broker's lag setting.
+    pub fn set_config(&mut self, config: ReplicationConfig) {
+        self.config = config;
+    }
+    /// Give up on every waiting produce (the partition stops or restarts).
+    pub fn fail_waiting(&mut self, code: i16) -> Vec<Output> {
+        std::mem::take(&mut self.waiting)
+            .into_keys()
+            .map(|id| Output::Complete(id, code))
+            .collect()
+    }
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
     }

@@ -141,6 +141,46 @@ impl Log {
         Ok(())
     }
 
+    /// A follower whose fetch offset fell below its leader's log start (retention or
+    /// DeleteRecords at the leader): drop every segment and restart the log empty at
+    /// `offset` (Kafka's `truncateFullyAndStartAt`), epochs and checkpoints included.
+    pub fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        for seg in self.segments.drain(..) {
+            seg.delete()?;
+        }
+        self.segments
+            .push(LogSegment::create(&self.dir, offset, &self.config, now_ms)?);
+        self.epochs.truncate_from_end(0)?;
+        self.log_start_offset = offset;
+        write_offset(&self.dir.join(LOG_START_OFFSET_FILE), offset)?;
+        self.recovery_point = offset;
+        write_offset(&self.dir.join(RECOVERY_POINT_FILE), offset)?;
+        tracing::info!(dir = %self.dir.display(), offset, "log restarted empty at the leader's log start");
+        Ok(())
+    }
+
+    /// A new leader records where its epoch begins (its log end offset) before it
+    /// appends anything, so OffsetForLeaderEpoch answers its followers at once.
+    pub fn begin_leader_epoch(&mut self, epoch: i32) -> Result<(), StorageError> {
+        let end = self.log_end_offset();
+        if self.epochs.latest_epoch().is_some_and(|e| e >= epoch) {
+            return Ok(());
+        }
+        self.epochs.assign(epoch, end)?;
+        self.epochs.flush()
+    }
+
     /// ListOffsets by timestamp: the first record (by offset) whose timestamp is
     /// `>= timestamp`, as `(offset, timestamp)`. The batch's records are decoded
     /// (decompressed if need be) to find the exact one; a compressed batch whose records

@@ -257,12 +257,12 @@ def test_network_partition_isolating_the_controller(request):
 
 def test_elect_leaders_preferred_and_unclean(cluster):
     """ElectLeaders, sent to a broker that is not the controller. PREFERRED: a
-    restarted broker is out of the ISR (followers do not catch up yet, issue 11), so
-    its partitions stay where they are (PREFERRED_LEADER_NOT_AVAILABLE), and a
-    partition led by its preferred replica needs no election. UNCLEAN: a partition
+    partition led by its preferred replica needs no election, and one whose preferred
+    replica is down is not moved (PREFERRED_LEADER_NOT_AVAILABLE). UNCLEAN: a partition
     whose only in-sync replica is down stays offline (unclean election is off) until
-    ElectLeaders UNCLEAN makes the live out-of-sync replica its leader."""
-    from confluent_kafka import ElectionType, TopicPartition
+    ElectLeaders UNCLEAN makes the live out-of-sync replica its leader; the old leader
+    comes back as its follower and the two logs agree again."""
+    from confluent_kafka import ElectionType, Producer, TopicPartition
 
     admin_via = lambda: cluster.admin(next(i for i in cluster.nodes if i != cluster.controller()))  # noqa: E731
     # Replicas [a, b] on two of the three brokers, led by a.
@@ -273,13 +273,17 @@ def test_elect_leaders_preferred_and_unclean(cluster):
     admin = admin_via()
     result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("unc", 0)]).result(timeout=20)
     assert "ELECTION_NOT_NEEDED" in str(list(result.values())[0]), result
-    # b leaves the ISR (controlled shutdown) and comes back out of sync.
+    # b leaves the ISR (controlled shutdown); a takes writes b never sees.
     cluster.nodes[b].stop()
-    cluster.restart(b)
-    cluster.wait_brokers(set(cluster.nodes), 20)
-    assert partitions(cluster, third, "unc")[0].isrs == [a]
-    # a goes down: the only in-sync replica; the partition is offline, not unclean.
+    wait_for(lambda: partitions(cluster, third, "unc")[0].isrs == [a], 10, "ISR shrinks to [a]")
+    prod = Producer({"bootstrap.servers": cluster.nodes[a].bootstrap, "acks": "1"})
+    for i in range(5):
+        prod.produce("unc", value=f"only-on-{a}-{i}".encode(), partition=0)
+    assert prod.flush(20) == 0
+    # a goes down: the only in-sync replica; b comes back: the partition is offline,
+    # not unclean.
     cluster.nodes[a].stop()
+    cluster.restart(b)
     cluster.wait_brokers({b, third}, 20, via=third)
     p = partitions(cluster, third, "unc")[0]
     assert (p.leader, p.isrs) == (-1, [a]), (p.leader, p.isrs)
@@ -290,5 +294,15 @@ def test_elect_leaders_preferred_and_unclean(cluster):
     assert all(err is None for err in result.values()), result
     p = partitions(cluster, third, "unc")[0]
     assert (p.leader, p.isrs) == (b, [b]), (p.leader, p.isrs)
+    # The old leader returns as a follower: it cuts the records only it had and
+    # rejoins the ISR.
     cluster.restart(a)
     cluster.wait_brokers(set(cluster.nodes), 20)
+    wait_for(lambda: sorted(partitions(cluster, third, "unc")[0].isrs) == sorted([a, b]), 20, "a rejoins the ISR")
+    seg = "unc-0/00000000000000000000.log"
+    wait_for(
+        lambda: (cluster.nodes[a].log_dir / seg).read_bytes() == (cluster.nodes[b].log_dir / seg).read_bytes(),
+        10,
+        "the two replicas' logs agree",
+    )
+    assert (cluster.nodes[a].log_dir / seg).stat().st_size == 0, "a kept records the new leader lacks"

@@ -140,6 +140,7 @@ impl GroupCoordinator {
         let fut = self.route.leader.send(Produce {
             records: batch,
             acks: -1,
+            timeout_ms: self.config.commit_timeout_ms,
         });
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if act.incarnation != incarnation {

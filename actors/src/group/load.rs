@@ -38,12 +38,14 @@ pub async fn load_partition(
     config: GroupConfig,
 ) -> Result<(GroupCoordinatorState, LoadStats), LoadError> {
     let mut watch = route.state.clone();
-    let online = tokio::time::timeout(ONLINE_WAIT, watch.wait_for(|s| s.online))
+    let online = tokio::time::timeout(ONLINE_WAIT, watch.wait_for(|s| s.online && s.is_leader))
         .await
         .map_err(|_| LoadError::Offline(ONLINE_WAIT))?
         .map(|s| *s)
         .map_err(|_| LoadError::Offline(ONLINE_WAIT))?;
-    let (start, end) = (online.log_start_offset, online.high_watermark);
+    // A new leader's whole log is its history: what it has beyond the high watermark
+    // is committed as soon as its followers catch up, never truncated.
+    let (start, end) = (online.log_start_offset, online.log_end_offset);
     let now = crate::now_ms();
     let mut state = GroupCoordinatorState::new(config);
     let mut stats = LoadStats {

@@ -5,7 +5,7 @@
 
 use super::coordinator::GroupCoordinator;
 use super::messages::{Crash, Shutdown};
-use crate::partition::PartitionLeader;
+use crate::partition::PartitionActor;
 use crate::supervisor::RoutingTable;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -24,9 +24,11 @@ pub struct CoordinatorTable {
 }
 
 struct Running {
-    /// The partition leader the coordinator appends through: a new one (the partition
-    /// was stopped and started again) needs a new coordinator.
-    leader: Addr<PartitionLeader>,
+    /// The partition the coordinator appends through, and the leader epoch it loaded
+    /// in: a new partition actor, or leadership lost and won back, needs a new
+    /// coordinator (it reloads what happened in between).
+    leader: Addr<PartitionActor>,
+    epoch: i32,
     coordinator: Addr<GroupCoordinator>,
 }
 
@@ -54,19 +56,33 @@ impl GroupManager {
     fn sync_with_routes(&mut self) {
         let routes = self.routes.borrow().clone();
         let topic = routes.topics.get(OFFSETS_TOPIC);
+        // Coordinators run where the committed metadata makes this broker the leader.
+        let node_id = self.config.node_id;
+        let images = routes.image.topics.get(OFFSETS_TOPIC);
         let led: HashMap<i32, _> = topic
             .map(|t| {
                 t.partitions
                     .iter()
                     .enumerate()
-                    .filter_map(|(p, r)| r.as_ref().map(|r| (p as i32, r.clone())))
+                    .filter_map(|(p, r)| {
+                        let image = images.and_then(|i| i.partitions.get(&(p as i32)))?;
+                        (image.leader == node_id)
+                            .then(|| {
+                                r.as_ref()
+                                    .map(|r| (p as i32, (r.clone(), image.leader_epoch)))
+                            })
+                            .flatten()
+                    })
                     .collect()
             })
             .unwrap_or_default();
         let gone: Vec<i32> = self
             .running
             .iter()
-            .filter(|(p, r)| led.get(p).is_none_or(|route| route.leader != r.leader))
+            .filter(|(p, r)| {
+                led.get(p)
+                    .is_none_or(|(route, epoch)| route.leader != r.leader || *epoch != r.epoch)
+            })
             .map(|(p, _)| *p)
             .collect();
         for p in gone {
@@ -77,7 +93,7 @@ impl GroupManager {
         let group_config = super::group_config(&self.config);
         let retention_check =
             Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(100));
-        for (p, route) in led {
+        for (p, (route, epoch)) in led {
             if self.running.contains_key(&p) {
                 continue;
             }
@@ -88,6 +104,7 @@ impl GroupManager {
                 p,
                 Running {
                     leader: route.leader,
+                    epoch,
                     coordinator,
                 },
             );

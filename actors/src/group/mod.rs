@@ -41,6 +41,7 @@ pub fn group_config(c: &BrokerConfig) -> GroupConfig {
         max_size: c.group_max_size,
         offsets_retention_ms: c.offsets_retention_ms.min(i64::MAX as u64) as i64,
         max_metadata_bytes: c.offset_metadata_max_bytes,
+        commit_timeout_ms: c.offsets_commit_timeout_ms as i64,
     }
 }
 

@@ -9,9 +9,12 @@
 use crate::broker::BrokerContext;
 use crate::errors::*;
 use crate::log::messages::Read;
+use crate::partition::messages::ReplicaFetch;
 use crate::supervisor::RoutingTable;
 use futures_util::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +65,8 @@ struct Round {
 }
 
 async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>) -> Round {
-    let is_replica = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    let replica_id = req.replica_id.0.max(req.replica_state.replica_id.0);
+    let is_replica = replica_id >= 0;
     let mut budget = if req.max_bytes > 0 {
         req.max_bytes as u64
     } else {
@@ -99,7 +103,23 @@ async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>
                 (Some(n), None) => routes.unrouted_code(n, p.partition),
                 (Some(_), Some(route)) => {
                     let mut rx = route.state.clone();
-                    let state = *rx.borrow_and_update();
+                    let mut state = *rx.borrow_and_update();
+                    // A follower's fetch: its fetch offset is its progress at the
+                    // leader, unless its log diverged (then it learns where to cut).
+                    let mut replica_check = None;
+                    if is_replica {
+                        let asked = ReplicaFetch {
+                            replica_id,
+                            fetch_offset: p.fetch_offset,
+                            current_leader_epoch: p.current_leader_epoch,
+                            last_fetched_epoch: p.last_fetched_epoch,
+                        };
+                        replica_check = Some(match route.leader.send(asked).await {
+                            Ok(r) => r,
+                            Err(_) => Err(NOT_LEADER_OR_FOLLOWER),
+                        });
+                        state = *rx.borrow_and_update();
+                    }
                     round.watchers.push(rx);
                     let max_offset = if is_replica {
                         state.log_end_offset
@@ -110,7 +130,20 @@ async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>
                         .with_high_watermark(state.high_watermark)
                         .with_last_stable_offset(state.high_watermark)
                         .with_log_start_offset(state.log_start_offset);
-                    if let Some(code) = state.check_leader_epoch(p.current_leader_epoch) {
+                    if let Some(check) = replica_check.filter(|c| !matches!(c, Ok(None))) {
+                        match check {
+                            Ok(Some((epoch, end_offset))) => {
+                                data.diverging_epoch = EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end_offset);
+                                // Answer now: the follower must truncate first.
+                                round.any_error = true;
+                                NONE
+                            }
+                            Err(code) => code,
+                            Ok(None) => NONE,
+                        }
+                    } else if let Some(code) = state.check_leader_epoch(p.current_leader_epoch) {
                         code
                     } else if p.fetch_offset == max_offset && p.fetch_offset <= state.log_end_offset
                     {

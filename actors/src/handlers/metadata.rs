@@ -94,8 +94,10 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
             .partitions
             .values()
             .map(|p| {
+                // A leader hosted here that cannot serve (its log is offline).
                 let online = routes
                     .partition(&t.name, p.partition)
+                    .filter(|_| p.leader == ctx.config.node_id)
                     .map(|r| r.state.borrow().online);
                 let code = match online {
                     _ if p.leader == NO_LEADER => LEADER_NOT_AVAILABLE,

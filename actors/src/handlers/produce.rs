@@ -47,7 +47,11 @@ pub async fn handle(
                         Some("no record batches".into()),
                     ));
                 };
-                let append = route.leader.send(Produce { records, acks });
+                let append = route.leader.send(Produce {
+                    records,
+                    acks,
+                    timeout_ms: timeout.as_millis() as i64,
+                });
                 match tokio::time::timeout(timeout.max(Duration::from_millis(1)), append).await {
                     Ok(Ok(r)) => r,
                     Ok(Err(_)) => Err(PartitionError::new(NOT_LEADER_OR_FOLLOWER, None)),

@@ -9,7 +9,7 @@
 //! too, since a step is one message among the others. The segments the pass planned on
 //! are checked at each step, so retention or truncation in between only abandons it.
 
-use super::messages::{Clean, SetCleanBound};
+use super::messages::{Clean, SetHighWatermark};
 use super::LogActor;
 use actix::prelude::*;
 use std::time::Duration;
@@ -63,12 +63,10 @@ pub(super) struct CleanerState {
     pub settings: CleanerSettings,
     /// The pass in progress, if any.
     pass: Option<CleanPass>,
-    /// Exclusive bound on the offsets a pass may touch (`SetCleanBound`). Nothing sends
-    /// it yet, which is right on a single node: the high watermark equals the log end
-    /// offset after each append, so every closed segment is committed. Once partitions
-    /// replicate, the partition leader must send its high watermark each time it moves,
-    /// or a pass could compact records a follower truncation would take back.
-    bound: i64,
+    /// Exclusive bound on the offsets a pass may touch: the high watermark, which the
+    /// partition actor sends each time it moves (`SetHighWatermark`), so a pass never
+    /// compacts records a follower truncation could take back.
+    pub bound: i64,
     /// The last finished pass, for logs and tests.
     pub last: Option<CleanerStats>,
 }
@@ -178,9 +176,13 @@ impl Handler<Clean> for LogActor {
     }
 }
 
-impl Handler<SetCleanBound> for LogActor {
+impl Handler<SetHighWatermark> for LogActor {
     type Result = ();
-    fn handle(&mut self, msg: SetCleanBound, _ctx: &mut Context<Self>) {
-        self.cleaner.bound = msg.0;
+    fn handle(&mut self, msg: SetHighWatermark, _ctx: &mut Context<Self>) {
+        self.cleaner.bound = msg.high_watermark;
+        self.hw.value = Some(msg.high_watermark);
+        if crate::now_ms() - self.hw.written_at_ms >= msg.checkpoint_ms {
+            self.checkpoint_high_watermark();
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct LogOffsets {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub latest_epoch: Option<i32>,
+    /// The high watermark last checkpointed (`replication-offset-checkpoint`), if any.
+    pub high_watermark: Option<i64>,
 }
 
 #[derive(Message)]
@@ -108,8 +110,37 @@ pub struct Clean {
     pub force: bool,
 }
 
-/// The exclusive bound on offsets the cleaner may touch (the high watermark): a
-/// replicated partition must not compact what could still be truncated.
+/// The partition's high watermark moved: the cleaner may not touch offsets at or above
+/// it (a replicated partition must not compact what could still be truncated), and it
+/// is checkpointed (`replication-offset-checkpoint`) at most every `checkpoint_ms` and
+/// at flush and close, so a restarted replica starts from it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetCleanBound(pub i64);
+pub struct SetHighWatermark {
+    pub high_watermark: i64,
+    pub checkpoint_ms: i64,
+}
+
+/// Append batches fetched from the leader as they are (offsets, epochs, producer ids
+/// kept); producer state and the epoch cache follow, so idempotence survives a failover.
+#[derive(Message)]
+#[rtype(result = "Result<troupe::storage::AppendInfo, StorageError>")]
+pub struct AppendReplica {
+    pub records: Bytes,
+    pub now_ms: i64,
+}
+
+/// This replica became leader in `epoch`: record where the epoch starts.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct BeginLeaderEpoch {
+    pub epoch: i32,
+}
+
+/// A follower whose fetch offset is below its leader's log start: empty the log and
+/// restart it at `offset`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct TruncateFullyAndStartAt {
+    pub offset: i64,
+}

@@ -47,7 +47,20 @@ pub struct LogActor {
     producer_expiration_ms: i64,
     /// The log cleaner of compacted topics (`cleaner.rs`).
     cleaner: cleaner::CleanerState,
+    /// The partition's high watermark and its checkpoint file.
+    hw: HighWatermarkCheckpoint,
 }
+
+/// The high watermark as the partition actor last sent it, and what is on disk.
+#[derive(Default)]
+struct HighWatermarkCheckpoint {
+    value: Option<i64>,
+    written: Option<i64>,
+    written_at_ms: i64,
+}
+
+/// Per partition directory, like `recovery-point` (see `troupe::storage::checkpoint`).
+pub const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 
 impl LogActor {
     pub fn new(dir: PathBuf, config: LogConfig) -> Self {
@@ -61,6 +74,25 @@ impl LogActor {
             producers: Default::default(),
             producer_expiration_ms: 86_400_000,
             cleaner: Default::default(),
+            hw: Default::default(),
+        }
+    }
+
+    /// Write the high watermark if it changed since the last write (failures are
+    /// logged: a replica restarting from an older one only waits longer for its leader).
+    fn checkpoint_high_watermark(&mut self) {
+        let Some(v) = self.hw.value else { return };
+        if self.hw.written == Some(v) || self.closed && self.log.is_none() {
+            return;
+        }
+        let path = self.dir.join(HIGH_WATERMARK_FILE);
+        match troupe::storage::checkpoint::write_offset(&path, v) {
+            Ok(()) => {
+                self.hw.written = Some(v);
+                self.hw.written_at_ms = crate::now_ms();
+            }
+            Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e,
+                "cannot checkpoint the high watermark"),
         }
     }
 
@@ -81,6 +113,19 @@ impl LogActor {
                         failed_attempts = self.open_failures, "log opened after failures");
                 }
                 self.producers = state;
+                let hw = troupe::storage::checkpoint::read_offset(&self.dir.join(HIGH_WATERMARK_FILE))
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(dir = %self.dir.display(), error = %e, "ignoring the high watermark checkpoint");
+                        None
+                    })
+                    .map(|v| v.min(log.log_end_offset()));
+                if self.hw.value.is_none() {
+                    self.hw.value = hw;
+                    self.hw.written = hw;
+                }
+                if let Some(v) = hw {
+                    self.cleaner.bound = self.cleaner.bound.min(v.max(0));
+                }
                 self.log = Some(log);
                 self.open_failures = 0;
                 self.open_error = None;
@@ -140,6 +185,7 @@ impl Actor for LogActor {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.snapshot_producers();
+        self.checkpoint_high_watermark();
         if let Some(log) = self.log.take() {
             if let Err(e) = log.close() {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "log close failed");
@@ -187,6 +233,7 @@ impl Handler<GetOffsets> for LogActor {
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
             latest_epoch: log.latest_epoch(),
+            high_watermark: self.hw.value,
         })
     }
 }
@@ -261,6 +308,7 @@ impl Handler<Flush> for LogActor {
         let r = self.log().and_then(|log| log.flush());
         if r.is_ok() {
             self.snapshot_producers();
+            self.checkpoint_high_watermark();
         }
         self.check(r, ctx)
     }
@@ -271,6 +319,9 @@ impl Handler<Close> for LogActor {
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> Self::Result {
         // The actor stays alive but offline: it stops by itself once its owner drops the
         // last address. Stopping here would make the supervisor restart it at once.
+        if !msg.delete {
+            self.checkpoint_high_watermark();
+        }
         self.closed = true;
         let _ = ctx;
         let Some(log) = self.log.take() else {
@@ -307,6 +358,36 @@ impl Handler<TruncateTo> for LogActor {
     fn handle(&mut self, msg: TruncateTo, ctx: &mut Context<Self>) -> Self::Result {
         let r = self.log().and_then(|log| {
             log.truncate_to(msg.offset)?;
+            producers::load(log)
+        });
+        let r = r.map(|state| {
+            self.producers = state;
+        });
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<AppendReplica> for LogActor {
+    type Result = Result<troupe::storage::AppendInfo, StorageError>;
+    fn handle(&mut self, msg: AppendReplica, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.append_replica(&msg);
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<BeginLeaderEpoch> for LogActor {
+    type Result = Result<(), StorageError>;
+    fn handle(&mut self, msg: BeginLeaderEpoch, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.log().and_then(|log| log.begin_leader_epoch(msg.epoch));
+        self.check(r, ctx)
+    }
+}
+
+impl Handler<TruncateFullyAndStartAt> for LogActor {
+    type Result = Result<(), StorageError>;
+    fn handle(&mut self, msg: TruncateFullyAndStartAt, ctx: &mut Context<Self>) -> Self::Result {
+        let r = self.log().and_then(|log| {
+            log.truncate_fully_and_start_at(msg.offset, crate::now_ms())?;
             producers::load(log)
         });
         let r = r.map(|state| {

@@ -114,6 +114,28 @@ impl LogActor {
         Ok(info)
     }
 
+    /// A follower's append: the leader's batches as they are. Every batch with a
+    /// producer id updates the producer state (no duplicate check: the leader did it),
+    /// so a follower that becomes leader keeps deduplicating retries.
+    pub(super) fn append_replica(
+        &mut self,
+        msg: &super::messages::AppendReplica,
+    ) -> Result<AppendInfo, StorageError> {
+        let log = self.log()?;
+        let segments_before = log.segment_count();
+        let info = log.append_as_follower(&msg.records, msg.now_ms)?;
+        let rolled = log.segment_count() > segments_before;
+        for h in info.batches.iter().filter(|h| h.producer_id >= 0) {
+            self.producers.record(h, msg.now_ms);
+        }
+        if rolled {
+            if let Some(log) = self.log.as_ref() {
+                write_snapshot(log, &self.producers);
+            }
+        }
+        Ok(info)
+    }
+
     pub(super) fn snapshot_producers(&mut self) {
         if let Some(log) = self.log.as_ref() {
             write_snapshot(log, &self.producers);

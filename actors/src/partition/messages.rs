@@ -1,4 +1,5 @@
-//! Messages the `PartitionLeader` actor answers.
+//! Messages the `PartitionActor` answers: produce and DeleteRecords as leader, replica
+//! fetches from followers (leader side), and what the replica fetcher hands a follower.
 
 use actix::Message;
 use bytes::Bytes;
@@ -37,6 +38,8 @@ pub struct Produce {
     pub records: Bytes,
     /// 0, 1 or -1 (all). acks=0 still goes through here; the connection just does not answer.
     pub acks: i16,
+    /// How long an acks=all produce may wait for replication (the request's timeout).
+    pub timeout_ms: i64,
 }
 
 /// DeleteRecords for this partition; returns the new low watermark (log start offset).
@@ -62,7 +65,47 @@ pub struct Shutdown {
     pub delete: bool,
 }
 
-/// Test hook: crash this partition's leader and log actors (fault isolation tests).
+/// Test hook: crash this partition's actors (fault isolation tests).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Crash;
+
+/// Leader side: a follower's Fetch for this partition. Answers the diverging epoch
+/// `(epoch, end offset)` when the follower's log has left the leader's (it then gets
+/// no records and its offset is not counted), or the error to answer the fetch with.
+#[derive(Message)]
+#[rtype(result = "Result<Option<(i32, i64)>, i16>")]
+pub struct ReplicaFetch {
+    pub replica_id: i32,
+    pub fetch_offset: i64,
+    pub current_leader_epoch: i32,
+    pub last_fetched_epoch: i32,
+}
+
+/// Follower side: what one Fetch answer from `leader_epoch`'s leader said about this
+/// partition. Ignored unless this replica still follows in that epoch.
+#[derive(Message)]
+#[rtype(result = "Result<(), i16>")]
+pub struct FromLeader {
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+    pub answer: LeaderAnswer,
+}
+
+pub enum LeaderAnswer {
+    /// Records (possibly none) with the leader's high watermark and log start offset.
+    Records {
+        records: Bytes,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+    /// The follower's log diverged: truncate with Kafka's rule. `epoch` -1: the leader
+    /// knows no end for the follower's epoch.
+    Diverging { epoch: i32, end_offset: i64 },
+    /// OFFSET_OUT_OF_RANGE: the fetch offset is below the leader's log start (restart
+    /// the log there) or beyond its end (cut back to the leader's high watermark).
+    OutOfRange {
+        log_start_offset: i64,
+        high_watermark: i64,
+    },
+}

@@ -1,43 +1,57 @@
-//! The `PartitionLeader` actor: one per partition this broker leads.
+//! The `PartitionActor`: one per replica this broker hosts, leader or follower.
 //!
-//! It owns what a leader decides: the leader epoch stamped on appended batches, the
-//! replica set (ISR, log end offsets, high watermark; [`troupe::replication`]), acks
-//! handling and `min.insync.replicas`, the retention timer. Records go to its `Log` actor;
-//! reads go straight from connections to the `Log` actor, bounded by the high watermark
-//! that this actor publishes in a `watch` channel (no hop through the leader per fetch).
+//! The rules live in the sans-IO [`PartitionMachine`] (role and leader epoch, ISR and
+//! follower progress, high watermark, acks=all purgatory, AlterPartition proposals);
+//! this actor feeds it what happens (metadata, local appends, follower fetches, the
+//! clock) and carries out what it decides: answer waiting produces, send AlterPartition
+//! to the controller, checkpoint the high watermark. Its `Log` actor stays across role
+//! changes. Reads go straight from connections to the `Log` actor, bounded by the high
+//! watermark this actor publishes in a `watch` channel (no hop through it per fetch).
 
 pub mod messages;
 
+use crate::controller::{Controller, Submit};
 use crate::errors::{FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH};
 use crate::log::messages as logm;
 use crate::log::LogActor;
+use crate::supervisor::RoutingTable;
 use actix::prelude::*;
 use bytes::BytesMut;
 use messages::*;
-use std::collections::VecDeque;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use troupe::config::{TimestampType, TopicConfig};
+use troupe::controller::{AlterPartition, ControllerRequest as Q, ControllerResponse as A};
 use troupe::metadata::PartitionImage;
-use troupe::replication::ReplicaSet;
+use troupe::replication::machine::{codes, Output, ProduceId};
+use troupe::replication::{truncation_offset, PartitionMachine, ReplicationConfig};
 use troupe::storage::batch::set_log_append_time;
 use troupe::storage::validate_batches;
+use uuid::Uuid;
 
 /// What readers need without asking the actor: published after every change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PartitionState {
+    /// The log is open and the replica knows its offsets.
     pub online: bool,
+    /// This replica leads the partition (consumers and producers are served only then).
+    pub is_leader: bool,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub leader_epoch: i32,
+    /// The epoch of the last batch in the local log (-1: none): a follower's
+    /// `last_fetched_epoch`.
+    pub latest_epoch: i32,
 }
 
 impl PartitionState {
-    /// Kafka's check of a request's `current_leader_epoch` (-1: not given) against this
-    /// leader (KIP-320): the error code to answer with, if any.
+    /// Kafka's check of a client request's `current_leader_epoch` (-1: not given)
+    /// against this leader (KIP-320): the error code to answer with, if any.
     pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Option<i16> {
-        if !self.online {
+        if !self.online || !self.is_leader {
             Some(NOT_LEADER_OR_FOLLOWER)
         } else if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
             Some(FENCED_LEADER_EPOCH)
@@ -49,20 +63,37 @@ impl PartitionState {
     }
 }
 
-pub struct PartitionLeader {
+/// What a partition needs of the broker around it.
+#[derive(Clone)]
+pub struct PartitionEnv {
+    pub node_id: i32,
+    pub retention_check: Duration,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.high.watermark.checkpoint.interval.ms`.
+    pub hw_checkpoint_ms: i64,
+    /// Where AlterPartition goes (`None` in tests without a controller).
+    pub controller: Option<Addr<Controller>>,
+    /// The latest routing table: this broker's epoch for AlterPartition.
+    pub routes: watch::Receiver<Arc<RoutingTable>>,
+}
+
+pub struct PartitionActor {
     topic: String,
+    topic_id: Uuid,
     partition: i32,
-    node_id: i32,
+    env: PartitionEnv,
     image: PartitionImage,
     config: TopicConfig,
     log: Addr<LogActor>,
-    retention_check: Duration,
     /// `None` until the log has told us its offsets (and again after a restart).
-    replicas: Option<ReplicaSet>,
+    machine: Option<PartitionMachine>,
     log_start_offset: i64,
+    latest_epoch: i32,
     state: watch::Sender<PartitionState>,
     /// acks=all produces waiting for the high watermark to pass their last offset.
-    waiting: VecDeque<(i64, oneshot::Sender<()>)>,
+    waiting: HashMap<ProduceId, oneshot::Sender<i16>>,
+    next_produce: ProduceId,
     shut_down: bool,
     /// Failed attempts to load the log's offsets in a row: the retry delay doubles
     /// with each one (see [`load_retry_delay`]), so a broker whose logs cannot open
@@ -77,58 +108,74 @@ fn load_retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(6)).min(MAX)
 }
 
+/// How often the ISR rules and purgatory deadlines are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// After a refused AlterPartition, wait this long before proposing again.
+const ALTER_RETRY: Duration = Duration::from_millis(500);
+
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const NOT_ENOUGH_REPLICAS: i16 = 19;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
-impl PartitionLeader {
+impl PartitionActor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         topic: String,
+        topic_id: Uuid,
         partition: i32,
-        node_id: i32,
+        env: PartitionEnv,
         image: PartitionImage,
         config: TopicConfig,
         log: Addr<LogActor>,
-        retention_check: Duration,
         state: watch::Sender<PartitionState>,
     ) -> Self {
-        PartitionLeader {
+        PartitionActor {
             topic,
+            topic_id,
             partition,
-            node_id,
+            env,
             image,
             config,
             log,
-            retention_check,
-            replicas: None,
+            machine: None,
             log_start_offset: 0,
+            latest_epoch: -1,
             state,
-            waiting: VecDeque::new(),
+            waiting: HashMap::new(),
+            next_produce: 0,
             shut_down: false,
             load_failures: 0,
         }
     }
 
+    fn replication_config(&self) -> ReplicationConfig {
+        ReplicationConfig {
+            replica_lag_time_max_ms: self.env.replica_lag_time_max_ms,
+            min_insync_replicas: self.config.min_insync_replicas,
+        }
+    }
+
     fn publish(&self) {
-        let s = match &self.replicas {
-            Some(r) => PartitionState {
+        let s = match &self.machine {
+            Some(m) => PartitionState {
                 online: true,
-                high_watermark: r.high_watermark(),
+                is_leader: m.is_leader(),
+                high_watermark: m.high_watermark(),
                 log_start_offset: self.log_start_offset,
-                log_end_offset: r.local_log_end_offset(),
-                leader_epoch: self.image.leader_epoch,
+                log_end_offset: m.log_end_offset(),
+                leader_epoch: m.leader_epoch(),
+                latest_epoch: self.latest_epoch,
             },
             None => PartitionState {
                 online: false,
+                is_leader: false,
                 ..*self.state.borrow()
             },
         };
         self.state.send_replace(s);
     }
 
-    /// Ask the log for its offsets and (re)build the replica set from them.
+    /// Ask the log for its offsets and (re)build the state machine from them.
     fn load(&mut self, ctx: &mut Context<Self>) {
         let fut = self
             .log
@@ -142,16 +189,16 @@ impl PartitionLeader {
                         act.load_failures = 0;
                     }
                     act.log_start_offset = o.log_start_offset;
-                    act.replicas = Some(ReplicaSet::new(
-                        act.node_id,
-                        act.image.leader_epoch,
-                        act.image.replicas.clone(),
-                        act.image.isr.clone(),
+                    act.latest_epoch = o.latest_epoch.unwrap_or(-1);
+                    let hw = o.high_watermark.unwrap_or(0);
+                    act.machine = Some(PartitionMachine::new(
+                        act.env.node_id,
+                        act.replication_config(),
                         o.log_end_offset,
-                        // Single replica: everything in the local log is committed.
-                        o.log_end_offset,
-                        crate::now_ms(),
+                        hw,
                     ));
+                    let image = act.image.clone();
+                    act.apply_image(&image, ctx);
                     act.publish();
                 }
                 Ok(Err(e)) => act.retry_load(e.to_string(), ctx),
@@ -174,19 +221,120 @@ impl PartitionLeader {
         });
     }
 
-    fn complete_waiting(&mut self) {
-        let hw = self
-            .replicas
-            .as_ref()
-            .map(|r| r.high_watermark())
-            .unwrap_or(0);
-        while let Some((last, _)) = self.waiting.front() {
-            if *last >= hw {
-                break;
-            }
-            let (_, tx) = self.waiting.pop_front().expect("front exists");
-            let _ = tx.send(());
+    /// Feed the machine a (newer) image of this partition; a replica that becomes
+    /// leader records the start of its epoch in the log's epoch cache first.
+    fn apply_image(&mut self, image: &PartitionImage, ctx: &mut Context<Self>) {
+        let Some(m) = self.machine.as_mut() else {
+            return;
+        };
+        let (was_leader, old_epoch) = (m.is_leader(), m.leader_epoch());
+        let out = m.apply(image, crate::now_ms());
+        let (is_leader, epoch) = (m.is_leader(), m.leader_epoch());
+        if is_leader && (!was_leader || epoch != old_epoch) {
+            self.log.do_send(logm::BeginLeaderEpoch { epoch });
+            tracing::info!(topic = %self.topic, partition = self.partition, leader_epoch = epoch,
+                isr = ?image.isr, log_end_offset = m.log_end_offset(),
+                high_watermark = m.high_watermark(), "became leader");
+        } else if !is_leader && (was_leader || epoch != old_epoch) {
+            tracing::info!(topic = %self.topic, partition = self.partition, leader_epoch = epoch,
+                leader = image.leader, log_end_offset = m.log_end_offset(), "following");
         }
+        self.carry_out(out, ctx);
+    }
+
+    /// Do what the machine decided.
+    fn carry_out(&mut self, out: Vec<Output>, ctx: &mut Context<Self>) {
+        let mut publish = false;
+        for o in out {
+            match o {
+                Output::Complete(id, code) => {
+                    if let Some(tx) = self.waiting.remove(&id) {
+                        let _ = tx.send(code);
+                    }
+                }
+                Output::HighWatermark(hw) => {
+                    self.log.do_send(logm::SetHighWatermark {
+                        high_watermark: hw,
+                        checkpoint_ms: self.env.hw_checkpoint_ms,
+                    });
+                    publish = true;
+                }
+                Output::AlterIsr {
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                } => self.alter_isr(leader_epoch, partition_epoch, isr, ctx),
+            }
+        }
+        if publish {
+            self.publish();
+        }
+    }
+
+    /// Send the machine's ISR change to the controller; the committed partition comes
+    /// back as the answer (and later in the metadata too).
+    fn alter_isr(
+        &mut self,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+        ctx: &mut Context<Self>,
+    ) {
+        let node_id = self.env.node_id;
+        let broker_epoch = self
+            .env
+            .routes
+            .borrow()
+            .image
+            .brokers
+            .get(&node_id)
+            .map(|b| b.epoch);
+        let (Some(controller), Some(broker_epoch)) = (self.env.controller.clone(), broker_epoch)
+        else {
+            ctx.run_later(ALTER_RETRY, |act, _| {
+                if let Some(m) = act.machine.as_mut() {
+                    m.on_alter_isr_failed();
+                }
+            });
+            return;
+        };
+        tracing::info!(topic = %self.topic, partition = self.partition, leader_epoch,
+            partition_epoch, from = ?self.machine.as_ref().map(|m| m.isr().to_vec()), to = ?isr,
+            "proposing ISR change");
+        let req = Q::AlterPartition(AlterPartition {
+            broker_id: node_id,
+            broker_epoch,
+            topic_id: self.topic_id,
+            partition: self.partition,
+            leader_epoch,
+            partition_epoch,
+            new_isr: isr,
+        });
+        let fut = controller
+            .send(Submit {
+                request: req,
+                forwarded: false,
+            })
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok(A::AlterPartition(Ok(p))) => {
+                    if p.leader_epoch >= act.image.leader_epoch {
+                        act.image = p.clone();
+                    }
+                    act.apply_image(&p, ctx);
+                    act.publish();
+                }
+                other => {
+                    tracing::info!(topic = %act.topic, partition = act.partition,
+                        answer = ?other.as_ref().map_err(|e| e.to_string()), "ISR change refused");
+                    ctx.run_later(ALTER_RETRY, |act, _| {
+                        if let Some(m) = act.machine.as_mut() {
+                            m.on_alter_isr_failed();
+                        }
+                    });
+                }
+            });
+        ctx.spawn(fut);
     }
 
     fn refresh_offsets(&mut self, ctx: &mut Context<Self>) {
@@ -197,14 +345,36 @@ impl PartitionLeader {
             .map(|res, act, _| {
                 if let Ok(Ok(o)) = res {
                     act.log_start_offset = o.log_start_offset;
+                    act.latest_epoch = o.latest_epoch.unwrap_or(-1);
+                    if let Some(m) = act.machine.as_mut() {
+                        if o.log_end_offset < m.log_end_offset() {
+                            m.on_local_truncate(o.log_end_offset);
+                        }
+                    }
                     act.publish();
                 }
             });
         ctx.spawn(fut);
     }
+
+    fn fail_all_waiting(&mut self, code: i16) {
+        if let Some(m) = self.machine.as_mut() {
+            m.fail_waiting(code);
+        }
+        for (_, tx) in self.waiting.drain() {
+            let _ = tx.send(code);
+        }
+    }
+
+    /// Is this replica following `leader_epoch` right now?
+    fn follows(&self, leader_epoch: i32) -> bool {
+        self.machine
+            .as_ref()
+            .is_some_and(|m| !m.is_leader() && m.leader_epoch() == leader_epoch)
+    }
 }
 
-impl Actor for PartitionLeader {
+impl Actor for PartitionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -213,7 +383,21 @@ impl Actor for PartitionLeader {
             return;
         }
         self.load(ctx);
-        ctx.run_interval(self.retention_check, |act, ctx| {
+        ctx.run_interval(TICK, |act, ctx| {
+            let Some(m) = act.machine.as_mut() else {
+                return;
+            };
+            if m.replicas().len() <= 1 && m.waiting() == 0 {
+                return;
+            }
+            let out = m.tick(crate::now_ms());
+            act.carry_out(out, ctx);
+        });
+        ctx.run_interval(self.env.retention_check, |act, ctx| {
+            // Only the leader deletes by retention; followers follow its log start.
+            if !act.machine.as_ref().is_some_and(|m| m.is_leader()) {
+                return;
+            }
             let fut = act
                 .log
                 .send(logm::EnforceRetention {
@@ -232,21 +416,20 @@ impl Actor for PartitionLeader {
     }
 }
 
-impl Supervised for PartitionLeader {
+impl Supervised for PartitionActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        tracing::info!(topic = %self.topic, partition = self.partition, "partition leader restarting");
-        self.replicas = None;
-        // Producers waiting on acks=all learn of the restart by their channel closing.
-        self.waiting.clear();
+        tracing::info!(topic = %self.topic, partition = self.partition, "partition restarting");
+        self.fail_all_waiting(NOT_LEADER_OR_FOLLOWER);
+        self.machine = None;
         self.publish();
     }
 }
 
-impl Handler<Produce> for PartitionLeader {
+impl Handler<Produce> for PartitionActor {
     type Result = ResponseActFuture<Self, Result<ProduceOk, PartitionError>>;
 
     fn handle(&mut self, msg: Produce, _ctx: &mut Context<Self>) -> Self::Result {
-        let Some(replicas) = self.replicas.as_ref() else {
+        let Some(machine) = self.machine.as_ref() else {
             let code = if self.shut_down {
                 NOT_LEADER_OR_FOLLOWER
             } else {
@@ -254,14 +437,17 @@ impl Handler<Produce> for PartitionLeader {
             };
             return Box::pin(actix::fut::ready(Err(PartitionError::new(code, None))));
         };
-        if msg.acks == -1 {
-            if let Err(e) = replicas.check_min_insync(self.config.min_insync_replicas) {
-                return Box::pin(actix::fut::ready(Err(PartitionError::new(
-                    NOT_ENOUGH_REPLICAS,
-                    Some(format!("{e:?}")),
-                ))));
-            }
+        if let Err(code) = machine.check_produce(msg.acks) {
+            let message = (code == codes::NOT_ENOUGH_REPLICAS).then(|| {
+                format!(
+                    "The ISR has {} replicas, min.insync.replicas is {}",
+                    machine.isr().len(),
+                    self.config.min_insync_replicas
+                )
+            });
+            return Box::pin(actix::fut::ready(Err(PartitionError::new(code, message))));
         }
+        let leader_epoch = machine.leader_epoch();
         let now = crate::now_ms();
         // The request's buffer goes to the log as is: the log stamps base offset and
         // leader epoch on what it writes without copying or changing the records.
@@ -283,42 +469,46 @@ impl Handler<Produce> for PartitionLeader {
         }
         let append = self.log.send(logm::Append {
             records,
-            leader_epoch: self.image.leader_epoch,
+            leader_epoch,
             now_ms: now,
         });
-        let acks = msg.acks;
+        let (acks, timeout_ms) = (msg.acks, msg.timeout_ms);
         Box::pin(
             append
                 .into_actor(self)
-                .map(move |res, act, _ctx| match res {
+                .map(move |res, act, ctx| match res {
                     Ok(Ok(info)) => {
+                        act.log_start_offset = info.log_start_offset;
                         // A duplicate of an idempotent batch wrote nothing (no headers):
                         // the log end offset stays where it is.
-                        if let Some(r) = act.replicas.as_mut().filter(|_| !info.batches.is_empty())
-                        {
-                            r.on_local_append(info.last_offset + 1, now);
+                        if let Some(last) = info.batches.last() {
+                            act.latest_epoch = last.partition_leader_epoch.max(act.latest_epoch);
+                            if let Some(m) = act.machine.as_mut() {
+                                let out = m.on_local_append(info.last_offset + 1, now);
+                                act.carry_out(out, ctx);
+                            }
                         }
-                        act.log_start_offset = info.log_start_offset;
                         act.publish();
-                        act.complete_waiting();
                         let ok = ProduceOk {
                             base_offset: info.first_offset,
                             log_append_time_ms: if log_append_time { now } else { -1 },
                             log_start_offset: info.log_start_offset,
                         };
-                        let hw = act
-                            .replicas
-                            .as_ref()
-                            .map(|r| r.high_watermark())
-                            .unwrap_or(0);
-                        if acks == -1 && hw <= info.last_offset {
-                            // acks=all: answer once the high watermark passes the batch.
-                            let (tx, rx) = oneshot::channel();
-                            act.waiting.push_back((info.last_offset, tx));
-                            Ok((ok, Some(rx)))
-                        } else {
-                            Ok((ok, None))
+                        if acks != -1 {
+                            return Ok((ok, None));
                         }
+                        // acks=all: answered once the high watermark passes the batch.
+                        let Some(m) = act.machine.as_mut() else {
+                            return Err(PartitionError::new(NOT_LEADER_OR_FOLLOWER, None));
+                        };
+                        let id = act.next_produce;
+                        act.next_produce += 1;
+                        let (tx, rx) = oneshot::channel();
+                        act.waiting.insert(id, tx);
+                        let deadline = crate::now_ms() + timeout_ms.max(1);
+                        let out = m.wait_for_replication(id, info.last_offset, deadline);
+                        act.carry_out(out, ctx);
+                        Ok((ok, Some(rx)))
                     }
                     Ok(Err(e)) => Err(PartitionError::new(
                         e.kafka_error_code(),
@@ -330,10 +520,11 @@ impl Handler<Produce> for PartitionLeader {
                     actix::fut::wrap_future(async move {
                         match res {
                             Ok((ok, None)) => Ok(ok),
-                            Ok((ok, Some(rx))) => rx
-                                .await
-                                .map(|_| ok)
-                                .map_err(|_| PartitionError::new(NOT_LEADER_OR_FOLLOWER, None)),
+                            Ok((ok, Some(rx))) => match rx.await {
+                                Ok(codes::NONE) => Ok(ok),
+                                Ok(code) => Err(PartitionError::new(code, None)),
+                                Err(_) => Err(PartitionError::new(NOT_LEADER_OR_FOLLOWER, None)),
+                            },
                             Err(e) => Err(e),
                         }
                     })
@@ -342,17 +533,25 @@ impl Handler<Produce> for PartitionLeader {
     }
 }
 
-impl Handler<DeleteRecords> for PartitionLeader {
+impl Handler<DeleteRecords> for PartitionActor {
     type Result = ResponseActFuture<Self, Result<i64, PartitionError>>;
 
     fn handle(&mut self, msg: DeleteRecords, _ctx: &mut Context<Self>) -> Self::Result {
-        let Some(r) = self.replicas.as_ref() else {
-            return Box::pin(actix::fut::ready(Err(PartitionError::new(
-                KAFKA_STORAGE_ERROR,
-                None,
-            ))));
+        let hw = match self.machine.as_ref() {
+            None => {
+                return Box::pin(actix::fut::ready(Err(PartitionError::new(
+                    KAFKA_STORAGE_ERROR,
+                    None,
+                ))))
+            }
+            Some(m) if !m.is_leader() => {
+                return Box::pin(actix::fut::ready(Err(PartitionError::new(
+                    NOT_LEADER_OR_FOLLOWER,
+                    None,
+                ))))
+            }
+            Some(m) => m.high_watermark(),
         };
-        let hw = r.high_watermark();
         let offset = if msg.offset == -1 { hw } else { msg.offset };
         if offset < 0 || offset > hw {
             return Box::pin(actix::fut::ready(Err(PartitionError::new(
@@ -376,28 +575,241 @@ impl Handler<DeleteRecords> for PartitionLeader {
     }
 }
 
-impl Handler<UpdatePartition> for PartitionLeader {
+impl Handler<ReplicaFetch> for PartitionActor {
+    type Result = ResponseActFuture<Self, Result<Option<(i32, i64)>, i16>>;
+
+    fn handle(&mut self, msg: ReplicaFetch, _ctx: &mut Context<Self>) -> Self::Result {
+        let ready = |r| -> Self::Result { Box::pin(actix::fut::ready(r)) };
+        let Some(m) = self.machine.as_ref() else {
+            return ready(Err(KAFKA_STORAGE_ERROR));
+        };
+        if !m.is_leader() {
+            return ready(Err(NOT_LEADER_OR_FOLLOWER));
+        }
+        let epoch = m.leader_epoch();
+        if msg.current_leader_epoch != -1 {
+            if msg.current_leader_epoch < epoch {
+                return ready(Err(FENCED_LEADER_EPOCH));
+            }
+            if msg.current_leader_epoch > epoch {
+                return ready(Err(UNKNOWN_LEADER_EPOCH));
+            }
+        }
+        if msg.fetch_offset > m.log_end_offset() || msg.fetch_offset < self.log_start_offset {
+            return ready(Err(OFFSET_OUT_OF_RANGE));
+        }
+        // Kafka's divergence check: the follower's last fetched epoch must end, in the
+        // leader's log, at or after the fetch offset; otherwise it gets the leader's end
+        // of that epoch and truncates, and this fetch does not count as its progress.
+        let check = (msg.last_fetched_epoch >= 0).then(|| {
+            self.log.send(logm::EndOffsetForEpoch {
+                epoch: msg.last_fetched_epoch,
+            })
+        });
+        let fut = async move {
+            match check {
+                None => Ok(None),
+                Some(f) => f.await.map_err(|_| KAFKA_STORAGE_ERROR),
+            }
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            let answer = res?;
+            if msg.last_fetched_epoch >= 0 {
+                match answer {
+                    Some((e, end)) if e == msg.last_fetched_epoch && end >= msg.fetch_offset => {}
+                    Some((e, end)) => return Ok(Some((e, end))),
+                    // The leader knows no end for that epoch (newer than any of its
+                    // own: an unclean election): cut back to the high watermark.
+                    None => {
+                        let hw = act.machine.as_ref().map_or(0, |m| m.high_watermark());
+                        return Ok(Some((-1, hw)));
+                    }
+                }
+            }
+            let Some(m) = act.machine.as_mut() else {
+                return Err(KAFKA_STORAGE_ERROR);
+            };
+            let mut out = Vec::new();
+            m.on_follower_fetch(
+                msg.replica_id,
+                msg.fetch_offset,
+                msg.current_leader_epoch,
+                crate::now_ms(),
+                &mut out,
+            )?;
+            act.carry_out(out, ctx);
+            Ok(None)
+        }))
+    }
+}
+
+impl Handler<FromLeader> for PartitionActor {
+    type Result = ResponseActFuture<Self, Result<(), i16>>;
+
+    fn handle(&mut self, msg: FromLeader, _ctx: &mut Context<Self>) -> Self::Result {
+        let ready = |r| -> Self::Result { Box::pin(actix::fut::ready(r)) };
+        if !self.follows(msg.leader_epoch) {
+            return ready(Err(FENCED_LEADER_EPOCH));
+        }
+        let Some(m) = self.machine.as_ref() else {
+            return ready(Err(KAFKA_STORAGE_ERROR));
+        };
+        if m.log_end_offset() != msg.fetch_offset {
+            // An answer to a fetch from before a truncation or an earlier answer: the
+            // next fetch asks again from the current end.
+            return ready(Ok(()));
+        }
+        let (leo, hw) = (m.log_end_offset(), m.high_watermark());
+        match msg.answer {
+            LeaderAnswer::Records {
+                records,
+                high_watermark,
+                log_start_offset,
+            } => {
+                let append = (!records.is_empty()).then(|| {
+                    self.log.send(logm::AppendReplica {
+                        records,
+                        now_ms: crate::now_ms(),
+                    })
+                });
+                let fut = async move {
+                    match append {
+                        None => Ok(None),
+                        Some(f) => match f.await {
+                            Ok(Ok(info)) => Ok(Some(info)),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        },
+                    }
+                };
+                Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+                    let info = res.map_err(|e| {
+                        tracing::warn!(topic = %act.topic, partition = act.partition, error = %e,
+                            "follower append failed");
+                        KAFKA_STORAGE_ERROR
+                    })?;
+                    let Some(m) = act.machine.as_mut() else {
+                        return Err(KAFKA_STORAGE_ERROR);
+                    };
+                    let now = crate::now_ms();
+                    let mut out = Vec::new();
+                    if let Some(info) = info.filter(|i| !i.batches.is_empty()) {
+                        if let Some(last) = info.batches.last() {
+                            act.latest_epoch = last.partition_leader_epoch;
+                        }
+                        out.extend(m.on_local_append(info.last_offset + 1, now));
+                    }
+                    out.extend(m.on_leader_high_watermark(high_watermark));
+                    // The leader's log start (retention, DeleteRecords) reaches followers.
+                    let start = log_start_offset.min(m.high_watermark());
+                    if start > act.log_start_offset {
+                        act.log.do_send(logm::DeleteRecordsBefore { offset: start });
+                        act.log_start_offset = start;
+                    }
+                    act.carry_out(out, ctx);
+                    act.publish();
+                    Ok(())
+                }))
+            }
+            LeaderAnswer::Diverging { epoch, end_offset } => {
+                let local = (epoch >= 0).then(|| self.log.send(logm::EndOffsetForEpoch { epoch }));
+                let log = self.log.clone();
+                let fut = async move {
+                    let local = match local {
+                        Some(f) => f.await.map_err(|_| KAFKA_STORAGE_ERROR)?,
+                        None => None,
+                    };
+                    let leader = (epoch >= 0).then_some((epoch, end_offset));
+                    let target = truncation_offset(leader, |_| local, leo, hw);
+                    match log.send(logm::TruncateTo { offset: target }).await {
+                        Ok(Ok(())) => Ok(target),
+                        _ => Err(KAFKA_STORAGE_ERROR),
+                    }
+                };
+                Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+                    let target = res?;
+                    tracing::info!(topic = %act.topic, partition = act.partition,
+                        leader_epoch = epoch, leader_end_offset = end_offset,
+                        log_end_offset = leo, truncate_to = target, "follower diverged, truncating");
+                    if let Some(m) = act.machine.as_mut() {
+                        m.on_local_truncate(target.min(leo));
+                    }
+                    act.refresh_offsets(ctx);
+                    Ok(())
+                }))
+            }
+            LeaderAnswer::OutOfRange {
+                log_start_offset,
+                high_watermark,
+            } => {
+                let fut = if leo < log_start_offset {
+                    // Behind the leader's log start: restart empty there.
+                    tracing::info!(topic = %self.topic, partition = self.partition, log_end_offset = leo,
+                        leader_log_start = log_start_offset, "follower behind the leader's log start");
+                    let f = self.log.send(logm::TruncateFullyAndStartAt {
+                        offset: log_start_offset,
+                    });
+                    Box::pin(async move { matches!(f.await, Ok(Ok(()))) })
+                        as std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>
+                } else {
+                    // Ahead of the leader (an unclean election): cut back to what the
+                    // leader says is committed and fetch the rest again.
+                    let target = high_watermark.max(0).min(leo);
+                    tracing::info!(topic = %self.topic, partition = self.partition, log_end_offset = leo,
+                        truncate_to = target, "follower ahead of its leader, truncating");
+                    let f = self.log.send(logm::TruncateTo { offset: target });
+                    Box::pin(async move { matches!(f.await, Ok(Ok(()))) })
+                };
+                Box::pin(fut.into_actor(self).map(move |ok, act, ctx| {
+                    if !ok {
+                        return Err(KAFKA_STORAGE_ERROR);
+                    }
+                    let load = act
+                        .log
+                        .send(logm::GetOffsets)
+                        .into_actor(act)
+                        .map(|res, act, _| {
+                            if let (Ok(Ok(o)), Some(m)) = (res, act.machine.as_mut()) {
+                                act.log_start_offset = o.log_start_offset;
+                                act.latest_epoch = o.latest_epoch.unwrap_or(-1);
+                                if o.log_end_offset < m.log_end_offset() {
+                                    m.on_local_truncate(o.log_end_offset);
+                                } else {
+                                    m.on_local_append(o.log_end_offset, crate::now_ms());
+                                }
+                                act.publish();
+                            }
+                        });
+                    ctx.wait(load);
+                    Ok(())
+                }))
+            }
+        }
+    }
+}
+
+impl Handler<UpdatePartition> for PartitionActor {
     type Result = ();
-    fn handle(&mut self, msg: UpdatePartition, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: UpdatePartition, ctx: &mut Context<Self>) {
         self.log
             .do_send(logm::SetConfig(crate::broker::log_config(&msg.config)));
         self.config = msg.config;
-        if msg.image.leader_epoch != self.image.leader_epoch {
-            if let Some(r) = self.replicas.as_mut() {
-                r.leader_epoch = msg.image.leader_epoch;
-            }
+        let cfg = self.replication_config();
+        if let Some(m) = self.machine.as_mut() {
+            m.set_config(cfg);
         }
-        self.image = msg.image;
+        self.image = msg.image.clone();
+        self.apply_image(&msg.image, ctx);
         self.publish();
     }
 }
 
-impl Handler<Shutdown> for PartitionLeader {
+impl Handler<Shutdown> for PartitionActor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         self.shut_down = true;
-        self.replicas = None;
-        self.waiting.clear();
+        self.fail_all_waiting(NOT_LEADER_OR_FOLLOWER);
+        self.machine = None;
         self.publish();
         let fut = self.log.send(logm::Close { delete: msg.delete });
         let (topic, partition) = (self.topic.clone(), self.partition);
@@ -412,7 +824,7 @@ impl Handler<Shutdown> for PartitionLeader {
     }
 }
 
-impl Handler<Crash> for PartitionLeader {
+impl Handler<Crash> for PartitionActor {
     type Result = ();
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
         tracing::warn!(topic = %self.topic, partition = self.partition, "crash requested (fault injection)");
