@@ -42,6 +42,22 @@ impl Log {
     /// A topic whose `cleanup.policy` lacks `delete` (compact only) keeps its segments:
     /// only those below the log start offset go.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        self.enforce_retention_below(now_ms, i64::MAX)
+    }
+
+    /// [`Self::enforce_retention`] that deletes no segment holding offsets at or above
+    /// `high_watermark` (Kafka's rule: a replicated partition only deletes what every
+    /// in-sync replica has).
+    pub fn enforce_retention_below(
+        &mut self,
+        now_ms: i64,
+        high_watermark: i64,
+    ) -> Result<usize, StorageError> {
+        let committed = self
+            .segments
+            .iter()
+            .take_while(|s| s.meta.next_offset <= high_watermark)
+            .count();
         let mut deleted = self.delete_below_log_start()?;
         if !self.config.cleanup_delete {
             return Ok(deleted);
@@ -61,7 +77,8 @@ impl Log {
                 self.roll(now_ms)?;
             }
             let closed = self.segments.len() - 1;
-            deleted += self.delete_oldest(count.min(closed), "retention.ms")?;
+            let committed = committed.saturating_sub(deleted);
+            deleted += self.delete_oldest(count.min(closed).min(committed), "retention.ms")?;
         }
         if self.config.retention_bytes >= 0 {
             let mut excess = self.size_bytes() as i64 - self.config.retention_bytes;
@@ -73,7 +90,10 @@ impl Log {
                 excess -= seg.meta.size as i64;
                 count += 1;
             }
-            deleted += self.delete_oldest(count, "retention.bytes")?;
+            deleted += self.delete_oldest(
+                count.min(committed.saturating_sub(deleted)),
+                "retention.bytes",
+            )?;
         }
         Ok(deleted)
     }

@@ -187,3 +187,54 @@ fn region_outlives_segment_deletion() {
         0
     );
 }
+
+#[test]
+fn retention_keeps_segments_at_or_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_ms: 1000,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    for i in 0..60 {
+        append(&mut log, 4, 1000 + i);
+    }
+    let bases = log.segment_base_offsets();
+    assert!(bases.len() >= 4);
+    // Everything is expired, but only the segments wholly below the high watermark
+    // (the third segment's base) may go.
+    let hw = bases[2];
+    assert_eq!(log.enforce_retention_below(10_000, hw).unwrap(), 2);
+    assert_eq!(log.log_start_offset(), hw);
+    assert_eq!(log.enforce_retention_below(10_000, hw + 1).unwrap(), 0);
+}
+
+#[test]
+fn a_follower_restarts_its_log_at_the_leaders_start_and_a_leader_records_its_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    for i in 0..10 {
+        log.append_as_leader(&mut batch(4, i, 8), 0, i).unwrap();
+    }
+    log.begin_leader_epoch(3).unwrap();
+    assert_eq!(log.epoch_entries(), &[(0, 0), (3, 40)]);
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 40)));
+    log.begin_leader_epoch(2).unwrap();
+    assert_eq!(
+        log.epoch_entries(),
+        &[(0, 0), (3, 40)],
+        "an older epoch changes nothing"
+    );
+    log.truncate_fully_and_start_at(500, 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+    assert!(log.epoch_entries().is_empty());
+    assert!(read_all(&log).is_empty());
+    drop(log);
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+    let mut b = batch(2, 1, 8);
+    // A follower's append keeps the leader's offsets: base 500.
+    b[0..8].copy_from_slice(&500i64.to_be_bytes());
+    let a = log.append_as_follower(&b, 1).unwrap();
+    assert_eq!((a.first_offset, log.log_end_offset()), (500, 502));
+}

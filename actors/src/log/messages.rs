@@ -67,6 +67,8 @@ pub struct DeleteRecordsBefore {
 #[rtype(result = "Result<usize, StorageError>")]
 pub struct EnforceRetention {
     pub now_ms: i64,
+    /// Segments with offsets at or above it stay (not every replica has them yet).
+    pub high_watermark: i64,
 }
 
 /// A topic config changed.

@@ -279,7 +279,9 @@ impl Handler<EnforceRetention> for LogActor {
     type Result = Result<usize, StorageError>;
     fn handle(&mut self, msg: EnforceRetention, ctx: &mut Context<Self>) -> Self::Result {
         let dir = self.dir.clone();
-        let r = self.log().and_then(|log| log.enforce_retention(msg.now_ms));
+        let r = self
+            .log()
+            .and_then(|log| log.enforce_retention_below(msg.now_ms, msg.high_watermark));
         if r.is_ok() {
             self.maintain_producers(msg.now_ms);
         }

@@ -394,14 +394,21 @@ impl Actor for PartitionActor {
             act.carry_out(out, ctx);
         });
         ctx.run_interval(self.env.retention_check, |act, ctx| {
-            // Only the leader deletes by retention; followers follow its log start.
-            if !act.machine.as_ref().is_some_and(|m| m.is_leader()) {
+            // Only the leader deletes by retention, below its high watermark;
+            // followers follow its log start.
+            let Some(hw) = act
+                .machine
+                .as_ref()
+                .filter(|m| m.is_leader())
+                .map(|m| m.high_watermark())
+            else {
                 return;
-            }
+            };
             let fut = act
                 .log
                 .send(logm::EnforceRetention {
                     now_ms: crate::now_ms(),
+                    high_watermark: hw,
                 })
                 .into_actor(act)
                 .map(|res, act, ctx| {

@@ -1,0 +1,157 @@
+"""Jepsen-style fault scenarios (issue 12) against three broker processes, RF 3 and
+min.insync.replicas 2, each under an idempotent acks=all load checked by `checker`:
+no acknowledged value lost, none twice, each at its acknowledged offset, offsets
+contiguous, progress during the faults. Each scenario prints the faults injected and
+the checker's figures (run with -s). Every fault loop is bounded in time; processes
+are the cluster's own and are cleaned up by their pids."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka.admin import NewTopic
+
+import kafka_wire as wire
+from checker import Load, verify
+from cluster import Cluster
+from harness import wait_for
+
+pytestmark = [pytest.mark.confluent]
+
+TOPIC = "checked"
+PARTITIONS = 3
+
+
+def start(request, **kw) -> Cluster:
+    c = Cluster(3, name=request.node.name[:30], overrides={"replica.lag.time.max.ms": "2000"}, **kw)
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    admin = c.admin()
+    fs = admin.create_topics(
+        [NewTopic(TOPIC, PARTITIONS, 3, config={"min.insync.replicas": "2"})], operation_timeout=10
+    )
+    for f in fs.values():
+        f.result(timeout=20)
+    wait_for(lambda: all(leader(c, p) in c.nodes for p in range(PARTITIONS)), 15, "leaders")
+    return c
+
+
+def leader(c: Cluster, p: int, via: int | None = None) -> int:
+    try:
+        via = via if via is not None else c.live()[0].node_id
+        return c.metadata(via).topics[TOPIC].partitions[p].leader
+    except Exception:  # noqa: BLE001 - a node going away mid-call
+        return -1
+
+
+def new_leader(c: Cluster, p: int, old: int, timeout: float) -> float:
+    """Seconds until a node other than `old` names a leader other than `old`."""
+    via = next(i for i in c.nodes if i != old)
+    t0 = time.monotonic()
+    wait_for(lambda: leader(c, p, via) not in (-1, old), timeout, f"a new leader for partition {p}")
+    return time.monotonic() - t0
+
+
+def test_leader_kill9_and_restart_repeatedly_under_load(request):
+    c = start(request)
+    load = Load(c.bootstrap(), TOPIC, PARTITIONS).start()
+    try:
+        load.wait_progress(300, 20, "before faults")
+        times = []
+        for round_ in range(2):
+            old = leader(c, 0)
+            c.kill9(old)
+            times.append(new_leader(c, 0, old, 15))
+            load.wait_progress(300, 30, f"after kill -9 #{round_ + 1}")
+            c.restart(old)
+            wait_for(lambda: sorted(c.metadata(c.live()[0].node_id).topics[TOPIC].partitions[0].isrs) == [1, 2, 3],
+                     30, "the restarted node rejoins the ISR")
+        load.stop()
+        figures = verify(load, c.bootstrap(), min_acked=600)
+        print(f"\nleader kill -9 x2: new leader after {[round(t, 2) for t in times]} s; {figures}")
+        session = 3.0
+        assert max(times) <= session + 2 + 3, times  # session timeout + 2 s, + slack for 2 shared cores
+    finally:
+        load.stop()
+        c.close()
+
+
+def test_paused_leader_is_fenced_acknowledges_nothing_and_truncates_on_return(request):
+    c = start(request)
+    load = Load(c.bootstrap(), TOPIC, PARTITIONS).start()
+    try:
+        load.wait_progress(300, 20, "before faults")
+        old = leader(c, 0)
+        # A client that talks to the old leader only, on its own port.
+        zombie = wire.connect("127.0.0.1", c.nodes[old].port, timeout=30)
+        c.sigstop(old)
+        t = new_leader(c, 0, old, 15)
+        load.wait_progress(300, 30, "while the old leader is paused")
+        c.sigcont(old)
+        # The woken leader must not acknowledge an acks=all write now.
+        batch = wire.record_batch([(None, b"zombie-write")])
+        results = wire.produce_v3(zombie, TOPIC, 0, batch, acks=-1)
+        codes = [r.error for r in results]
+        assert codes and all(code != 0 for code in codes), f"the old leader acknowledged acks=all: {codes}"
+        zombie.close()
+        wait_for(lambda: sorted(c.metadata(old).topics[TOPIC].partitions[0].isrs) == [1, 2, 3], 30,
+                 "the old leader rejoins as a follower")
+        load.stop()
+        figures = verify(load, c.bootstrap(), min_acked=600)
+        print(f"\nSIGSTOP leader {old}: new leader after {t:.2f}s; zombie acks=all answered {codes}; {figures}")
+    finally:
+        load.stop()
+        c.close()
+
+
+def test_network_partition_isolating_a_leader(request):
+    c = start(request, partitionable=True)
+    load = Load(c.bootstrap(), TOPIC, PARTITIONS).start()
+    try:
+        load.wait_progress(300, 20, "before faults")
+        old = leader(c, 0)
+        others = [i for i in c.nodes if i != old]
+        minority = wire.connect("127.0.0.1", c.nodes[old].port, timeout=30)
+        c.isolate(old)
+        # A client on the minority side: the isolated leader must not acknowledge.
+        batch = wire.record_batch([(None, b"minority-write")])
+        results = wire.produce_v3(minority, TOPIC, 0, batch, acks=-1)
+        codes = [r.error for r in results]
+        assert codes and all(code != 0 for code in codes), f"the isolated leader acknowledged acks=all: {codes}"
+        t = new_leader(c, 0, old, 20)
+        load.wait_progress(300, 30, "on the majority side")
+        c.heal()
+        wait_for(lambda: sorted(c.metadata(others[0]).topics[TOPIC].partitions[0].isrs) == [1, 2, 3], 30,
+                 "the isolated node rejoins the ISR")
+        load.stop()
+        figures = verify(load, c.bootstrap(), min_acked=600)
+        print(f"\nisolated leader {old}: minority acks=all answered {codes}; majority leader after {t:.2f}s; {figures}")
+    finally:
+        load.stop()
+        c.close()
+
+
+def test_rolling_restart_with_sigterm_fails_no_produce(request):
+    c = start(request)
+    load = Load(c.bootstrap(), TOPIC, PARTITIONS).start()
+    try:
+        load.wait_progress(300, 20, "before the restarts")
+        pauses = []
+        for i in sorted(c.nodes):
+            before = load.acked_count()
+            t0 = time.monotonic()
+            c.nodes[i].stop()
+            c.restart(i)
+            c.wait_brokers(set(c.nodes), 30)
+            wait_for(lambda: all(sorted(p.isrs) == [1, 2, 3] for p in c.metadata(i).topics[TOPIC].partitions.values()),
+                     30, f"node {i} back in every ISR")
+            pauses.append(round(time.monotonic() - t0, 2))
+            assert load.acked_count() > before, f"no progress while node {i} restarted"
+        load.stop()
+        figures = verify(load, c.bootstrap(), min_acked=600)
+        print(f"\nrolling restart: per node {pauses} s; {figures}")
+        assert figures["failed"] == 0, load.failed[:3]
+    finally:
+        load.stop()
+        c.close()
