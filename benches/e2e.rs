@@ -23,6 +23,10 @@
 //!    4n: 4b's consumer on the null broker, which serves Fetch from memory)
 //! 5. end-to-end latency at a fixed 10k msg/s (linger 0): p50, p99, p99.9
 //!
+//! C. cluster rows: three local brokers from `config/cluster` (RF 3, min.insync.replicas
+//!    2), acks=all: 100 B to 1 partition, 1 KiB to 8, and the latency at the fixed rate;
+//!    run 1 is their reference (`--no-cluster` skips them)
+//!
 //! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
 //! RSS and open files, produce spread over all partitions). Broker CPU seconds and peak
 //! RSS come from /proc/<pid>/stat and /proc/<pid>/status (VmHWM, reset before each run).
@@ -36,6 +40,8 @@ mod baseline;
 mod broker;
 #[path = "e2e/client.rs"]
 mod client;
+#[path = "e2e/cluster.rs"]
+mod cluster;
 #[path = "e2e/nullbroker.rs"]
 mod nullbroker;
 #[path = "e2e/nullfetch.rs"]
@@ -70,6 +76,8 @@ struct Options {
     scale_msgs: u64,
     /// Skip runs 1-5 (profiling the scale run alone).
     scale_only: bool,
+    /// Run the 3-broker cluster rows.
+    cluster: bool,
     baseline_bytes: u64,
     max_secs: f64,
 }
@@ -93,6 +101,7 @@ impl Options {
                 scale: vec![1_000],
                 scale_msgs: 100_000,
                 scale_only: false,
+                cluster: true,
                 baseline_bytes: 1 << 30,
                 max_secs: 20.0,
             }
@@ -111,6 +120,7 @@ impl Options {
                 scale: vec![1_000, 10_000],
                 scale_msgs: 500_000,
                 scale_only: false,
+                cluster: true,
                 baseline_bytes: 4 << 30,
                 max_secs: 60.0,
             }
@@ -139,6 +149,7 @@ impl Options {
                 }
                 "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
                 "--scale-only" => o.scale_only = true,
+                "--no-cluster" => o.cluster = false,
                 "--baseline-mb" => o.baseline_bytes = num(val(&a)?)? << 20,
                 "--max-secs" => o.max_secs = num(val(&a)?)? as f64,
                 "--help" | "-h" => {
@@ -155,7 +166,7 @@ impl Options {
 const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT] [--broker PATH]
   [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
   [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
-  [--scale-msgs N] [--scale-only] [--baseline-mb MB] [--max-secs S]";
+  [--scale-msgs N] [--scale-only] [--no-cluster] [--baseline-mb MB] [--max-secs S]";
 
 fn main() {
     if std::env::args().any(|a| a == "--null-broker") {
@@ -219,15 +230,26 @@ fn run(o: &Options) -> Result<(), String> {
         base.loopback_mb, base.append_mb
     );
 
-    let (table, lat) = if o.scale_only {
+    let (mut table, lat) = if o.scale_only {
         (report::Table::new(base), Vec::new())
     } else {
         runs::run(o, bin.as_deref(), &root, base)?
     };
+    let mut cluster_lat = None;
+    if let (Some(bin), true, false) = (&bin, o.cluster, o.scale_only) {
+        // A failure is reported, not fatal: runs 1-5 are still printed.
+        match cluster::run(o, bin, &root, &mut table) {
+            Ok(l) => cluster_lat = l,
+            Err(e) => println!("cluster rows failed: {e}\n"),
+        }
+    }
 
     println!("\nat the end of runs 1-5: {}\n", report::load());
     table.print();
     report::print_latency(&lat, o.latency_rate, o.latency_linger_ms);
+    if let Some(l) = &cluster_lat {
+        report::print_cluster(&table, l, o.latency_rate);
+    }
 
     let mut scale_results = Vec::new();
     if let Some(bin) = &bin {

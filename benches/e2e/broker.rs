@@ -115,6 +115,21 @@ impl Broker {
     /// Starts a broker on `port` (0: a free one) with `data_dir` and waits until it
     /// answers Metadata.
     pub fn start(bin: &Path, data_dir: &Path, port: u16) -> Result<(Broker, Duration), String> {
+        let b = Broker::spawn(bin, data_dir, port, None, &[])?;
+        let (mut broker, started) = b;
+        broker.wait_ready(0, Duration::from_secs(120))?;
+        Ok((broker, started.elapsed()))
+    }
+
+    /// Starts a broker process without waiting: `config` is its server.properties (none:
+    /// the single-node defaults) and `overrides` go on top (`key=value`).
+    pub fn spawn(
+        bin: &Path,
+        data_dir: &Path,
+        port: u16,
+        config: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<(Broker, Instant), String> {
         let port = if port == 0 {
             free_port().map_err(|e| e.to_string())?
         } else {
@@ -129,10 +144,19 @@ impl Broker {
             .map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg("--override")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve");
+        if let Some(c) = config {
+            cmd.arg(c);
+        }
+        if !overrides.iter().any(|o| o.starts_with("listeners=")) {
+            cmd.arg("--override")
+                .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"));
+        }
+        for o in overrides {
+            cmd.arg("--override").arg(o);
+        }
+        let child = cmd
             .arg("--override")
             .arg(format!("log.dirs={}", data_dir.display()))
             .env(
@@ -144,13 +168,12 @@ impl Broker {
             .stderr(log2)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut broker = Broker {
+        let broker = Broker {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log_file,
         };
-        broker.wait_ready(0, Duration::from_secs(120))?;
-        Ok((broker, started.elapsed()))
+        Ok((broker, started))
     }
 
     /// Polls Metadata until the broker lists at least `partitions` partitions with a

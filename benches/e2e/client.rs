@@ -100,6 +100,45 @@ pub fn create_topics(
     Ok(())
 }
 
+/// Creates topics (name, partitions) with replication factor `rf` and topic configs.
+pub fn create_topics_rf(
+    bootstrap: &str,
+    topics: &[(String, i32)],
+    rf: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = base_config(bootstrap)
+        .create()
+        .map_err(|e| format!("admin client: {e}"))?;
+    let opts = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(60)))
+        .operation_timeout(Some(Duration::from_secs(60)));
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(n, p)| {
+            configs.iter().fold(
+                NewTopic::new(n, *p, TopicReplication::Fixed(rf)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
+        .collect();
+    for r in block_on(admin.create_topics(&new, &opts)).map_err(|e| e.to_string())? {
+        if let Err((topic, code)) = r {
+            return Err(format!("create topic {topic}: {code}"));
+        }
+    }
+    Ok(())
+}
+
+/// How many brokers Metadata lists.
+pub fn broker_count(bootstrap: &str) -> Result<usize, String> {
+    let c: BaseConsumer = base_config(bootstrap).create().map_err(|e| e.to_string())?;
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    Ok(md.brokers().len())
+}
+
 /// Counts delivery reports.
 #[derive(Default)]
 struct Deliveries {
@@ -307,7 +346,19 @@ pub fn latency(
     secs: f64,
     linger_ms: u32,
 ) -> Result<Latency, String> {
-    let p = producer(bootstrap, "1", linger_ms)?;
+    latency_acks(bootstrap, topic, rate, secs, linger_ms, "1")
+}
+
+/// [`latency`] with the producer's `acks` chosen (the cluster rows use acks=all).
+pub fn latency_acks(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    secs: f64,
+    linger_ms: u32,
+    acks: &str,
+) -> Result<Latency, String> {
+    let p = producer(bootstrap, acks, linger_ms)?;
     p.client()
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .map_err(|e| format!("metadata: {e}"))?;

@@ -193,6 +193,28 @@ pub fn print_latency(lat: &[Latency], rate: u64, linger_ms: u32) {
     );
 }
 
+/// The cluster rows against run 1 (one broker, RF 1, acks=1) and the acks=all latency.
+pub fn print_cluster(table: &Table, lat: &Latency, rate: u64) {
+    let ratio = |c: &str, r: &str| match (table.row(c), table.row(r)) {
+        (Some(c), Some(r)) => c.msg_s / r.msg_s,
+        _ => f64::NAN,
+    };
+    let p99 = lat.quantile(0.99) / 1e3;
+    println!(
+        "C5. cluster end-to-end latency at {rate} msg/s, 100 B, RF 3 acks=all: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms ({} samples)",
+        lat.quantile(0.5) / 1e3,
+        p99,
+        lat.quantile(0.999) / 1e3,
+        lat.sorted_us.len()
+    );
+    let r100 = ratio("C1.", "1.");
+    println!(
+        "cluster vs one broker: 100 B RF 3 acks=all = {r100:.2} x RF 1 acks=1 msg/s (target >= 0.4: {}); p99 {p99:.2} ms (target < 10 ms: {})\n",
+        if r100 >= 0.4 { "met" } else { "missed" },
+        if p99 < 10.0 { "met" } else { "missed" },
+    );
+}
+
 pub fn print_scale(results: &[ScaleResult], base: &Baselines) {
     if results.is_empty() {
         return;

@@ -91,6 +91,9 @@ pub struct BrokerConfig {
     pub replica_fetch_response_max_bytes: i32,
     pub replica_fetch_backoff_ms: u64,
     pub replica_high_watermark_checkpoint_interval_ms: u64,
+    /// `replica.selector.class` is Kafka's rack-aware selector: consumers are pointed
+    /// at an in-sync replica in their rack (KIP-392).
+    pub rack_aware_replica_selector: bool,
     pub producer_id_expiration_ms: u64,
     pub transactional_id_expiration_ms: u64,
     pub transaction_max_timeout_ms: u64,

@@ -281,6 +281,8 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
     b("replica.fetch.wait.max.ms", ms_int(0), Some("500"), "Longest a follower's fetch waits at the leader."),
     b("replica.fetch.response.max.bytes", int(0), Some("10485760"), "Bytes a follower asks for per fetch."),
     b("replica.fetch.backoff.ms", ms_int(0), Some("1000"), "Pause after a failed follower fetch."),
+    b("replica.selector.class", ConfigKind::String, None,
+        "Where consumers may read (KIP-392): unset, the leader only; org.apache.kafka.common.replica.RackAwareReplicaSelector, an in-sync replica in the consumer's client.rack."),
     b("replica.high.watermark.checkpoint.interval.ms", ms_long(1), Some("5000"),
         "How often a partition's high watermark is written to its replication-offset-checkpoint."),
     // ---- Producers and transactions ----

@@ -15,6 +15,9 @@ use super::listener::{Listener, QuorumVoter};
 use super::topic::TopicConfig;
 use super::ConfigError;
 
+/// Kafka's class name for KIP-392's rack-aware replica selection.
+pub const RACK_AWARE_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
 /// One set value and where it came from, for error messages.
 #[derive(Debug)]
 struct Sourced {
@@ -304,6 +307,16 @@ impl Values {
             replica_fetch_backoff_ms: self.num("replica.fetch.backoff.ms")?,
             replica_high_watermark_checkpoint_interval_ms: self
                 .num("replica.high.watermark.checkpoint.interval.ms")?,
+            rack_aware_replica_selector: match self.text("replica.selector.class")?.as_deref() {
+                None | Some("") | Some("org.apache.kafka.common.replica.LeaderSelector") => false,
+                Some(RACK_AWARE_SELECTOR) => true,
+                Some(_) => {
+                    return Err(self.invalid(
+                        "replica.selector.class",
+                        format!("Troupe has Kafka's {RACK_AWARE_SELECTOR} (or none: the leader)"),
+                    ))
+                }
+            },
             producer_id_expiration_ms: self.num("producer.id.expiration.ms")?,
             transactional_id_expiration_ms: self.num("transactional.id.expiration.ms")?,
             transaction_max_timeout_ms: self.num("transaction.max.timeout.ms")?,

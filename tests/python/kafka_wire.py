@@ -455,6 +455,55 @@ def fetch_v4(sock: socket.socket, topic: str, partition: int, offset: int, corre
     return parse_fetch_v4(r)
 
 
+# --------------------------------------------------------------------------- Fetch v11
+def fetch_v11_body(
+    topic: str, partition: int, offset: int, rack_id: str = "", current_leader_epoch: int = -1, max_bytes: int = 1 << 20
+) -> bytes:
+    """Fetch request v11 body (KIP-392 adds rack_id):
+    int32 replica_id -1, int32 max_wait_ms 0, int32 min_bytes 1, int32 max_bytes,
+    int8 isolation_level 0, int32 session_id 0, int32 session_epoch -1,
+    array topics: string topic, array partitions: int32 partition,
+        int32 current_leader_epoch, int64 fetch_offset, int64 log_start_offset -1,
+        int32 partition_max_bytes
+    array forgotten_topics_data (empty), string rack_id
+    """
+    part = struct.pack(">iiqqi", partition, current_leader_epoch, offset, -1, max_bytes)
+    topics = string(topic) + array([part])
+    head = struct.pack(">iiiibii", -1, 0, 1, max_bytes, 0, 0, -1)
+    return head + array([topics]) + array([]) + string(rack_id)
+
+
+@dataclass
+class FetchV11PartitionResult:
+    topic: str
+    partition: int
+    error: int
+    high_watermark: int
+    preferred_read_replica: int
+    records: bytes | None = field(repr=False, default=None)
+
+
+def fetch_v11(sock: socket.socket, topic: str, partition: int, offset: int, correlation_id: int = 13, **kw):
+    """Fetch v11 round trip; response: int32 throttle, int16 error, int32 session_id,
+    array topics: string, array partitions: int32 index, int16 error, int64 hw,
+    int64 lso, int64 log_start, nullable array aborted (int64, int64),
+    int32 preferred_read_replica, records."""
+    r = roundtrip(
+        sock, request_header_v1(FETCH, 11, correlation_id), fetch_v11_body(topic, partition, offset, **kw), correlation_id
+    )
+    r.take(">ihi")
+    out = []
+    for _ in range(r.take(">i")):
+        name = r.string()
+        for _ in range(r.take(">i")):
+            idx, err, hw, _lso, _start = r.take(">ihqqq")
+            for _ in range(max(r.take(">i"), 0)):
+                r.take(">qq")
+            preferred = r.take(">i")
+            out.append(FetchV11PartitionResult(name, idx, err, hw, preferred, r.nullable_bytes()))
+    return out
+
+
 # --------------------------------------------------------------------------- Metadata v1
 def metadata_v1(sock: socket.socket, topics: list[str] | None, correlation_id: int = 11) -> dict[str, tuple[int, list[int]]]:
     """Metadata v1 (no auto-create flag: v1 always allows auto-creation).

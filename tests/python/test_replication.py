@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import NewTopic
 
 from cluster import Cluster
+import kafka_wire as wire
 from harness import wait_for
 
 pytestmark = [pytest.mark.confluent]
@@ -243,3 +244,59 @@ def test_committed_offsets_survive_a_coordinator_move(cluster):
             rest.append(m.value())
     c.close()
     assert rest == [f"r{i}".encode() for i in range(6, 10)]
+
+
+def test_consumers_read_from_a_replica_in_their_rack(request):
+    """KIP-392: with broker.rack set and replica.selector.class Kafka's rack-aware
+    selector, the leader points a consumer (Fetch v11+ with its client.rack) at an
+    in-sync replica in its rack, and that follower serves it up to its own high
+    watermark; an older fetch (no rack) is still told to go to the leader."""
+    c = Cluster(
+        3,
+        name="rack-aware",
+        overrides={"replica.selector.class": "org.apache.kafka.common.replica.RackAwareReplicaSelector"},
+    )
+    for i, b in c.nodes.items():
+        b.overrides["broker.rack"] = f"rack-{i}"
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        create(c, "racks", config={"min.insync.replicas": "2"})
+        values = [f"r{i}".encode() for i in range(10)]
+        leader = leader_of(c, "racks")
+        assert produce(c.nodes[leader].bootstrap, "racks", values, acks="all") == [None] * 10
+        follower = next(i for i in c.nodes if i != leader)
+        with wire.connect("127.0.0.1", c.nodes[leader].port) as s:
+            (r,) = wire.fetch_v11(s, "racks", 0, 0, rack_id=f"rack-{follower}")
+            assert (r.error, r.preferred_read_replica) == (0, follower), r
+            assert not r.records, "the leader sends the consumer elsewhere without records"
+            (r,) = wire.fetch_v11(s, "racks", 0, 0, rack_id=f"rack-{leader}")
+            assert (r.error, r.preferred_read_replica) == (0, -1) and r.records, r
+        with wire.connect("127.0.0.1", c.nodes[follower].port) as s:
+            def served():
+                (r,) = wire.fetch_v11(s, "racks", 0, 0, rack_id=f"rack-{follower}")
+                return r.error == 0 and r.high_watermark == 10 and r.records and r
+            r = wait_for(served, 10, "the follower serves the consumer")
+            assert [v for _, _, v in wire.parse_record_batches(r.records)] == values
+            (old,) = wire.fetch_v4(s, "racks", 0, 0)
+            assert old.error == 6, "a fetch without client metadata goes to the leader"
+        # A real client with client.rack reads everything through the follower.
+        cons = Consumer(
+            {
+                "bootstrap.servers": c.bootstrap(),
+                "group.id": f"rack-{uuid.uuid4()}",
+                "client.rack": f"rack-{follower}",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        cons.assign([TopicPartition("racks", 0, 0)])
+        got = []
+        deadline = time.time() + 30
+        while len(got) < 10 and time.time() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value())
+        cons.close()
+        assert got == values
+    finally:
+        c.close()

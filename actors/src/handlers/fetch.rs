@@ -32,7 +32,11 @@ pub async fn handle(
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
         let routes = ctx.routes();
-        let round = read_round(&req, version, &routes).await;
+        let selector = ctx
+            .config
+            .rack_aware_replica_selector
+            .then_some(ctx.config.node_id);
+        let round = read_round(&req, version, &routes, selector).await;
         let done = round.bytes >= req.min_bytes.max(0) as u64
             || round.any_error
             || req.max_wait_ms <= 0
@@ -64,9 +68,40 @@ struct Round {
     watchers: Vec<watch::Receiver<crate::partition::PartitionState>>,
 }
 
-async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>) -> Round {
+/// KIP-392: where a consumer in `client_rack` should read a partition this node
+/// leads: an in-sync, live replica in its rack (`None`: here, the leader).
+fn preferred_replica(
+    routes: &RoutingTable,
+    topic: &str,
+    partition: i32,
+    node_id: i32,
+    client_rack: &str,
+) -> Option<i32> {
+    let image = &routes.image;
+    let p = image.topics.get(topic)?.partitions.get(&partition)?;
+    let rack = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.as_deref());
+    if client_rack.is_empty() || rack(node_id) == Some(client_rack) {
+        return None;
+    }
+    p.isr
+        .iter()
+        .copied()
+        .filter(|r| *r != node_id && image.is_live(*r) && rack(*r) == Some(client_rack))
+        .min()
+}
+
+/// `selector`: this node's id when `replica.selector.class` is the rack-aware one.
+async fn read_round(
+    req: &FetchRequest,
+    version: i16,
+    routes: &Arc<RoutingTable>,
+    selector: Option<i32>,
+) -> Round {
     let replica_id = req.replica_id.0.max(req.replica_state.replica_id.0);
     let is_replica = replica_id >= 0;
+    // Consumers that send their rack (v11+) may read from followers, up to the
+    // follower's high watermark (Kafka serves them whether or not it points them there).
+    let follower_read = !is_replica && version >= 11;
     let mut budget = if req.max_bytes > 0 {
         req.max_bytes as u64
     } else {
@@ -143,8 +178,31 @@ async fn read_round(req: &FetchRequest, version: i16, routes: &Arc<RoutingTable>
                             Err(code) => code,
                             Ok(None) => NONE,
                         }
-                    } else if let Some(code) = state.check_leader_epoch(p.current_leader_epoch) {
+                    } else if let Some(code) = if follower_read {
+                        state.check_read_epoch(p.current_leader_epoch)
+                    } else {
+                        state.check_leader_epoch(p.current_leader_epoch)
+                    } {
                         code
+                    } else if let Some(preferred) = selector
+                        .filter(|_| follower_read && state.is_leader)
+                        .and_then(|node| {
+                            let topic = name.as_deref().unwrap_or("");
+                            preferred_replica(
+                                routes,
+                                topic,
+                                p.partition,
+                                node,
+                                req.rack_id.as_str(),
+                            )
+                        })
+                    {
+                        // Sent elsewhere: no records here, answer at once.
+                        data = data.with_preferred_read_replica(
+                            kafka_protocol::messages::BrokerId(preferred),
+                        );
+                        round.any_error = true;
+                        NONE
                     } else if p.fetch_offset == max_offset && p.fetch_offset <= state.log_end_offset
                     {
                         // Caught up: nothing to read, no actor hop.

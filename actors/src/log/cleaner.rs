@@ -181,6 +181,7 @@ impl Handler<SetHighWatermark> for LogActor {
     fn handle(&mut self, msg: SetHighWatermark, _ctx: &mut Context<Self>) {
         self.cleaner.bound = msg.high_watermark;
         self.hw.value = Some(msg.high_watermark);
+        self.hw.interval_ms = msg.checkpoint_ms;
         if crate::now_ms() - self.hw.written_at_ms >= msg.checkpoint_ms {
             self.checkpoint_high_watermark();
         }

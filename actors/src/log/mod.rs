@@ -57,6 +57,8 @@ struct HighWatermarkCheckpoint {
     value: Option<i64>,
     written: Option<i64>,
     written_at_ms: i64,
+    /// `replica.high.watermark.checkpoint.interval.ms` (0 until the partition says).
+    interval_ms: i64,
 }
 
 /// Per partition directory, like `recovery-point` (see `troupe::storage::checkpoint`).
@@ -80,13 +82,20 @@ impl LogActor {
 
     /// Write the high watermark if it changed since the last write (failures are
     /// logged: a replica restarting from an older one only waits longer for its leader).
+    /// Replaced atomically (temp file, rename) but not fsynced: the value is a hint
+    /// that is safe when stale (a leader's high watermark only moves up from it, and
+    /// nothing is truncated to it), and thousands of partitions would otherwise cost
+    /// thousands of fsyncs every checkpoint interval.
     fn checkpoint_high_watermark(&mut self) {
         let Some(v) = self.hw.value else { return };
         if self.hw.written == Some(v) || self.closed && self.log.is_none() {
             return;
         }
         let path = self.dir.join(HIGH_WATERMARK_FILE);
-        match troupe::storage::checkpoint::write_offset(&path, v) {
+        let tmp = self.dir.join(format!("{HIGH_WATERMARK_FILE}.tmp"));
+        let write =
+            std::fs::write(&tmp, format!("{v}\n")).and_then(|()| std::fs::rename(&tmp, &path));
+        match write {
             Ok(()) => {
                 self.hw.written = Some(v);
                 self.hw.written_at_ms = crate::now_ms();
@@ -181,6 +190,15 @@ impl Actor for LogActor {
             self.open();
         }
         self.start_cleaner(ctx);
+        // A high watermark that moved since the last checkpoint is written once the
+        // interval has passed, even if it does not move again.
+        ctx.run_interval(std::time::Duration::from_secs(1), |act, _| {
+            if act.hw.interval_ms > 0
+                && crate::now_ms() - act.hw.written_at_ms >= act.hw.interval_ms
+            {
+                act.checkpoint_high_watermark();
+            }
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

@@ -48,6 +48,20 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// [`Self::check_leader_epoch`] for a consumer that may read from a follower
+    /// (KIP-392): any online replica that knows its leader epoch serves it.
+    pub fn check_read_epoch(&self, current_leader_epoch: i32) -> Option<i16> {
+        if !self.online || self.leader_epoch < 0 {
+            Some(NOT_LEADER_OR_FOLLOWER)
+        } else if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
+            Some(FENCED_LEADER_EPOCH)
+        } else if current_leader_epoch > self.leader_epoch {
+            Some(UNKNOWN_LEADER_EPOCH)
+        } else {
+            None
+        }
+    }
+
     /// Kafka's check of a client request's `current_leader_epoch` (-1: not given)
     /// against this leader (KIP-320): the error code to answer with, if any.
     pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Option<i16> {
