@@ -45,7 +45,10 @@ class Load:
         deadline = time.time() + timeout
         while self.acked_count() < start + more:
             if time.time() > deadline:
-                raise AssertionError(f"no progress ({what}): {self.acked_count() - start} of {more} acks in {timeout}s")
+                raise AssertionError(
+                    f"no progress ({what}): {self.acked_count() - start} of {more} acks in {timeout}s;"
+                    f" {len(self.failed)} failed, last {self.failed[-1:]}"
+                )
             time.sleep(0.05)
 
     def stop(self, flush_timeout: float = 60):
@@ -60,6 +63,10 @@ class Load:
                 "acks": "all",
                 "linger.ms": 2,
                 "message.timeout.ms": 60000,
+                # A paused (SIGSTOP) leader keeps its connections open: the requests in
+                # flight to it fail after this, and the producer moves on to the new
+                # leader (librdkafka's default is 30 s).
+                "request.timeout.ms": 5000,
                 **self.extra,
             }
         )
@@ -145,7 +152,10 @@ def verify(load: Load, bootstrap: str, min_acked: int = 1) -> dict:
         "misplaced": len(moved),
         "gaps": gaps,
     }
-    print(f"checker: {figures}")
+    reasons: dict[str, int] = {}
+    for _, err in load.failed:
+        reasons[str(err.name() if hasattr(err, "name") else err)] = reasons.get(str(err.name() if hasattr(err, "name") else err), 0) + 1
+    print(f"checker: {figures}; failed deliveries by error: {reasons}")
     assert not lost, f"{len(lost)} acknowledged values lost, e.g. {lost[:3]}"
     assert not dup, f"{len(dup)} values stored twice, e.g. {dup[:3]}"
     assert not moved, f"{len(moved)} values not at their acknowledged offset, e.g. {moved[:3]}"

@@ -155,3 +155,87 @@ def test_rolling_restart_with_sigterm_fails_no_produce(request):
     finally:
         load.stop()
         c.close()
+
+
+def test_unclean_election_off_keeps_an_isr_less_partition_offline_on_loses_acknowledged_records(request):
+    """The trade-off of `unclean.leader.election.enable` (scenario 6): replicas [1, 2],
+    min.insync.replicas 1. Node 2 leaves, node 1 alone acknowledges acks=all writes,
+    then node 1 goes down and node 2 returns. `false` (the default): the partition
+    stays offline and, once node 1 is back, every acknowledged record is there.
+    `true`: node 2 leads at once, out of sync: the records only node 1 had are lost,
+    and node 1 cuts them when it returns as its follower."""
+    from confluent_kafka import Producer
+
+    c = Cluster(3, name=request.node.name[:30])
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        admin = c.admin()
+        topics = {"safe": "false", "lossy": "true"}
+        fs = admin.create_topics(
+            [
+                NewTopic(t, num_partitions=1, replica_assignment=[[1, 2]],
+                         config={"unclean.leader.election.enable": u, "min.insync.replicas": "1"})
+                for t, u in topics.items()
+            ],
+            operation_timeout=10,
+        )
+        for f in fs.values():
+            f.result(timeout=20)
+        c.nodes[2].stop()
+        wait_for(lambda: all(c.metadata(1).topics[t].partitions[0].isrs == [1] for t in topics), 15, "ISR [1]")
+        prod = Producer({"bootstrap.servers": c.nodes[1].bootstrap, "acks": "all"})
+        acked = {t: 0 for t in topics}
+        for t in topics:
+            for i in range(5):
+                def cb(err, _m, t=t):
+                    if err is None:
+                        acked[t] += 1
+                prod.produce(t, value=f"{t}-{i}".encode(), partition=0, on_delivery=cb)
+        assert prod.flush(20) == 0
+        assert acked == {"safe": 5, "lossy": 5}, acked
+        c.nodes[1].stop()
+        c.restart(2)
+        c.wait_brokers({2, 3}, 20, via=3)
+        wait_for(lambda: c.metadata(3).topics["lossy"].partitions[0].leader == 2, 15, "unclean election of node 2")
+        assert c.metadata(3).topics["safe"].partitions[0].leader == -1, "the safe partition must stay offline"
+        from checker import read_back
+
+        lossy_after = read_back(c.nodes[2].bootstrap, "lossy", 1, timeout=20)[0]
+        c.restart(1)
+        c.wait_brokers({1, 2, 3}, 20)
+        wait_for(lambda: c.metadata(3).topics["safe"].partitions[0].leader == 1, 15, "clean election of node 1")
+        safe_after = read_back(c.bootstrap(), "safe", 1, timeout=20)[0]
+        wait_for(lambda: sorted(c.metadata(3).topics["lossy"].partitions[0].isrs) == [1, 2], 20, "node 1 follows")
+        seg = "lossy-0/00000000000000000000.log"
+        wait_for(lambda: (c.nodes[1].log_dir / seg).read_bytes() == (c.nodes[2].log_dir / seg).read_bytes(),
+                 10, "node 1 cut the records node 2 lacks")
+        print(f"\nunclean=false: {acked['safe']} acknowledged, {len(safe_after)} read back after the ISR returned; "
+              f"unclean=true: {acked['lossy']} acknowledged, {len(lossy_after)} read back (lost "
+              f"{acked['lossy'] - len(lossy_after)})")
+        assert [v for _, v in safe_after] == [f"safe-{i}".encode() for i in range(5)]
+        assert lossy_after == [], "node 2 never had these records"
+    finally:
+        c.close()
+
+
+def test_controller_kill9_under_load(request):
+    c = start(request)
+    load = Load(c.bootstrap(), TOPIC, PARTITIONS).start()
+    try:
+        load.wait_progress(300, 20, "before faults")
+        old = c.controller()
+        c.kill9(old)
+        others = [i for i in c.nodes if i != old]
+        t0 = time.monotonic()
+        wait_for(lambda: c.controller(others[0]) in others, 15, "a new controller")
+        elected = time.monotonic() - t0
+        load.wait_progress(300, 30, "after the controller's kill -9")
+        c.restart(old)
+        c.wait_brokers(set(c.nodes), 30)
+        load.stop()
+        figures = verify(load, c.bootstrap(), min_acked=600)
+        print(f"\ncontroller {old} kill -9: new controller after {elected:.2f}s; {figures}")
+    finally:
+        load.stop()
+        c.close()

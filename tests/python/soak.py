@@ -1,0 +1,126 @@
+"""Soak: random fault schedules against a 3-node cluster under the checker's load.
+
+    .venv/bin/python tests/python/soak.py --duration 600 --seed 7
+
+Starts three brokers (RF 3, min.insync.replicas 2, a network proxy on every link),
+runs an idempotent acks=all load, and until `--duration` seconds have passed injects
+one fault at a time, chosen by the seeded random schedule: kill -9 of a partition
+leader or of the active controller (then restart), SIGSTOP of a leader past the session
+timeout (then SIGCONT), a network partition isolating a leader (then heal), a SIGTERM
+restart. After each fault it waits for the cluster to heal (every ISR full) and for
+the load to make progress. At the end the checker reads everything back. It prints
+each fault, the time to a new leader, and the checker's figures; a failure prints the
+seed and the fault that preceded it, so the schedule can be replayed."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from confluent_kafka.admin import NewTopic  # noqa: E402
+
+from checker import Load, verify  # noqa: E402
+from cluster import Cluster  # noqa: E402
+from harness import wait_for  # noqa: E402
+
+TOPIC = "soak"
+FAULTS = ["kill9-leader", "kill9-controller", "sigstop-leader", "isolate-leader", "sigterm-restart"]
+
+
+def leader(c: Cluster, p: int, via: int) -> int:
+    try:
+        return c.metadata(via).topics[TOPIC].partitions[p].leader
+    except Exception:  # noqa: BLE001 - a node going away mid-call
+        return -1
+
+
+def healed(c: Cluster, partitions: int) -> bool:
+    md = c.metadata(c.live()[0].node_id)
+    return all(sorted(md.topics[TOPIC].partitions[p].isrs) == sorted(c.nodes) for p in range(partitions))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=120, help="seconds of faults")
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--partitions", type=int, default=3)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    print(f"soak: seed {args.seed}, {args.duration:.0f}s, faults {FAULTS}", flush=True)
+    c = Cluster(3, name=f"soak-{args.seed}", partitionable=True, overrides={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    load = None
+    last = "start"
+    try:
+        admin = c.admin()
+        for f in admin.create_topics(
+            [NewTopic(TOPIC, args.partitions, 3, config={"min.insync.replicas": "2"})], operation_timeout=10
+        ).values():
+            f.result(timeout=20)
+        wait_for(lambda: all(leader(c, p, 1) in c.nodes for p in range(args.partitions)), 15, "leaders")
+        load = Load(c.bootstrap(), TOPIC, args.partitions).start()
+        load.wait_progress(200, 20, "before faults")
+        end = time.monotonic() + args.duration
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            fault = rng.choice(FAULTS)
+            p = rng.randrange(args.partitions)
+            via = c.live()[0].node_id
+            target = c.controller(via) if fault == "kill9-controller" else leader(c, p, via)
+            if target not in c.nodes:
+                time.sleep(1)
+                continue
+            last = f"#{n} {fault} node {target} (partition {p})"
+            others = [i for i in c.nodes if i != target]
+            t0 = time.monotonic()
+            if fault.startswith("kill9"):
+                c.kill9(target)
+            elif fault == "sigstop-leader":
+                c.sigstop(target)
+            elif fault == "isolate-leader":
+                c.isolate(target)
+            else:
+                c.nodes[target].stop()
+            if fault == "kill9-controller":
+                wait_for(lambda: c.controller(others[0]) in others, 20, "a new controller")
+            else:
+                wait_for(lambda: leader(c, p, others[0]) in others, 20, "a new leader")
+            took = time.monotonic() - t0
+            load.wait_progress(100, 30, f"during {last}")
+            if fault == "sigstop-leader":
+                c.sigcont(target)
+            elif fault == "isolate-leader":
+                c.heal()
+            else:
+                c.restart(target)
+            wait_for(lambda: healed(c, args.partitions), 40, f"healing after {last}")
+            print(f"{last}: new leader/controller after {took:.2f}s; {load.acked_count()} acked", flush=True)
+        load.stop()
+        figures = verify(load, c.bootstrap(), min_acked=1)
+        print(f"soak passed: seed {args.seed}, {n} faults, {figures}")
+        return 0
+    except Exception as e:  # noqa: BLE001 - report the seed whatever broke
+        keep = Path(f"/tmp/troupe-soak-{args.seed}-logs")
+        keep.mkdir(exist_ok=True)
+        for i, b in c.nodes.items():
+            try:
+                shutil.copy(b.workdir / "broker.log", keep / f"node-{i}.log")
+            except OSError:
+                pass
+        print(f"soak FAILED: seed {args.seed}, after {last}: {e!r}; broker logs in {keep}", flush=True)
+        return 1
+    finally:
+        if load is not None:
+            load.stop()
+        c.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
