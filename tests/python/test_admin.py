@@ -4,6 +4,8 @@ IncrementalAlterConfigs, DescribeCluster."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -193,6 +195,37 @@ def test_delete_topic_then_recreate_is_empty(broker, admin, topic):
 
     create_topic(admin, topic)
     assert watermarks(broker.bootstrap, topic) == (0, 0)
+
+
+def test_deleted_topic_fires_no_timer_and_logs_no_error(make_broker, topic):
+    """A deleted topic's partitions stop for good: no retention or cleaner tick of theirs
+    fires on the closed logs afterwards (that logged `storage IO error, restarting log
+    ... log is offline (closed)` at ERROR and restarted the log, once per tick)."""
+    from confluent_kafka.admin import AdminClient
+
+    b = make_broker({"log.retention.check.interval.ms": "100", "log.cleaner.backoff.ms": "100"})
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    compacted = topic + "-c"
+    create_topic(admin, topic, partitions=3)
+    create_topic(admin, compacted, partitions=2, config={"cleanup.policy": "compact"})
+    produce(b.bootstrap, topic, [(None, b"m%d" % i) for i in range(30)])
+    produce(b.bootstrap, compacted, [(b"k%d" % (i % 3), b"m%d" % i) for i in range(30)])
+    mark = len(b.log_text())
+    futures = admin.delete_topics([topic, compacted], request_timeout=TIMEOUT)
+    for f in futures.values():
+        f.result(TIMEOUT)
+    wait_for(
+        lambda: not {topic, compacted} & set(admin.list_topics(timeout=TIMEOUT).topics),
+        10,
+        "deleted topics gone from metadata",
+    )
+    # Absence can only be shown over a window: 2 s is 20 ticks of each timer.
+    time.sleep(2.0)
+    assert b.is_running()
+    after = b.log_text()[mark:]
+    assert "stopping partition" in after, after
+    bad = [line for line in after.splitlines() if " ERROR " in line or "restarting" in line]
+    assert not bad, "after the delete:\n" + "\n".join(bad[:10])
 
 
 def test_delete_unknown_topic_is_unknown_topic_or_partition(admin, topic):

@@ -112,11 +112,16 @@ impl LogActor {
     }
 
     /// IO errors are fatal for the open log: stop so the supervisor reopens it from disk.
+    /// A closed log answers every request with an error too, but that is no failure:
+    /// it must neither log one nor restart (its partition was deleted or moved away).
     fn check<T>(
         &mut self,
         r: Result<T, StorageError>,
         ctx: &mut Context<Self>,
     ) -> Result<T, StorageError> {
+        if self.closed {
+            return r;
+        }
         if let Err(StorageError::Io { source: e, .. }) = &r {
             tracing::error!(dir = %self.dir.display(), error = %e, "storage IO error, restarting log");
             ctx.stop();
@@ -132,9 +137,11 @@ impl Actor for LogActor {
         // Appends from many producers arrive in bursts; the default mailbox of 16 would
         // make senders wait on each other.
         ctx.set_mailbox_capacity(1024);
-        if !self.closed {
-            self.open();
+        if self.closed {
+            // Restarted after `Close`: no timers, so the actor ends with its last address.
+            return;
         }
+        self.open();
         self.start_cleaner(ctx);
     }
 
@@ -272,7 +279,7 @@ impl Handler<Close> for LogActor {
         // The actor stays alive but offline: it stops by itself once its owner drops the
         // last address. Stopping here would make the supervisor restart it at once.
         self.closed = true;
-        let _ = ctx;
+        self.stop_cleaner(ctx);
         let Some(log) = self.log.take() else {
             return Box::pin(async { Ok(()) });
         };

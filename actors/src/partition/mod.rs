@@ -57,6 +57,9 @@ pub struct PartitionLeader {
     config: TopicConfig,
     log: Addr<LogActor>,
     retention_check: Duration,
+    /// The retention tick, cancelled on `Shutdown`: a running interval keeps an actor
+    /// alive, and a deleted partition's would tick its closed log forever.
+    retention_timer: Option<SpawnHandle>,
     /// `None` until the log has told us its offsets (and again after a restart).
     replicas: Option<ReplicaSet>,
     log_start_offset: i64,
@@ -102,6 +105,7 @@ impl PartitionLeader {
             config,
             log,
             retention_check,
+            retention_timer: None,
             replicas: None,
             log_start_offset: 0,
             state,
@@ -213,7 +217,7 @@ impl Actor for PartitionLeader {
             return;
         }
         self.load(ctx);
-        ctx.run_interval(self.retention_check, |act, ctx| {
+        let timer = ctx.run_interval(self.retention_check, |act, ctx| {
             let fut = act
                 .log
                 .send(logm::EnforceRetention {
@@ -229,6 +233,7 @@ impl Actor for PartitionLeader {
                 });
             ctx.spawn(fut);
         });
+        self.retention_timer = Some(timer);
     }
 }
 
@@ -394,8 +399,11 @@ impl Handler<UpdatePartition> for PartitionLeader {
 
 impl Handler<Shutdown> for PartitionLeader {
     type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.shut_down = true;
+        if let Some(timer) = self.retention_timer.take() {
+            ctx.cancel_future(timer);
+        }
         self.replicas = None;
         self.waiting.clear();
         self.publish();
