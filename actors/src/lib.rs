@@ -27,4 +27,7 @@ pub mod net;
 pub mod partition;
 pub mod supervisor;
 
+#[cfg(test)]
+mod supervision_tests;
+
 pub use broker::{now_ms, start, BrokerHandle};

@@ -214,11 +214,9 @@ impl Handler<OffsetForTimestamp> for LogActor {
 }
 
 impl Handler<EndOffsetForEpoch> for LogActor {
-    type Result = Option<(i32, i64)>;
+    type Result = Result<Option<(i32, i64)>, StorageError>;
     fn handle(&mut self, msg: EndOffsetForEpoch, _ctx: &mut Context<Self>) -> Self::Result {
-        self.log
-            .as_ref()
-            .and_then(|l| l.end_offset_for_epoch(msg.epoch))
+        Ok(self.log()?.end_offset_for_epoch(msg.epoch))
     }
 }
 

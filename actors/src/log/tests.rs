@@ -1,7 +1,7 @@
 //! Tests of the `Log` actor's lifecycle: concurrent closes off the storage thread,
 //! reopening a log whose open failed, and a closed log that ends without timers.
 
-use super::messages::{Append, Close, EnforceRetention, GetOffsets};
+use super::messages::{Append, Close, EndOffsetForEpoch, EnforceRetention, GetOffsets};
 use super::{CleanerSettings, LogActor};
 use actix::prelude::*;
 use std::time::Duration;
@@ -125,4 +125,38 @@ async fn a_closed_log_has_no_timers_and_ends_with_its_last_address() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// OffsetForLeaderEpoch on an offline log (open failed, or closed) is a storage error,
+/// not "no such epoch".
+#[actix_rt::test]
+async fn end_offset_for_epoch_of_an_offline_log_is_a_storage_error() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    std::fs::write(&dir, b"in the way").unwrap();
+    let addr = LogActor::new(dir.clone(), LogConfig::default()).start();
+    let err = addr
+        .send(EndOffsetForEpoch { epoch: 0 })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 56, "{err}");
+
+    std::fs::remove_file(&dir).unwrap();
+    addr.send(GetOffsets).await.unwrap().unwrap();
+    let append = Append {
+        records: records(2),
+        leader_epoch: 4,
+        now_ms: 1_000,
+    };
+    addr.send(append).await.unwrap().unwrap();
+    let end = addr.send(EndOffsetForEpoch { epoch: 4 }).await.unwrap();
+    assert_eq!(end.unwrap(), Some((4, 2)));
+    addr.send(Close { delete: false }).await.unwrap().unwrap();
+    let err = addr
+        .send(EndOffsetForEpoch { epoch: 4 })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 56, "{err}");
 }
