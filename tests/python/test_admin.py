@@ -242,3 +242,38 @@ def test_describe_cluster(broker, admin):
     assert [(n.id, n.host, n.port) for n in desc.nodes] == [(1, broker.host, broker.port)]
     assert desc.controller is not None and desc.controller.id == 1
     assert desc.cluster_id
+
+
+# Kafka's operations per resource type (AclEntry.supportedOperations): with no ACLs,
+# a caller that asks is told it may perform all of them.
+TOPIC_OPERATIONS = {"READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+CLUSTER_OPERATIONS = {"CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE"}
+
+
+def operation_names(ops) -> set[str] | None:
+    return None if ops is None else {op.name for op in ops}
+
+
+def test_describe_cluster_authorized_operations(admin):
+    if not hasattr(admin, "describe_cluster"):
+        pytest.skip("this confluent-kafka has no describe_cluster")
+    asked = admin.describe_cluster(include_authorized_operations=True, request_timeout=TIMEOUT).result(TIMEOUT)
+    assert operation_names(asked.authorized_operations) == CLUSTER_OPERATIONS
+    # Not asked: Kafka's sentinel, which the client shows as no list at all.
+    plain = admin.describe_cluster(request_timeout=TIMEOUT).result(TIMEOUT)
+    assert plain.authorized_operations is None
+
+
+def test_describe_topics_authorized_operations(admin, topic):
+    from confluent_kafka import TopicCollection
+
+    if not hasattr(admin, "describe_topics"):
+        pytest.skip("this confluent-kafka has no describe_topics")
+    create_topic(admin, topic, partitions=2)
+    asked = admin.describe_topics(
+        TopicCollection([topic]), include_authorized_operations=True, request_timeout=TIMEOUT
+    )[topic].result(TIMEOUT)
+    assert len(asked.partitions) == 2
+    assert operation_names(asked.authorized_operations) == TOPIC_OPERATIONS
+    plain = admin.describe_topics(TopicCollection([topic]), request_timeout=TIMEOUT)[topic].result(TIMEOUT)
+    assert plain.authorized_operations is None
