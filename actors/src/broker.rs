@@ -249,19 +249,25 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         }
     }
     let cluster_id = cluster_id(&config)?;
+    // Clients are served on the first listener that is not a controller listener (the
+    // CONTROLLER one is bound by the quorum, below).
     let listener = config
         .listeners
-        .first()
-        .ok_or_else(|| StartError::Other("no listener configured".into()))?;
-    let bind = format!("{}:{}", listener.host, listener.port);
-    let std_listener =
-        std::net::TcpListener::bind(&bind).map_err(|e| StartError::Bind(bind.clone(), e))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| StartError::Bind(bind.clone(), e))?;
-    let addr = std_listener
+        .iter()
+        .find(|l| !config.controller_listener_names.contains(&l.name))
+        .ok_or_else(|| {
+            StartError::Other(
+                "no client listener: every listener of listeners is in controller.listener.names"
+                    .into(),
+            )
+        })?;
+    let bind = listener.bind_address();
+    let tcp_listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|e| StartError::Bind(listener.to_string(), e))?;
+    let addr = tcp_listener
         .local_addr()
-        .map_err(|e| StartError::Bind(bind.clone(), e))?;
+        .map_err(|e| StartError::Bind(listener.to_string(), e))?;
     let advertised = match config.advertised_listeners.first() {
         Some(l) if l.port != 0 && !l.host.is_empty() => (l.host.clone(), l.port),
         _ => (addr.ip().to_string(), addr.port()),
@@ -277,7 +283,10 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
 
     let storage = Arbiter::new();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
-    let supervisor = BrokerSupervisor::new(config.clone(), storage.handle(), routes_tx).start();
+    let supervisor = {
+        let (config, storage) = (config.clone(), storage.handle());
+        Supervisor::start(move |_| BrokerSupervisor::new(config, storage, routes_tx))
+    };
     let metadata_dir = config.log_dirs[0].join("__cluster_metadata-0");
     let controller_id = Arc::new(std::sync::atomic::AtomicI32::new(config.node_id));
     let (controller, cluster) = if config.controller_quorum_voters.is_empty() {
@@ -335,7 +344,11 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             follower,
         }
     });
-    let gateway = Gateway::new(std_listener, context.clone()).start();
+    // A restart keeps the same actor, and with it the bound socket.
+    let gateway = {
+        let context = context.clone();
+        Supervisor::start(move |_| Gateway::new(tcp_listener, context))
+    };
     tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs,
         cluster = cluster.is_some(), "broker listening");
     Ok(BrokerHandle {

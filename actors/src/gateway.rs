@@ -1,25 +1,36 @@
 //! The `Gateway` actor: the network edge. It accepts connections and gives each one a
 //! task ([`crate::connection`]) that decodes frames, routes requests by the routing table
 //! and writes responses in request order.
+//!
+//! It runs under an actix `Supervisor` like the other actors: the listening socket
+//! belongs to the actor (bound once, at start-up, where a failure stops the broker), and
+//! a restarted gateway accepts on it again. Connections are tasks of their own and
+//! outlive a restart.
 
 use crate::broker::BrokerContext;
 use crate::connection;
 use actix::prelude::*;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 pub struct Gateway {
-    /// Taken when the accept loop starts.
-    listener: Option<std::net::TcpListener>,
+    /// Shared with the accept loop, which a restart cancels and starts again.
+    listener: Arc<TcpListener>,
     context: Arc<BrokerContext>,
     accept: Option<SpawnHandle>,
+    /// Set by `StopAccepting`, so that a restart during shutdown does not accept again.
+    stopped: bool,
 }
 
 impl Gateway {
-    pub fn new(listener: std::net::TcpListener, context: Arc<BrokerContext>) -> Self {
+    /// `listener` is already bound: binding is where start-up fails, with the address
+    /// and the OS error, never in here.
+    pub fn new(listener: TcpListener, context: Arc<BrokerContext>) -> Self {
         Gateway {
-            listener: Some(listener),
+            listener: Arc::new(listener),
             context,
             accept: None,
+            stopped: false,
         }
     }
 }
@@ -28,18 +39,12 @@ impl Actor for Gateway {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(std_listener) = self.listener.take() else {
+        if self.stopped {
             return;
-        };
+        }
+        let listener = self.listener.clone();
         let context = self.context.clone();
         let fut = async move {
-            let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot register listener");
-                    return;
-                }
-            };
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
@@ -58,6 +63,14 @@ impl Actor for Gateway {
     }
 }
 
+impl Supervised for Gateway {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(stopped = self.stopped, "gateway restarting");
+        // The context's futures (the accept loop) are gone; `started` spawns a new one.
+        self.accept = None;
+    }
+}
+
 /// Stop accepting new connections (shutdown). Open connections finish what they have.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -66,8 +79,22 @@ pub struct StopAccepting;
 impl Handler<StopAccepting> for Gateway {
     type Result = ();
     fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
+        self.stopped = true;
         if let Some(h) = self.accept.take() {
             ctx.cancel_future(h);
         }
+    }
+}
+
+/// Test hook: stop the gateway as a failure would; its supervisor restarts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for Gateway {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("gateway crash requested (fault injection)");
+        ctx.stop();
     }
 }

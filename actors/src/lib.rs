@@ -28,4 +28,7 @@ pub mod partition;
 pub mod replica_fetcher;
 pub mod supervisor;
 
+#[cfg(test)]
+mod supervision_tests;
+
 pub use broker::{now_ms, start, BrokerHandle};

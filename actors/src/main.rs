@@ -69,7 +69,10 @@ fn serve(file: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
         let handle = match troupe_actors::start(config).await {
             Ok(h) => h,
             Err(e) => {
+                // On stderr too, as configuration errors are: the log may go elsewhere
+                // (or be filtered out) and the reason must reach whoever started it.
                 tracing::error!(error = %e, "broker failed to start");
+                eprintln!("error: broker failed to start: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -440,3 +440,28 @@ impl Handler<CrashPartition> for BrokerSupervisor {
         }
     }
 }
+
+/// Supervised like the actors it starts: its state (the running partitions, the last
+/// image) survives a restart; an image whose apply was cut short is applied in full by
+/// the next one, since every image is complete.
+impl Supervised for BrokerSupervisor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(
+            partitions = self.running.len(),
+            "broker supervisor restarting"
+        );
+    }
+}
+
+/// Test hook: stop the supervisor as a failure would; its own supervisor restarts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for BrokerSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("broker supervisor crash requested (fault injection)");
+        ctx.stop();
+    }
+}

@@ -501,3 +501,102 @@ fn reload_restores_stable_group_and_members_expire_without_heartbeats() {
         .iter()
         .all(|k| *k == OffsetsKey::Group { group: G.into() }));
 }
+
+/// A request frame as a connection reads it: one allocation, the field a slice of it
+/// (the protocol crate decodes `bytes` fields with `split_to`, without copying).
+fn frame_with(field: &[u8]) -> (Bytes, Bytes) {
+    let mut buf = vec![0u8; 64 << 10];
+    buf.extend_from_slice(field);
+    let frame = Bytes::from(buf);
+    let slice = frame.slice(64 << 10..);
+    (frame, slice)
+}
+
+fn shares(stored: &Bytes, frame: &Bytes) -> bool {
+    let range = frame.as_ptr_range();
+    !stored.is_empty() && range.contains(&stored.as_ptr())
+}
+
+/// Stored member metadata and assignments are copies: once a request is handled, its
+/// frame is owned by nobody else (no member pins a connection's read buffer).
+#[test]
+fn stored_member_metadata_and_assignments_do_not_pin_request_frames() {
+    let mut h = Harness::new(config());
+    let sub = subscription(&["t"]);
+    let mut frames = Vec::new();
+    for (who, instance) in [("a", None), ("b", Some("ib"))] {
+        let (frame, metadata) = frame_with(&sub);
+        let mut req = h.join_req(who, instance, &[("range", metadata)]);
+        req.require_known_member_id = false;
+        h.join_with(who, req);
+        frames.push(frame);
+    }
+    h.advance(1_000);
+    assert_eq!(h.join_answer("a").unwrap().error, NONE);
+    assert_eq!(h.join_answer("b").unwrap().error, NONE);
+    let (leader, other) = if h.join_answer("a").unwrap().members.is_empty() {
+        ("b", "a")
+    } else {
+        ("a", "b")
+    };
+    // The leader's SyncGroup: both assignments are slices of its one frame.
+    let mut body = b"assignment-of-a".to_vec();
+    body.extend_from_slice(b"assignment-of-b");
+    let (frame, all) = frame_with(&body);
+    let assignments = vec![
+        (h.clients["a"].member_id.clone(), all.slice(..15)),
+        (h.clients["b"].member_id.clone(), all.slice(15..)),
+    ];
+    drop(all);
+    let c = h.clients[leader].clone();
+    let req = SyncRequest {
+        group_id: G.into(),
+        generation_id: c.generation,
+        member_id: c.member_id,
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: None,
+        assignments,
+    };
+    let id = h.reply_id();
+    let outs = h.s.sync_group(req, id, h.now);
+    h.run(outs);
+    h.sync(other, &[]);
+    assert_eq!(h.state(), GroupState::Stable);
+    frames.push(frame);
+    // A known member rejoins with new metadata, and the static member restarts.
+    let (frame, metadata) = frame_with(&subscription(&["t", "u"]));
+    let req = h.join_req("a", None, &[("range", metadata)]);
+    h.join_with("a", req);
+    frames.push(frame);
+    h.clients.insert("b", ClientView::default());
+    let (frame, metadata) = frame_with(&sub);
+    let req = h.join_req("b", Some("ib"), &[("range", metadata)]);
+    h.join_with("b", req);
+    frames.push(frame);
+
+    let g = h.s.group(G).expect("group exists");
+    assert_eq!(g.members.len(), 2);
+    for m in g.members.values() {
+        for frame in &frames {
+            for (_, metadata) in &m.protocols {
+                assert!(
+                    !shares(metadata, frame),
+                    "metadata of {} shares a frame",
+                    m.member_id
+                );
+            }
+            assert!(
+                !shares(&m.assignment, frame),
+                "assignment of {} shares a frame",
+                m.member_id
+            );
+        }
+    }
+    for (i, frame) in frames.iter().enumerate() {
+        assert!(
+            frame.is_unique(),
+            "frame {i} is still referenced after its request"
+        );
+    }
+}

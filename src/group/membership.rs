@@ -53,6 +53,17 @@ pub(crate) enum AfterAppend {
     },
 }
 
+/// Member metadata and assignments arrive as slices of the request frame they were
+/// decoded from (zero-copy decoding): kept as they are, each member would hold its
+/// connection's whole read buffer for the group's lifetime. What a group stores is
+/// copied out.
+pub(crate) fn owned_protocols(protocols: &[(String, Bytes)]) -> Vec<(String, Bytes)> {
+    protocols
+        .iter()
+        .map(|(name, metadata)| (name.clone(), Bytes::copy_from_slice(metadata)))
+        .collect()
+}
+
 /// Appends waiting for their completion.
 ///
 /// Appends are issued in token order and land in the log in that order, but their
@@ -191,7 +202,7 @@ impl Group {
             rebalance_timeout_ms: req.rebalance_timeout_ms,
             session_timeout_ms: req.session_timeout_ms,
             protocol_type: req.protocol_type.clone(),
-            protocols: req.protocols.clone(),
+            protocols: owned_protocols(&req.protocols),
             assignment: Bytes::new(),
             awaiting_join: Some(reply),
             awaiting_sync: None,
@@ -215,7 +226,7 @@ impl Group {
         cx: &mut Cx,
     ) {
         if let Some(m) = self.members.get_mut(member_id) {
-            m.protocols = req.protocols.clone();
+            m.protocols = owned_protocols(&req.protocols);
             m.rebalance_timeout_ms = req.rebalance_timeout_ms;
             m.session_timeout_ms = req.session_timeout_ms;
             m.last_heartbeat_ms = cx.now;
@@ -391,7 +402,10 @@ impl Group {
     ) {
         let (ptype, proto) = (self.protocol_type.clone(), self.protocol.clone());
         for m in self.members.values_mut() {
-            m.assignment = assignment.get(&m.member_id).cloned().unwrap_or_default();
+            m.assignment = assignment
+                .get(&m.member_id)
+                .map(|a| Bytes::copy_from_slice(a))
+                .unwrap_or_default();
             if let Some(r) = m.awaiting_sync.take() {
                 cx.reply(
                     r,

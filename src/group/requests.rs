@@ -399,7 +399,7 @@ fn rejoin_static_member(
         return;
     };
     if let Some(m) = g.members.get_mut(&new_id) {
-        m.protocols = req.protocols.clone();
+        m.protocols = super::membership::owned_protocols(&req.protocols);
         m.rebalance_timeout_ms = req.rebalance_timeout_ms;
         m.session_timeout_ms = req.session_timeout_ms;
         m.last_heartbeat_ms = cx.now;

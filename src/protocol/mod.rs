@@ -16,6 +16,7 @@
 //!    record bytes that stay in segment files, yielding [`Chunk`]s that the connection
 //!    sends with `sendfile(2)` (file regions) and plain writes (everything else).
 
+pub mod acl;
 pub mod error;
 pub mod fetch;
 pub mod frame;

@@ -4,6 +4,8 @@ IncrementalAlterConfigs, DescribeCluster."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -195,6 +197,37 @@ def test_delete_topic_then_recreate_is_empty(broker, admin, topic):
     assert watermarks(broker.bootstrap, topic) == (0, 0)
 
 
+def test_deleted_topic_fires_no_timer_and_logs_no_error(make_broker, topic):
+    """A deleted topic's partitions stop for good: no retention or cleaner tick of theirs
+    fires on the closed logs afterwards (that logged `storage IO error, restarting log
+    ... log is offline (closed)` at ERROR and restarted the log, once per tick)."""
+    from confluent_kafka.admin import AdminClient
+
+    b = make_broker({"log.retention.check.interval.ms": "100", "log.cleaner.backoff.ms": "100"})
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    compacted = topic + "-c"
+    create_topic(admin, topic, partitions=3)
+    create_topic(admin, compacted, partitions=2, config={"cleanup.policy": "compact"})
+    produce(b.bootstrap, topic, [(None, b"m%d" % i) for i in range(30)])
+    produce(b.bootstrap, compacted, [(b"k%d" % (i % 3), b"m%d" % i) for i in range(30)])
+    mark = len(b.log_text())
+    futures = admin.delete_topics([topic, compacted], request_timeout=TIMEOUT)
+    for f in futures.values():
+        f.result(TIMEOUT)
+    wait_for(
+        lambda: not {topic, compacted} & set(admin.list_topics(timeout=TIMEOUT).topics),
+        10,
+        "deleted topics gone from metadata",
+    )
+    # Absence can only be shown over a window: 2 s is 20 ticks of each timer.
+    time.sleep(2.0)
+    assert b.is_running()
+    after = b.log_text()[mark:]
+    assert "stopping partition" in after, after
+    bad = [line for line in after.splitlines() if " ERROR " in line or "restarting" in line]
+    assert not bad, "after the delete:\n" + "\n".join(bad[:10])
+
+
 def test_delete_unknown_topic_is_unknown_topic_or_partition(admin, topic):
     fut = admin.delete_topics([topic], request_timeout=TIMEOUT)
     with pytest.raises(KafkaException) as e:
@@ -209,3 +242,38 @@ def test_describe_cluster(broker, admin):
     assert [(n.id, n.host, n.port) for n in desc.nodes] == [(1, broker.host, broker.port)]
     assert desc.controller is not None and desc.controller.id == 1
     assert desc.cluster_id
+
+
+# Kafka's operations per resource type (AclEntry.supportedOperations): with no ACLs,
+# a caller that asks is told it may perform all of them.
+TOPIC_OPERATIONS = {"READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+CLUSTER_OPERATIONS = {"CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE"}
+
+
+def operation_names(ops) -> set[str] | None:
+    return None if ops is None else {op.name for op in ops}
+
+
+def test_describe_cluster_authorized_operations(admin):
+    if not hasattr(admin, "describe_cluster"):
+        pytest.skip("this confluent-kafka has no describe_cluster")
+    asked = admin.describe_cluster(include_authorized_operations=True, request_timeout=TIMEOUT).result(TIMEOUT)
+    assert operation_names(asked.authorized_operations) == CLUSTER_OPERATIONS
+    # Not asked: Kafka's sentinel, which the client shows as no list at all.
+    plain = admin.describe_cluster(request_timeout=TIMEOUT).result(TIMEOUT)
+    assert plain.authorized_operations is None
+
+
+def test_describe_topics_authorized_operations(admin, topic):
+    from confluent_kafka import TopicCollection
+
+    if not hasattr(admin, "describe_topics"):
+        pytest.skip("this confluent-kafka has no describe_topics")
+    create_topic(admin, topic, partitions=2)
+    asked = admin.describe_topics(
+        TopicCollection([topic]), include_authorized_operations=True, request_timeout=TIMEOUT
+    )[topic].result(TIMEOUT)
+    assert len(asked.partitions) == 2
+    assert operation_names(asked.authorized_operations) == TOPIC_OPERATIONS
+    plain = admin.describe_topics(TopicCollection([topic]), request_timeout=TIMEOUT)[topic].result(TIMEOUT)
+    assert plain.authorized_operations is None

@@ -346,6 +346,20 @@ def test_admin_lists_describes_and_deletes_groups(broker, admin, topic, group, m
     assert committed(broker, group, topic) < 0
 
 
+def test_describe_groups_authorized_operations(broker, admin, topic, group, members):
+    """DescribeGroups with include_authorized_operations: every operation Kafka defines
+    for a group (no ACLs exist); without it, Kafka's "not asked" sentinel."""
+    create_topic(admin, topic, partitions=1)
+    m = Member(broker, group, topic)
+    members.append(m)
+    poll_until([m], lambda: m.assigned == {0}, 30, "assignment")
+    asked = admin.describe_consumer_groups([group], include_authorized_operations=True, request_timeout=10)[group].result()
+    assert asked.authorized_operations is not None
+    assert {op.name for op in asked.authorized_operations} == {"READ", "DESCRIBE", "DELETE"}
+    plain = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    assert plain.authorized_operations is None
+
+
 def test_clients_cannot_produce_to_consumer_offsets(broker, admin, topic, group, members):
     create_topic(admin, topic)
     m = Member(broker, group, topic)  # makes the broker create __consumer_offsets

@@ -37,6 +37,9 @@ pub struct GroupManager {
     routes: watch::Receiver<Arc<RoutingTable>>,
     running: HashMap<i32, Running>,
     table: watch::Sender<Arc<CoordinatorTable>>,
+    /// The task that forwards routing-table changes runs once: it holds only a weak
+    /// address, which stays valid across restarts.
+    watching: bool,
 }
 
 impl GroupManager {
@@ -50,6 +53,7 @@ impl GroupManager {
             routes,
             running: HashMap::new(),
             table,
+            watching: false,
         }
     }
 
@@ -125,7 +129,12 @@ impl Actor for GroupManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // After a restart too: changes made while it was down are picked up here.
         self.sync_with_routes();
+        if self.watching {
+            return;
+        }
+        self.watching = true;
         let mut routes = self.routes.clone();
         let me = ctx.address().downgrade();
         actix_rt::spawn(async move {
@@ -136,6 +145,17 @@ impl Actor for GroupManager {
                 }
             }
         });
+    }
+}
+
+/// Supervised like the other actors: its state (the running coordinators) survives a
+/// restart, and `started` syncs with the routing table again.
+impl Supervised for GroupManager {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(
+            coordinators = self.running.len(),
+            "group manager restarting"
+        );
     }
 }
 
@@ -168,5 +188,18 @@ impl Handler<CrashCoordinator> for GroupManager {
             }
             None => false,
         }
+    }
+}
+
+/// Test hook: stop the manager as a failure would; its supervisor restarts it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CrashManager;
+
+impl Handler<CrashManager> for GroupManager {
+    type Result = ();
+    fn handle(&mut self, _: CrashManager, ctx: &mut Context<Self>) {
+        tracing::warn!("group manager crash requested (fault injection)");
+        ctx.stop();
     }
 }

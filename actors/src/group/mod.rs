@@ -59,7 +59,7 @@ impl GroupRouter {
         routes: watch::Receiver<Arc<crate::supervisor::RoutingTable>>,
     ) -> Self {
         let (tx, rx) = watch::channel(Arc::new(CoordinatorTable::default()));
-        let manager = GroupManager::new(config, routes, tx).start();
+        let manager = Supervisor::start(move |_| GroupManager::new(config, routes, tx));
         GroupRouter { manager, table: rx }
     }
 

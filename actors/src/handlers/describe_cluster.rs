@@ -4,6 +4,7 @@ use super::sb;
 use crate::broker::BrokerContext;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use troupe::protocol::acl::{authorized_operations, ResourceType};
 
 pub fn handle(req: DescribeClusterRequest, ctx: &BrokerContext) -> DescribeClusterResponse {
     let routes = ctx.routes();
@@ -24,5 +25,8 @@ pub fn handle(req: DescribeClusterRequest, ctx: &BrokerContext) -> DescribeClust
         .with_cluster_id(sb(&ctx.cluster_id))
         .with_controller_id(BrokerId(ctx.controller_id()))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(authorized_operations(
+            ResourceType::Cluster,
+            req.include_cluster_authorized_operations,
+        ))
 }

@@ -7,6 +7,7 @@ use crate::group::messages::DescribeGroups;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use troupe::group::codes;
+use troupe::protocol::acl::{authorized_operations, ResourceType};
 
 async fn describe(
     group_id: &str,
@@ -25,6 +26,11 @@ pub async fn handle(
     v: i16,
     ctx: &BrokerContext,
 ) -> DescribeGroupsResponse {
+    // The field exists from v3; the same for every group (no ACLs exist yet).
+    let operations = authorized_operations(
+        ResourceType::Group,
+        req.include_authorized_operations && v >= 3,
+    );
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in &req.groups {
         let described = match describe(g, ctx).await {
@@ -55,6 +61,7 @@ pub async fn handle(
                     .with_protocol_type(sb(&d.protocol_type))
                     .with_protocol_data(sb(&d.protocol))
                     .with_members(members)
+                    .with_authorized_operations(operations)
             }
         };
         groups.push(described);

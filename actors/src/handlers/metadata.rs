@@ -10,9 +10,20 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use std::collections::BTreeMap;
+use troupe::protocol::acl::{authorized_operations, ResourceType};
 
 pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> MetadataResponse {
     let mut routes = ctx.routes();
+    // The same for every topic: no ACLs exist yet (see `troupe::protocol::acl`).
+    let topic_operations = authorized_operations(
+        ResourceType::Topic,
+        req.include_topic_authorized_operations && version >= 8,
+    );
+    let cluster_operations = authorized_operations(
+        ResourceType::Cluster,
+        // The field exists in v8-10 only (v11+ moved it to DescribeCluster).
+        req.include_cluster_authorized_operations && (8..=10).contains(&version),
+    );
     // Which topics: None (or empty at v0) means all.
     let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match &req.topics {
         None => None,
@@ -126,7 +137,7 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
             .with_topic_id(t.topic_id)
             .with_is_internal(t.name.starts_with("__"))
             .with_partitions(partitions)
-            .with_topic_authorized_operations(i32::MIN)
+            .with_topic_authorized_operations(topic_operations)
     };
 
     let topics = match requested {
@@ -161,5 +172,5 @@ pub async fn handle(req: MetadataRequest, version: i16, ctx: &BrokerContext) -> 
         .with_cluster_id(Some(sb(&ctx.cluster_id)))
         .with_controller_id(BrokerId(ctx.controller_id()))
         .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(cluster_operations)
 }

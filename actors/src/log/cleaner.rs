@@ -69,6 +69,9 @@ pub(super) struct CleanerState {
     pub bound: i64,
     /// The last finished pass, for logs and tests.
     pub last: Option<CleanerStats>,
+    /// The `log.cleaner.backoff.ms` tick, cancelled when the log closes: a running
+    /// interval would keep a deleted partition's actor alive (and ticking) forever.
+    timer: Option<SpawnHandle>,
 }
 
 impl Default for CleanerState {
@@ -78,6 +81,7 @@ impl Default for CleanerState {
             pass: None,
             bound: i64::MAX,
             last: None,
+            timer: None,
         }
     }
 }
@@ -95,9 +99,19 @@ impl LogActor {
         if !self.cleaner.settings.enable {
             return;
         }
-        ctx.run_interval(self.cleaner.settings.backoff, |act, ctx| {
+        let timer = ctx.run_interval(self.cleaner.settings.backoff, |act, ctx| {
             act.maybe_start_pass(ctx)
         });
+        self.cleaner.timer = Some(timer);
+    }
+
+    /// From `Close`: no tick and no pass from now on (a pass in progress stops at its
+    /// next step, which finds no log).
+    pub(super) fn stop_cleaner(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.cleaner.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.cleaner.pass = None;
     }
 
     /// Options of a pass planned now. Each tracked producer's last batch is taken from

@@ -48,9 +48,11 @@ pub struct OffsetForTimestamp {
     pub timestamp: i64,
 }
 
-/// OffsetForLeaderEpoch: `(epoch, end offset)` of the largest epoch <= the one asked.
+/// OffsetForLeaderEpoch: `(epoch, end offset)` of the largest epoch <= the one asked
+/// (`None`: the log knows no such epoch). An offline log answers a storage error, not
+/// `None`: a follower would take "no such epoch" as an answer and act on it.
 #[derive(Message)]
-#[rtype(result = "Option<(i32, i64)>")]
+#[rtype(result = "Result<Option<(i32, i64)>, StorageError>")]
 pub struct EndOffsetForEpoch {
     pub epoch: i32,
 }

@@ -59,6 +59,8 @@ struct HighWatermarkCheckpoint {
     written_at_ms: i64,
     /// `replica.high.watermark.checkpoint.interval.ms` (0 until the partition says).
     interval_ms: i64,
+    /// The checkpoint tick, cancelled by `Close` like the cleaner's.
+    timer: Option<SpawnHandle>,
 }
 
 /// Per partition directory, like `recovery-point` (see `troupe::storage::checkpoint`).
@@ -166,11 +168,16 @@ impl LogActor {
     }
 
     /// IO errors are fatal for the open log: stop so the supervisor reopens it from disk.
+    /// A closed log answers every request with an error too, but that is no failure:
+    /// it must neither log one nor restart (its partition was deleted or moved away).
     fn check<T>(
         &mut self,
         r: Result<T, StorageError>,
         ctx: &mut Context<Self>,
     ) -> Result<T, StorageError> {
+        if self.closed {
+            return r;
+        }
         if let Err(StorageError::Io { source: e, .. }) = &r {
             tracing::error!(dir = %self.dir.display(), error = %e, "storage IO error, restarting log");
             ctx.stop();
@@ -186,19 +193,22 @@ impl Actor for LogActor {
         // Appends from many producers arrive in bursts; the default mailbox of 16 would
         // make senders wait on each other.
         ctx.set_mailbox_capacity(1024);
-        if !self.closed {
-            self.open();
+        if self.closed {
+            // Restarted after `Close`: no timers, so the actor ends with its last address.
+            return;
         }
+        self.open();
         self.start_cleaner(ctx);
         // A high watermark that moved since the last checkpoint is written once the
         // interval has passed, even if it does not move again.
-        ctx.run_interval(std::time::Duration::from_secs(1), |act, _| {
+        let timer = ctx.run_interval(std::time::Duration::from_secs(1), |act, _| {
             if act.hw.interval_ms > 0
                 && crate::now_ms() - act.hw.written_at_ms >= act.hw.interval_ms
             {
                 act.checkpoint_high_watermark();
             }
         });
+        self.hw.timer = Some(timer);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -272,11 +282,9 @@ impl Handler<OffsetForTimestamp> for LogActor {
 }
 
 impl Handler<EndOffsetForEpoch> for LogActor {
-    type Result = Option<(i32, i64)>;
+    type Result = Result<Option<(i32, i64)>, StorageError>;
     fn handle(&mut self, msg: EndOffsetForEpoch, _ctx: &mut Context<Self>) -> Self::Result {
-        self.log
-            .as_ref()
-            .and_then(|l| l.end_offset_for_epoch(msg.epoch))
+        Ok(self.log()?.end_offset_for_epoch(msg.epoch))
     }
 }
 
@@ -343,7 +351,10 @@ impl Handler<Close> for LogActor {
             self.checkpoint_high_watermark();
         }
         self.closed = true;
-        let _ = ctx;
+        self.stop_cleaner(ctx);
+        if let Some(timer) = self.hw.timer.take() {
+            ctx.cancel_future(timer);
+        }
         let Some(log) = self.log.take() else {
             return Box::pin(async { Ok(()) });
         };

@@ -1,9 +1,10 @@
-//! Tests of the `Log` actor's lifecycle: concurrent closes off the storage thread, and
-//! reopening a log whose open failed.
+//! Tests of the `Log` actor's lifecycle: concurrent closes off the storage thread,
+//! reopening a log whose open failed, and a closed log that ends without timers.
 
-use super::messages::{Append, Close, GetOffsets};
-use super::LogActor;
+use super::messages::{Append, Close, EndOffsetForEpoch, EnforceRetention, GetOffsets};
+use super::{CleanerSettings, LogActor};
 use actix::prelude::*;
+use std::time::Duration;
 use troupe::storage::checkpoint::{read_offset, RECOVERY_POINT_FILE};
 use troupe::storage::{build_batch, Log, LogConfig};
 
@@ -81,4 +82,81 @@ async fn a_log_whose_open_failed_opens_on_a_later_get_offsets() {
     };
     let info = addr.send(append).await.unwrap().unwrap();
     assert_eq!((info.first_offset, info.last_offset), (0, 1));
+}
+
+/// A deleted partition's log: after `Close` no timer of its own keeps it alive or
+/// ticking, a late request (the retention tick of its leader) neither fails it nor
+/// restarts it, and the actor ends once its owner drops the last address.
+#[actix_rt::test]
+async fn a_closed_log_has_no_timers_and_ends_with_its_last_address() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    let cleaner = CleanerSettings {
+        backoff: Duration::from_millis(20),
+        ..CleanerSettings::default()
+    };
+    let d = dir.clone();
+    let addr = Supervisor::start(move |_| {
+        LogActor::new(d.clone(), LogConfig::default()).with_cleaner(cleaner.clone())
+    });
+    let append = Append {
+        records: records(2),
+        leader_epoch: 0,
+        now_ms: 1_000,
+    };
+    addr.send(append).await.unwrap().unwrap();
+    addr.send(Close { delete: true }).await.unwrap().unwrap();
+    assert!(!dir.exists());
+    for _ in 0..3 {
+        let late = EnforceRetention {
+            now_ms: crate::now_ms(),
+        };
+        let err = addr.send(late).await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let weak = addr.downgrade();
+    drop(addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while weak.upgrade().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed log actor is still alive 2 s after its last address was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// OffsetForLeaderEpoch on an offline log (open failed, or closed) is a storage error,
+/// not "no such epoch".
+#[actix_rt::test]
+async fn end_offset_for_epoch_of_an_offline_log_is_a_storage_error() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    std::fs::write(&dir, b"in the way").unwrap();
+    let addr = LogActor::new(dir.clone(), LogConfig::default()).start();
+    let err = addr
+        .send(EndOffsetForEpoch { epoch: 0 })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 56, "{err}");
+
+    std::fs::remove_file(&dir).unwrap();
+    addr.send(GetOffsets).await.unwrap().unwrap();
+    let append = Append {
+        records: records(2),
+        leader_epoch: 4,
+        now_ms: 1_000,
+    };
+    addr.send(append).await.unwrap().unwrap();
+    let end = addr.send(EndOffsetForEpoch { epoch: 4 }).await.unwrap();
+    assert_eq!(end.unwrap(), Some((4, 2)));
+    addr.send(Close { delete: false }).await.unwrap().unwrap();
+    let err = addr
+        .send(EndOffsetForEpoch { epoch: 4 })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kafka_error_code(), 56, "{err}");
 }

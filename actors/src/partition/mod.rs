@@ -100,6 +100,10 @@ pub struct PartitionActor {
     image: PartitionImage,
     config: TopicConfig,
     log: Addr<LogActor>,
+    /// The periodic ticks (ISR rules, retention), cancelled on `Shutdown`: a running
+    /// interval keeps an actor alive, and a deleted partition's would tick its closed
+    /// log forever.
+    timers: Vec<SpawnHandle>,
     /// `None` until the log has told us its offsets (and again after a restart).
     machine: Option<PartitionMachine>,
     log_start_offset: i64,
@@ -152,6 +156,7 @@ impl PartitionActor {
             config,
             log,
             machine: None,
+            timers: Vec::new(),
             log_start_offset: 0,
             latest_epoch: -1,
             state,
@@ -397,7 +402,7 @@ impl Actor for PartitionActor {
             return;
         }
         self.load(ctx);
-        ctx.run_interval(TICK, |act, ctx| {
+        let tick = ctx.run_interval(TICK, |act, ctx| {
             let Some(m) = act.machine.as_mut() else {
                 return;
             };
@@ -407,7 +412,7 @@ impl Actor for PartitionActor {
             let out = m.tick(crate::now_ms());
             act.carry_out(out, ctx);
         });
-        ctx.run_interval(self.env.retention_check, |act, ctx| {
+        let retention = ctx.run_interval(self.env.retention_check, |act, ctx| {
             // Only the leader deletes by retention, below its high watermark;
             // followers follow its log start.
             let Some(hw) = act
@@ -434,6 +439,7 @@ impl Actor for PartitionActor {
                 });
             ctx.spawn(fut);
         });
+        self.timers = vec![tick, retention];
     }
 }
 
@@ -630,7 +636,11 @@ impl Handler<ReplicaFetch> for PartitionActor {
         let fut = async move {
             match check {
                 None => Ok(None),
-                Some(f) => f.await.map_err(|_| KAFKA_STORAGE_ERROR),
+                Some(f) => match f.await {
+                    Ok(Ok(answer)) => Ok(answer),
+                    Ok(Err(e)) => Err(e.kafka_error_code()),
+                    Err(_) => Err(KAFKA_STORAGE_ERROR),
+                },
             }
         };
         Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
@@ -737,7 +747,10 @@ impl Handler<FromLeader> for PartitionActor {
                 let log = self.log.clone();
                 let fut = async move {
                     let local = match local {
-                        Some(f) => f.await.map_err(|_| KAFKA_STORAGE_ERROR)?,
+                        Some(f) => f
+                            .await
+                            .map_err(|_| KAFKA_STORAGE_ERROR)?
+                            .map_err(|e| e.kafka_error_code())?,
                         None => None,
                     };
                     let leader = (epoch >= 0).then_some((epoch, end_offset));
@@ -827,8 +840,11 @@ impl Handler<UpdatePartition> for PartitionActor {
 
 impl Handler<Shutdown> for PartitionActor {
     type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.shut_down = true;
+        for timer in self.timers.drain(..) {
+            ctx.cancel_future(timer);
+        }
         self.fail_all_waiting(NOT_LEADER_OR_FOLLOWER);
         self.machine = None;
         self.publish();
