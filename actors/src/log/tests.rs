@@ -110,6 +110,7 @@ async fn a_closed_log_has_no_timers_and_ends_with_its_last_address() {
     for _ in 0..3 {
         let late = EnforceRetention {
             now_ms: crate::now_ms(),
+            high_watermark: i64::MAX,
         };
         let err = addr.send(late).await.unwrap().unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
