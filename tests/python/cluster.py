@@ -36,13 +36,16 @@ class Cluster:
         overrides: dict[str, str] | None = None,
         name: str = "cluster",
         partitionable: bool = False,
+        front_proxies: bool = True,
     ):
         """`partitionable`: every node reaches the other voters through a LinkProxy per
         directed link (`self.links[(from, to)]`), and everyone reaches a node's Kafka
         listener (clients, and other brokers' replica fetchers) through its advertised
         front proxy (`self.links[("front", i)]`), so tests can cut the network. A
         node's own port (`nodes[i].port`) stays reachable directly: a client on the
-        isolated side."""
+        isolated side. `front_proxies=False` leaves the Kafka listeners direct (only the
+        controller links can be cut): a client of the isolated node then reaches only
+        what that node itself tells it."""
         self.ports = {i: (free_port(), free_port()) for i in range(1, n + 1)}
         self.links = {}
         if partitionable:
@@ -52,15 +55,16 @@ class Cluster:
                 for b, (_, c) in self.ports.items():
                     if a != b:
                         self.links[(a, b)] = LinkProxy(("127.0.0.1", c))
-            for a, (p, _) in self.ports.items():
-                self.links[("front", a)] = LinkProxy(("127.0.0.1", p))
+            if front_proxies:
+                for a, (p, _) in self.ports.items():
+                    self.links[("front", a)] = LinkProxy(("127.0.0.1", p))
         self.nodes: dict[int, Broker] = {}
         for i, (p, c) in self.ports.items():
             def addr(j):
                 return self.ports[j][1] if j == i or not partitionable else self.links[(i, j)].port
 
             voters = ",".join(f"{j}@127.0.0.1:{addr(j)}" for j in self.ports)
-            front = self.links[("front", i)].port if partitionable else p
+            front = self.links[("front", i)].port if ("front", i) in self.links else p
             o = {
                 "listeners": f"PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
                 "advertised.listeners": f"PLAINTEXT://127.0.0.1:{front}",

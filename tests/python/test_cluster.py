@@ -219,7 +219,7 @@ def test_network_partition_isolating_the_controller(request):
     isolated node can commit nothing (a CreateTopics sent to it fails and never
     appears); after healing there is one history: the isolated node follows the new
     term, is listed again and sees what the majority committed."""
-    c = Cluster(3, name="partition", partitionable=True)
+    c = Cluster(3, name="partition", partitionable=True, front_proxies=False)
     request.node._troupe_brokers = list(c.nodes.values())
     c.start()
     try:
