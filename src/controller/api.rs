@@ -42,6 +42,21 @@ pub enum ControllerRequest {
         kind: ElectionKind,
         partitions: Vec<(String, i32)>,
     },
+    /// DescribeQuorum: the active controller's view of the quorum. Answered by the
+    /// shell from the Raft state, not decided here.
+    DescribeQuorum,
+}
+
+/// The metadata quorum as its leader sees it (DescribeQuorum).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumState {
+    pub leader_id: i32,
+    /// The Raft term: the controller epoch.
+    pub leader_epoch: i32,
+    /// The offset after the last committed record.
+    pub high_watermark: i64,
+    /// `(node id, log end offset)` of every voter (-1: not known to the leader).
+    pub voters: Vec<(i32, i64)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +73,7 @@ pub enum ControllerResponse {
     /// The partition as it is once committed, or Kafka's error code.
     AlterPartition(Result<PartitionImage, i16>),
     ElectLeaders(Vec<Result<(), ApiError>>),
+    Quorum(QuorumState),
     /// This node is not the active controller (`leader`: the one it knows of). Also the
     /// answer when the controller could not be reached at all (`leader: None`).
     NotController {
@@ -192,6 +208,10 @@ pub fn handle(
                 })
                 .collect(),
         ),
+        Q::DescribeQuorum => A::Failed((
+            kafka_protocol::ResponseError::UnknownServerError.code(),
+            "DescribeQuorum is answered from the quorum's state".into(),
+        )),
     };
     (records, answer)
 }

@@ -36,7 +36,7 @@ pub(crate) mod test_support;
 #[cfg(test)]
 mod topics_tests;
 
-pub use api::{handle, tick, ControllerRequest, ControllerResponse, Entropy};
+pub use api::{handle, tick, ControllerRequest, ControllerResponse, Entropy, QuorumState};
 pub use brokers::{BrokerLiveness, Heartbeat, HeartbeatAnswer, Registration};
 pub use partitions::{AlterPartition, ElectionKind};
 pub use topics::{ConfigOp, CreatedTopic, NewTopic, PRODUCER_ID_BLOCK_SIZE};

@@ -504,6 +504,58 @@ def fetch_v11(sock: socket.socket, topic: str, partition: int, offset: int, corr
     return out
 
 
+# --------------------------------------------------------------------------- DescribeQuorum v0
+DESCRIBE_QUORUM = 55
+
+
+def read_uvarint(r: Reader) -> int:
+    n = shift = 0
+    while True:
+        b = r.take(">B")
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n
+
+
+def describe_quorum_v0(sock: socket.socket, topic: str = "__cluster_metadata", partition: int = 0, correlation_id: int = 17):
+    """DescribeQuorum v0 (flexible): request topics [name, partitions [index]]; answer
+    (error, [(topic, index, error, leader_id, leader_epoch, high_watermark,
+    [(voter id, log end offset)])])."""
+    part = struct.pack(">i", partition) + uvarint(0)
+    topics = compact_string(topic) + uvarint(2) + part + uvarint(0)
+    body = uvarint(2) + topics + uvarint(0)
+    r = roundtrip(sock, request_header_v2(DESCRIBE_QUORUM, 0, correlation_id), body, correlation_id)
+    read_uvarint(r)  # response header tagged fields
+
+    def cstring():
+        n = read_uvarint(r) - 1
+        v = r.data[r.pos : r.pos + n].decode()
+        r.pos += n
+        return v
+
+    def replicas():
+        out = []
+        for _ in range(read_uvarint(r) - 1):
+            rid, leo = r.take(">iq")
+            read_uvarint(r)
+            out.append((rid, leo))
+        return out
+
+    error = r.take(">h")
+    parts = []
+    for _ in range(read_uvarint(r) - 1):
+        name = cstring()
+        for _ in range(read_uvarint(r) - 1):
+            idx, err, leader, epoch, hw = r.take(">ihiiq")
+            voters = replicas()
+            replicas()  # observers
+            read_uvarint(r)
+            parts.append((name, idx, err, leader, epoch, hw, voters))
+        read_uvarint(r)
+    return error, parts
+
+
 # --------------------------------------------------------------------------- Metadata v1
 def metadata_v1(sock: socket.socket, topics: list[str] | None, correlation_id: int = 11) -> dict[str, tuple[int, list[int]]]:
     """Metadata v1 (no auto-create flag: v1 always allows auto-creation).

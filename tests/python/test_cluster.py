@@ -306,3 +306,24 @@ def test_elect_leaders_preferred_and_unclean(cluster):
         "the two replicas' logs agree",
     )
     assert (cluster.nodes[a].log_dir / seg).stat().st_size == 0, "a kept records the new leader lacks"
+
+
+def test_describe_quorum_from_any_node(cluster):
+    """DescribeQuorum (kafka-metadata-quorum.sh describe --status): any node answers
+    with the active controller as leader, the Raft term as leader epoch, and every
+    voter's log end offset, caught up with the high watermark."""
+    import kafka_wire as wire
+
+    ctl = cluster.controller()
+    for i in cluster.nodes:
+        with wire.connect("127.0.0.1", cluster.nodes[i].port) as s:
+            def answer():
+                err, parts = wire.describe_quorum_v0(s)
+                (name, idx, perr, leader, epoch, hw, voters) = parts[0]
+                return err == 0 and perr == 0 and all(leo >= hw for _, leo in voters) and parts[0]
+            (name, idx, _, leader, epoch, hw, voters) = wait_for(answer, 10, f"quorum from node {i}")
+            assert (name, idx, leader) == ("__cluster_metadata", 0, ctl)
+            assert epoch >= 1 and hw > 0
+            assert sorted(v for v, _ in voters) == [1, 2, 3]
+            err, _ = wire.describe_quorum_v0(s, topic="other")
+            assert err == 3, "only __cluster_metadata-0 has a quorum"

@@ -225,6 +225,19 @@ impl Controller {
     }
 
     fn run_local(&mut self, req: Q) -> ResponseActFuture<Self, A> {
+        if matches!(req, Q::DescribeQuorum) {
+            // The single node is the whole quorum.
+            let me = self.config.node_id;
+            let end = self.image.last_offset + 1;
+            return Box::pin(actix::fut::ready(A::Quorum(
+                troupe::controller::QuorumState {
+                    leader_id: me,
+                    leader_epoch: 1,
+                    high_watermark: end,
+                    voters: vec![(me, end)],
+                },
+            )));
+        }
         let image = self.image.clone();
         let cfg = self.decisions();
         let (records, answer) = troupe::controller::handle(
@@ -265,6 +278,9 @@ impl Controller {
         let me = self.node_id();
         let leader = q.leader();
         if leader == Some(me) {
+            if matches!(req, Q::DescribeQuorum) {
+                return Box::pin(actix::fut::ready(A::Quorum(q.describe())));
+            }
             return self.decide_as_leader(q, req);
         }
         if forwarded {

@@ -203,6 +203,37 @@ impl QuorumHandle {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// DescribeQuorum's answer, as this node sees the quorum (meaningful on the leader:
+    /// only it knows how far each voter's log matches).
+    pub fn describe(&self) -> troupe::controller::QuorumState {
+        let m = self.raft.metrics().borrow().clone();
+        let end = m.last_log_index.map_or(0, |i| i as i64 + 1);
+        let mut voters: Vec<(i32, i64)> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let leo = if id == m.id {
+                    end
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned())
+                        .flatten()
+                        .map_or(-1, |l| l.index as i64 + 1)
+                };
+                (id as i32, leo)
+            })
+            .collect();
+        voters.sort_unstable();
+        troupe::controller::QuorumState {
+            leader_id: m.current_leader.map_or(-1, |l| l as i32),
+            leader_epoch: m.current_term as i32,
+            high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
+            voters,
+        }
+    }
+
     /// The current Raft term: the controller epoch.
     pub fn current_term(&self) -> u64 {
         self.raft.metrics().borrow().current_term
