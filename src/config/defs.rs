@@ -172,7 +172,11 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
     b("queued.max.request.bytes", long(-1), Some("268435456"),
         "Bytes of requests read but not yet handled, broker-wide, before connections stop being read; -1: no bound. Kafka's default is -1 because it handles one request per connection at a time; Troupe pipelines up to queued.max.requests per connection, so it bounds the bytes."),
     b("connections.max.idle.ms", ms_long(1), Some("600000"),
-        "Connections idle this long are closed."),
+        "Connections with no request in flight and no bytes read or written for this long are closed."),
+    b("max.connections", int(0), Some("2147483647"),
+        "Client connections open at once, broker-wide; at the limit the broker stops accepting until one closes (Kafka's default: no limit)."),
+    b("max.connections.per.ip", int(0), Some("2147483647"),
+        "Client connections open at once from one IP address; a connection over it is closed as soon as it is accepted (Kafka's default: no limit)."),
     // ---- Log directories and topic creation ----
     ConfigDef {
         aliases: &["log.dir"],
@@ -185,6 +189,10 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
     b("auto.create.topics.enable", ConfigKind::Boolean, Some("true"),
         "Create a topic when a client asks Metadata or produces to one that does not exist."),
     b("delete.topic.enable", ConfigKind::Boolean, Some("true"), "Allow DeleteTopics."),
+    b("max.partitions", int(1), Some("200000"),
+        "Partitions in the whole cluster (KIP-578); a CreateTopics or CreatePartitions past it is refused with POLICY_VIOLATION, one asking for more than this in a single request with INVALID_PARTITIONS. Kafka: no limit."),
+    b("max.broker.partitions", int(1), Some("4000"),
+        "Partition replicas one broker may hold (KIP-578), further bounded by what its open-files limit can hold; POLICY_VIOLATION beyond. Kafka: no limit; 4000 is the usual per-broker guidance."),
     b("num.recovery.threads.per.data.dir", int(1), Some("1"),
         "Threads per log dir that recover segments at start-up."),
     b("log.retention.check.interval.ms", ms_long(1), Some("300000"),
