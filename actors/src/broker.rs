@@ -260,6 +260,11 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         }
     }
     let cluster_id = cluster_id(&config)?;
+    // No setting may be ignored silently: name those that change nothing yet.
+    match troupe::config::applied::not_applied_line(&config) {
+        (line, true) => tracing::warn!("{line}"),
+        (line, false) => tracing::info!("{line}"),
+    }
     let listener = config
         .listeners
         .first()

@@ -33,6 +33,13 @@ pub enum Response {
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>) {
     let _ = stream.set_nodelay(true);
+    let (send, receive) = (
+        ctx.config.socket_send_buffer_bytes,
+        ctx.config.socket_receive_buffer_bytes,
+    );
+    if let Err(e) = crate::net::socket::set_buffer_sizes(&stream, send, receive) {
+        tracing::warn!(%peer, error = %e, "cannot set socket.send/receive.buffer.bytes");
+    }
     let (mut reader, writer) = stream.into_split();
     let depth = ctx.config.queued_max_requests.max(1);
     let (tx, mut rx) = mpsc::channel::<tokio::task::JoinHandle<Response>>(depth);

@@ -3,3 +3,4 @@
 pub mod limits;
 pub mod quota;
 pub mod sendfile;
+pub mod socket;
