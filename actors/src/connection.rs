@@ -222,9 +222,11 @@ impl Activity {
         self.touch();
     }
 
-    /// When the connection will have been idle for `idle`, as things stand.
-    fn deadline(&self, idle: Duration) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+    /// When the connection will have been idle for `idle`, as things stand; `None` if
+    /// that is too far away to represent (a huge `connections.max.idle.ms`).
+    fn deadline(&self, idle: Duration) -> Option<Instant> {
+        let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        last.checked_add(idle)
     }
 }
 
@@ -232,8 +234,11 @@ impl Activity {
 /// in flight counts as activity.
 async fn idle_expiry(activity: &Activity, idle: Duration) {
     loop {
-        tokio::time::sleep_until(activity.deadline(idle).into()).await;
-        if Instant::now() < activity.deadline(idle) {
+        let Some(deadline) = activity.deadline(idle) else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(deadline.into()).await;
+        if activity.deadline(idle).is_some_and(|d| Instant::now() < d) {
             continue;
         }
         if activity.in_flight.load(Ordering::Relaxed) == 0 {
