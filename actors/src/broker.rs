@@ -33,10 +33,16 @@ pub struct BrokerContext {
     /// Bytes of requests in flight, broker-wide (`queued.max.request.bytes`): a
     /// connection waits for permits before it reads past a frame.
     pub request_bytes: Arc<tokio::sync::Semaphore>,
+    /// The share of that budget frames still arriving may hold (half): a client that
+    /// stops mid-frame keeps what it was granted until it is closed as idle, and
+    /// complete requests must still find room.
+    pub arriving_bytes: Arc<tokio::sync::Semaphore>,
     /// Finds the coordinator of a consumer group (`crate::group`).
     pub groups: crate::group::GroupRouter,
     /// The active controller's node id as this node knows it (-1: none right now).
     pub controller_id: Arc<std::sync::atomic::AtomicI32>,
+    /// Open client connections against `max.connections` / `max.connections.per.ip`.
+    pub connections: Arc<crate::net::quota::ConnectionQuotas>,
 }
 
 impl BrokerContext {
@@ -130,6 +136,11 @@ pub fn request_byte_permits(config: &BrokerConfig) -> usize {
         Ok(n) => n.clamp(1, max),
         Err(_) => max,
     }
+}
+
+/// Permits of the arriving-bytes semaphore: half the request-bytes budget.
+pub fn arriving_byte_permits(config: &BrokerConfig) -> usize {
+    (request_byte_permits(config) / 2).max(1)
 }
 
 /// The host and port clients are told to use.
@@ -249,6 +260,11 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         }
     }
     let cluster_id = cluster_id(&config)?;
+    // No setting may be ignored silently: name those that change nothing yet.
+    match troupe::config::applied::not_applied_line(&config) {
+        (line, true) => tracing::warn!("{line}"),
+        (line, false) => tracing::info!("{line}"),
+    }
     // Clients are served on the first listener that is not a controller listener (the
     // CONTROLLER one is bound by the quorum, below).
     let listener = config
@@ -327,8 +343,13 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         stats: Arc::new(SendStats::default()),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
         request_bytes: Arc::new(tokio::sync::Semaphore::new(request_byte_permits(&config))),
+        arriving_bytes: Arc::new(tokio::sync::Semaphore::new(arriving_byte_permits(&config))),
         groups: crate::group::GroupRouter::start(config.clone(), routes_rx.clone()),
         controller_id,
+        connections: crate::net::quota::ConnectionQuotas::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+        ),
     });
     let cluster = cluster.map(|(quorum, follower)| {
         let lifecycle = crate::controller::lifecycle::BrokerLifecycle::new(

@@ -46,11 +46,23 @@ impl Actor for Gateway {
         let context = self.context.clone();
         let fut = async move {
             loop {
+                // max.connections: leave new connections in the backlog until one closes.
+                context.connections.wait_for_room().await;
                 match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        tracing::debug!(%peer, "connection accepted");
-                        actix_rt::spawn(connection::serve(stream, peer, context.clone()));
-                    }
+                    Ok((stream, peer)) => match context.connections.admit(peer.ip()) {
+                        Ok(slot) => {
+                            tracing::debug!(%peer, "connection accepted");
+                            let serve = connection::serve(stream, peer, context.clone());
+                            actix_rt::spawn(async move {
+                                serve.await;
+                                drop(slot);
+                            });
+                        }
+                        Err(e) => {
+                            tracing::info!(%peer, reason = %e, "connection refused");
+                            drop(stream);
+                        }
+                    },
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");

@@ -37,7 +37,6 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    raise_open_files_limit();
     match cli.command {
         Command::Serve { file, overrides } => serve(file, overrides),
     }
@@ -64,6 +63,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    raise_open_files_limit(config.max_connections);
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
         let handle = match troupe_actors::start(config).await {
@@ -94,27 +94,18 @@ fn serve(file: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
     result
 }
 
-/// Each partition holds three files per segment open (log, offset index, time index):
-/// raise the soft `RLIMIT_NOFILE` to the hard limit, as Kafka's packaging asks operators
+/// Each partition holds a file per segment open (its indexes are mmapped): raise the soft `RLIMIT_NOFILE` to the hard limit, as Kafka's packaging asks operators
 /// to, so a broker with thousands of partitions does not fail on the default 1,024.
-fn raise_open_files_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
-            return;
-        }
-        let before = lim.rlim_cur;
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-            tracing::info!(
-                from = before,
-                to = lim.rlim_max,
-                "raised the open files limit"
-            );
-        }
+/// Both limits are logged; partition creation is bounded by what the soft one holds.
+fn raise_open_files_limit(max_connections: usize) {
+    match troupe_actors::net::limits::raise_open_files_limit() {
+        Some((before, soft, hard)) => tracing::info!(
+            soft_before = before,
+            soft,
+            hard,
+            partitions = troupe_actors::net::limits::descriptor_partitions(max_connections),
+            "open files limit (RLIMIT_NOFILE); partitions beyond what it holds are refused"
+        ),
+        None => tracing::warn!("cannot read the open files limit (RLIMIT_NOFILE)"),
     }
 }

@@ -60,6 +60,13 @@ pub struct BrokerConfig {
     /// -1: none.
     pub queued_max_request_bytes: i64,
     pub connections_max_idle_ms: u64,
+    /// Client connections open at once, broker-wide (`max.connections`).
+    pub max_connections: usize,
+    /// Client connections open at once from one address (`max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+    /// KIP-578 caps: partitions in the cluster and replicas on one broker.
+    pub max_partitions: i32,
+    pub max_broker_partitions: i32,
     /// From `log.dirs` (or `log.dir`).
     pub log_dirs: Vec<PathBuf>,
     pub num_partitions: i32,

@@ -10,12 +10,15 @@
 //!   its own overrides), validation of topic configs sent by clients, and the entries
 //!   DescribeConfigs answers with (built in `describe`).
 //!
+//! * [`applied`]: the settings accepted but not applied yet, logged at start-up.
+//!
 //! Smaller pieces: `kind` (value types and their parsing), `listener` (`listeners` and
 //! `controller.quorum.voters` syntax), `load` (the merge behind `BrokerConfig::load`).
 //!
 //! Nothing here touches a socket or an actor; the only IO is reading the file named to
 //! [`BrokerConfig::load`].
 
+pub mod applied;
 pub mod broker;
 pub mod defs;
 mod describe;

@@ -156,7 +156,7 @@ pub fn handle(
                 .iter()
                 .map(|(name, count)| {
                     let start = entropy.placement_start();
-                    topics::create_partitions(&current, name, *count, start)
+                    topics::create_partitions(&current, cfg, name, *count, start)
                         .map(|r| take(&mut current, r, !validate_only))
                 })
                 .collect(),

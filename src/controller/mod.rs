@@ -57,6 +57,7 @@ pub(crate) mod codes {
     pub const INVALID_REPLICA_ASSIGNMENT: i16 = E::InvalidReplicaAssignment.code();
     pub const INVALID_CONFIG: i16 = E::InvalidConfig.code();
     pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
+    pub const POLICY_VIOLATION: i16 = E::PolicyViolation.code();
     pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
     pub const TOPIC_DELETION_DISABLED: i16 = E::TopicDeletionDisabled.code();
     pub const STALE_BROKER_EPOCH: i16 = E::StaleBrokerEpoch.code();
@@ -82,6 +83,14 @@ pub struct ControllerConfig {
     pub broker_session_timeout_ms: i64,
     /// Broker-wide topic defaults (`unclean.leader.election.enable` among them).
     pub topic_defaults: TopicConfig,
+    /// `max.partitions` (KIP-578): partitions in the cluster. Also the most one request
+    /// may ask for, checked before any placement is computed.
+    pub max_partitions: i32,
+    /// `max.broker.partitions` (KIP-578): partition replicas on one broker.
+    pub max_broker_partitions: i32,
+    /// Partitions the open-files limit can hold on a broker, when the shell knows it
+    /// (the controller's own process limit stands in for every broker's).
+    pub descriptor_partitions: Option<i32>,
 }
 
 impl ControllerConfig {
@@ -92,6 +101,9 @@ impl ControllerConfig {
             delete_topic_enable: c.delete_topic_enable,
             broker_session_timeout_ms: c.broker_session_timeout_ms.min(i64::MAX as u64) as i64,
             topic_defaults: c.topic_defaults.clone(),
+            max_partitions: c.max_partitions,
+            max_broker_partitions: c.max_broker_partitions,
+            descriptor_partitions: None,
         }
     }
 

@@ -13,6 +13,9 @@ pub fn cfg() -> ControllerConfig {
         delete_topic_enable: true,
         broker_session_timeout_ms: 9000,
         topic_defaults: TopicConfig::default(),
+        max_partitions: 1000,
+        max_broker_partitions: 500,
+        descriptor_partitions: None,
     }
 }
 

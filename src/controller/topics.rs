@@ -105,6 +105,7 @@ pub fn create_topic(
                 format!("Number of partitions must be larger than 0, got {n}."),
             ));
         }
+        check_request_size(cfg, n)?;
         (n, rf, place(&candidates(image), 0..n, rf, start)?)
     } else {
         if t.num_partitions != -1 || t.replication_factor != -1 {
@@ -113,7 +114,8 @@ pub fn create_topic(
                 "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
             ));
         }
-        let n = t.assignments.len() as i32;
+        let n = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
+        check_request_size(cfg, n)?;
         if t.assignments.keys().copied().ne(0..n) {
             return Err((
                 codes::INVALID_REPLICA_ASSIGNMENT,
@@ -132,6 +134,7 @@ pub fn create_topic(
     }
     TopicConfig::resolve(&cfg.topic_defaults, &t.configs)
         .map_err(|e| (codes::INVALID_CONFIG, e.to_string()))?;
+    check_partition_limits(image, cfg, &assignment)?;
     let mut records = vec![MetadataRecord::Topic {
         name: t.name.clone(),
         topic_id: *topic_id.as_bytes(),
@@ -148,6 +151,84 @@ pub fn create_topic(
             replication_factor,
         },
     ))
+}
+
+/// One request may not ask for more partitions than the cluster may hold: refused
+/// before placement, which would otherwise build that many replica lists.
+fn check_request_size(cfg: &ControllerConfig, partitions: i32) -> Result<(), ApiError> {
+    if partitions > cfg.max_partitions {
+        return Err((
+            codes::INVALID_PARTITIONS,
+            format!(
+                "Number of partitions {partitions} exceeds the cluster's limit of {} (max.partitions).",
+                cfg.max_partitions
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// KIP-578's limits: adding `new` (partition → replicas) must keep the cluster within
+/// `max.partitions` and every broker within `max.broker.partitions` and what its
+/// open-files limit can hold. POLICY_VIOLATION otherwise, naming the limit.
+pub fn check_partition_limits(
+    image: &MetadataImage,
+    cfg: &ControllerConfig,
+    new: &BTreeMap<i32, Vec<i32>>,
+) -> Result<(), ApiError> {
+    let existing: usize = image.topics.values().map(|t| t.partitions.len()).sum();
+    let total = existing + new.len();
+    if total > cfg.max_partitions as usize {
+        return Err((
+            codes::POLICY_VIOLATION,
+            format!(
+                "Adding {} partitions would bring the cluster to {total}, over its limit of {} (max.partitions).",
+                new.len(),
+                cfg.max_partitions
+            ),
+        ));
+    }
+    let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
+    for replicas in new.values() {
+        for b in replicas {
+            *per_broker.entry(*b).or_default() += 1;
+        }
+    }
+    if per_broker.is_empty() {
+        return Ok(());
+    }
+    for t in image.topics.values() {
+        for p in t.partitions.values() {
+            for b in &p.replicas {
+                if let Some(n) = per_broker.get_mut(b) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    let (limit, why) = match cfg.descriptor_partitions {
+        Some(d) if d < cfg.max_broker_partitions => (
+            d,
+            format!(
+                "what the open-files limit holds; max.broker.partitions is {}",
+                cfg.max_broker_partitions
+            ),
+        ),
+        _ => (
+            cfg.max_broker_partitions,
+            "max.broker.partitions".to_string(),
+        ),
+    };
+    if let Some((broker, n)) = per_broker.iter().find(|(_, n)| **n > limit as usize) {
+        return Err((
+            codes::POLICY_VIOLATION,
+            format!(
+                "Adding {} partitions would put {n} partition replicas on broker {broker}, over its limit of {limit} ({why}).",
+                new.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_assignment(image: &MetadataImage, replicas: &[i32], rf: i16) -> Result<(), ApiError> {
@@ -221,6 +302,7 @@ pub fn delete_topic(
 /// CreatePartitions: grow `name` to `count` partitions, placed like new ones.
 pub fn create_partitions(
     image: &MetadataImage,
+    cfg: &ControllerConfig,
     name: &str,
     count: i32,
     start: u64,
@@ -230,6 +312,7 @@ pub fn create_partitions(
         format!("The topic '{name}' does not exist."),
     ))?;
     let current = t.partitions.len() as i32;
+    check_request_size(cfg, count)?;
     if count <= current {
         return Err((
             codes::INVALID_PARTITIONS,
@@ -245,7 +328,9 @@ pub fn create_partitions(
         .map(|p| p.replicas.len())
         .unwrap_or(1) as i16;
     let id = *t.topic_id.as_bytes();
-    place(&candidates(image), current..count, rf, start)?
+    let assignment = place(&candidates(image), current..count, rf, start)?;
+    check_partition_limits(image, cfg, &assignment)?;
+    assignment
         .into_iter()
         .map(|(p, replicas)| new_partition(image, id, p, replicas))
         .collect()

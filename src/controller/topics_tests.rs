@@ -138,14 +138,14 @@ fn partitions_configs_deletes_and_producer_ids() {
     let mut img = cluster(&[(1, None), (2, None)]);
     with_topic(&mut img, "t", &[(&[1, 2], &[1, 2], 1)]);
     assert_eq!(
-        create_partitions(&img, "t", 1, 0).unwrap_err().0,
+        create_partitions(&img, &cfg(), "t", 1, 0).unwrap_err().0,
         INVALID_PARTITIONS
     );
     assert_eq!(
-        create_partitions(&img, "x", 3, 0).unwrap_err().0,
+        create_partitions(&img, &cfg(), "x", 3, 0).unwrap_err().0,
         UNKNOWN_TOPIC_OR_PARTITION
     );
-    let records = create_partitions(&img, "t", 3, 0).unwrap();
+    let records = create_partitions(&img, &cfg(), "t", 3, 0).unwrap();
     commit(&mut img, &records);
     assert_eq!(img.topics["t"].partitions.len(), 3);
     assert!(img.topics["t"]
@@ -203,4 +203,57 @@ fn partitions_configs_deletes_and_producer_ids() {
     commit(&mut img, &records);
     assert_eq!(name, "t");
     assert!(img.topics.is_empty());
+}
+
+/// KIP-578's limits: a request asking for more than max.partitions is refused before
+/// placement (INVALID_PARTITIONS, even for 2^31-1), and what would take the cluster
+/// or one broker past its limit is a POLICY_VIOLATION, for CreateTopics and
+/// CreatePartitions alike; the descriptor bound tightens the per-broker one.
+#[test]
+fn partition_limits() {
+    let mut c = cfg();
+    c.max_partitions = 10;
+    c.max_broker_partitions = 6;
+    let mut img = cluster(&[(1, None), (2, None)]);
+    let topic = |name: &str, n: i32, rf: i16| NewTopic {
+        name: name.into(),
+        num_partitions: n,
+        replication_factor: rf,
+        assignments: BTreeMap::new(),
+        configs: BTreeMap::new(),
+    };
+    let id = Uuid::from_bytes([1; 16]);
+    let refused = |r: Result<_, (i16, String)>| r.map(|_| ()).unwrap_err();
+    let (code, msg) = refused(create_topic(&img, &c, &topic("a", i32::MAX, 1), id, 0));
+    assert_eq!(code, INVALID_PARTITIONS, "{msg}");
+    assert!(msg.contains("max.partitions"), "{msg}");
+    let (code, msg) = refused(create_topic(&img, &c, &topic("a", 7, 2), id, 0));
+    assert_eq!(code, POLICY_VIOLATION, "{msg}");
+    assert!(msg.contains("max.broker.partitions"), "{msg}");
+    // 6 on each broker with RF 2: at the limit, allowed.
+    let (records, _) = create_topic(&img, &c, &topic("a", 6, 2), id, 0).unwrap();
+    commit(&mut img, &records);
+    let (code, msg) = refused(create_topic(&img, &c, &topic("b", 1, 1), id, 0));
+    assert_eq!(code, POLICY_VIOLATION, "{msg}");
+    assert_eq!(
+        create_partitions(&img, &c, "a", 7, 0).unwrap_err().0,
+        POLICY_VIOLATION
+    );
+    assert_eq!(
+        create_partitions(&img, &c, "a", i32::MAX, 0).unwrap_err().0,
+        INVALID_PARTITIONS
+    );
+    // The cluster-wide limit: RF 1 leaves room on the brokers, not in the cluster.
+    c.max_broker_partitions = 100;
+    let (records, _) = create_topic(&img, &c, &topic("b", 4, 1), id, 0).unwrap();
+    commit(&mut img, &records);
+    let (code, msg) = refused(create_topic(&img, &c, &topic("c", 1, 1), id, 0));
+    assert_eq!(code, POLICY_VIOLATION, "{msg}");
+    assert!(msg.contains("max.partitions"), "{msg}");
+    // The open-files bound, when lower, is the one that refuses and says so.
+    c.max_partitions = 100;
+    c.descriptor_partitions = Some(8);
+    let (code, msg) = refused(create_topic(&img, &c, &topic("c", 1, 2), id, 0));
+    assert_eq!(code, POLICY_VIOLATION, "{msg}");
+    assert!(msg.contains("open-files"), "{msg}");
 }

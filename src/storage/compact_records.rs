@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
-use crate::storage::error::StorageError;
+use crate::storage::error::{RecordError, RecordRule, StorageError};
 
 /// Attribute bit 6 (KIP-534): the batch's base timestamp holds the *delete horizon*,
 /// the time after which the cleaner may drop its tombstones. Record timestamps stay
@@ -101,7 +101,8 @@ pub(crate) fn parse_records<'a>(
     Ok(out)
 }
 
-/// Keys of compacted topics: Kafka rejects a record without one (INVALID_RECORD).
+/// Keys of compacted topics: Kafka rejects a record without one (INVALID_RECORD), naming
+/// each keyless record of the batch.
 /// Compressed batches are decompressed to look (CORRUPT_MESSAGE if that fails);
 /// control batches carry markers, not keyed records.
 pub(crate) fn check_keys(batch: &[u8], h: &BatchHeader) -> Result<(), StorageError> {
@@ -109,12 +110,22 @@ pub(crate) fn check_keys(batch: &[u8], h: &BatchHeader) -> Result<(), StorageErr
         return Ok(());
     }
     let section = record_section(batch, h)?;
-    if parse_records(&section, h)?.iter().any(|r| r.key.is_none()) {
-        return Err(StorageError::InvalidRecord(
-            "compacted topic cannot accept a record without a key".into(),
-        ));
+    let errors: Vec<RecordError> = parse_records(&section, h)?
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| RecordError {
+            batch_index: i as i32,
+            message: "a compacted topic cannot accept a record without a key".into(),
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    Err(StorageError::RecordsRejected {
+        rule: RecordRule::Invalid,
+        errors,
+    })
 }
 
 /// The cleaner's offset map: for each key seen in the dirty section, the offset of its

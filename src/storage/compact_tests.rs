@@ -327,8 +327,11 @@ fn keyless_records_are_rejected_in_compacted_topics() {
         &crate::storage::build_batch(0, 0, &[(Some(b"k"), Some(b"v")), (None, Some(b"v"))])[..],
     );
     let err = log.append_as_leader(&mut keyless, 0, 0).unwrap_err();
-    assert!(matches!(err, StorageError::InvalidRecord(_)), "{err}");
     assert_eq!(err.kafka_error_code(), 87);
+    // KIP-467: the keyless record is named by its index in the batch, not the others.
+    let indexes: Vec<i32> = err.record_errors().iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1], "{err}");
+    assert!(err.to_string().contains("without a key"), "{err}");
     assert_eq!(log.log_end_offset(), 0);
     // The same batch is fine when the topic only deletes.
     log.set_config(LogConfig {
@@ -457,11 +460,8 @@ fn compressed_batches_are_compacted_and_keep_their_codec() {
         let err = log
             .append_as_leader(&mut compress_batch(&keyless, c), 0, 0)
             .unwrap_err();
-        assert!(
-            matches!(err, StorageError::InvalidRecord(_)),
-            "{}: {err}",
-            codec::name(c)
-        );
+        assert_eq!(err.kafka_error_code(), 87, "{}: {err}", codec::name(c));
+        assert_eq!(err.record_errors().len(), 1, "{}: {err}", codec::name(c));
     }
 }
 
@@ -1043,14 +1043,17 @@ fn record_timestamps_outside_the_topic_bounds_are_refused() {
         let err = log.append_as_leader(&mut bad.clone(), 0, now).unwrap_err();
         assert_eq!(err.kafka_error_code(), 32, "{err}");
         let err = log.append_as_leader_shared(&bad, 0, now).unwrap_err();
-        assert!(matches!(err, StorageError::InvalidTimestamp(_)), "{err}");
+        assert_eq!(err.kafka_error_code(), 32, "{err}");
+        assert_eq!(err.record_errors()[0].batch_index, 0, "{err}");
         bad.clear();
     }
     // One record out of range in a batch refuses the batch (not only its max timestamp).
     let mut b = BatchBuilder::new(0, now);
     b.timestamp_deltas = vec![0, -5_000, 0];
     let mut mixed = kv_batch_with(b, &[("a", Some("1")), ("b", Some("2")), ("c", Some("3"))]);
-    assert!(log.append_as_leader(&mut mixed, 0, now).is_err());
+    let err = log.append_as_leader(&mut mixed, 0, now).unwrap_err();
+    let indexes: Vec<i32> = err.record_errors().iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1], "only the middle record is named: {err}");
     assert_eq!(log.log_end_offset(), 2);
     // Unbounded (the default): anything goes.
     log.set_config(LogConfig::default());

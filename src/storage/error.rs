@@ -26,6 +26,27 @@ pub mod codes {
     pub const INVALID_TIMESTAMP: i16 = 32;
 }
 
+/// One offending record of a refused batch (KIP-467): its index in its batch (0 for the
+/// batch's first record) and why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+/// Which rule the records of a [`StorageError::RecordsRejected`] broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordRule {
+    /// A record without a key on a compacted topic, or offset deltas out of sequence:
+    /// `INVALID_RECORD` (87).
+    Invalid,
+    /// A timestamp outside `message.timestamp.before/after.max.ms`: `INVALID_TIMESTAMP` (32).
+    Timestamp,
+    /// A record whose fields do not parse or fill its declared length:
+    /// `CORRUPT_MESSAGE` (2).
+    Malformed,
+}
+
 /// What can go wrong in the storage engine.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -46,11 +67,14 @@ pub enum StorageError {
     #[error("unsupported record batch magic {0} (only v2 is supported)")]
     UnsupportedMagic(i8),
 
-    /// A record's timestamp is further from the broker's clock than the topic's
-    /// `message.timestamp.before.max.ms` / `after.max.ms` allow. Kafka code
-    /// `INVALID_TIMESTAMP` (32).
-    #[error("invalid timestamp: {0}")]
-    InvalidTimestamp(String),
+    /// Records of a batch broke `rule`: the append is refused whole, and `errors` names
+    /// each offending record by its index in its batch, so a client fails only those
+    /// records and can resend the rest of the batch (Produce v8's `record_errors`).
+    #[error("{}", rejected_message(.rule, .errors))]
+    RecordsRejected {
+        rule: RecordRule,
+        errors: Vec<RecordError>,
+    },
 
     /// A single batch exceeds `max.message.bytes`. Kafka code `MESSAGE_TOO_LARGE` (10).
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
@@ -98,7 +122,11 @@ impl StorageError {
                 codes::CORRUPT_MESSAGE
             }
             StorageError::InvalidRecord(_) => codes::INVALID_RECORD,
-            StorageError::InvalidTimestamp(_) => codes::INVALID_TIMESTAMP,
+            StorageError::RecordsRejected { rule, .. } => match rule {
+                RecordRule::Invalid => codes::INVALID_RECORD,
+                RecordRule::Timestamp => codes::INVALID_TIMESTAMP,
+                RecordRule::Malformed => codes::CORRUPT_MESSAGE,
+            },
             StorageError::RecordTooLarge { .. } => codes::MESSAGE_TOO_LARGE,
             StorageError::RecordListTooLarge { .. } => codes::RECORD_LIST_TOO_LARGE,
             StorageError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
@@ -107,6 +135,42 @@ impl StorageError {
                 codes::KAFKA_STORAGE_ERROR
             }
             StorageError::Producer(e) => e.kafka_error_code(),
+        }
+    }
+}
+
+/// The partition-level message of a [`StorageError::RecordsRejected`], which Produce
+/// answers beside the record errors: how many records were refused and the first few.
+fn rejected_message(rule: &RecordRule, errors: &[RecordError]) -> String {
+    const SHOWN: usize = 3;
+    let what = match rule {
+        RecordRule::Invalid => "invalid",
+        RecordRule::Timestamp => "with an invalid timestamp",
+        RecordRule::Malformed => "malformed",
+    };
+    let shown: Vec<String> = errors
+        .iter()
+        .take(SHOWN)
+        .map(|e| format!("record {}: {}", e.batch_index, e.message))
+        .collect();
+    format!(
+        "{} record(s) {what} in the batch, which is refused whole{}: {}",
+        errors.len(),
+        if errors.len() > SHOWN {
+            " (the first 3 shown)"
+        } else {
+            ""
+        },
+        shown.join("; ")
+    )
+}
+
+impl StorageError {
+    /// The offending records, for Produce's `record_errors` (empty for other errors).
+    pub fn record_errors(&self) -> &[RecordError] {
+        match self {
+            StorageError::RecordsRejected { errors, .. } => errors,
+            _ => &[],
         }
     }
 }

@@ -138,17 +138,28 @@ impl Log {
                 continue;
             }
             let section = crate::storage::compact_records::record_section(batch, h)?;
-            for r in crate::storage::compact_records::parse_records(&section, h)? {
+            let mut errors = Vec::new();
+            for (i, r) in crate::storage::compact_records::parse_records(&section, h)?
+                .iter()
+                .enumerate()
+            {
                 let ts = h.base_timestamp.wrapping_add(r.timestamp_delta);
                 // A record without a timestamp (-1, NO_TIMESTAMP) is not checked, as in Kafka.
                 if ts != -1 && (ts < lo || ts > hi) {
-                    return Err(StorageError::InvalidTimestamp(format!(
-                        "timestamp {ts} of the record at offset delta {} is out of range: \
-                         it must be within [{lo}, {hi}] (message.timestamp.before.max.ms / \
-                         after.max.ms)",
-                        r.offset_delta
-                    )));
+                    errors.push(crate::storage::RecordError {
+                        batch_index: i as i32,
+                        message: format!(
+                            "timestamp {ts} is out of range: it must be within [{lo}, {hi}] \
+                             (message.timestamp.before.max.ms / after.max.ms)"
+                        ),
+                    });
                 }
+            }
+            if !errors.is_empty() {
+                return Err(StorageError::RecordsRejected {
+                    rule: crate::storage::RecordRule::Timestamp,
+                    errors,
+                });
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::storage::batch::assign_offset_and_epoch;
 use crate::storage::log_tests::{batch, read_all, small_config};
 use crate::storage::records::BatchBuilder;
-use crate::storage::{validate_batches, Log, LogConfig, StorageError};
+use crate::storage::{validate_batches, Log, LogConfig};
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -129,7 +129,8 @@ fn refused_appends_write_nothing() {
     let size = log.size_bytes();
     let keyless = batch(1, 2, 4).freeze();
     let err = log.append_as_leader_shared(&keyless, 0, 2).unwrap_err();
-    assert!(matches!(err, StorageError::InvalidRecord(_)), "{err:?}");
+    assert_eq!(err.kafka_error_code(), 87, "{err:?}");
+    assert!(!err.record_errors().is_empty(), "{err:?}");
     let mut corrupt = BytesMut::from(&keyed[..]);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;

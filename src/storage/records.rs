@@ -7,7 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::storage::batch::{compute_crc, BatchHeader, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
-use crate::storage::error::StorageError;
+use crate::storage::error::{RecordError, RecordRule, StorageError};
 
 /// A record to build: `(key, value)`, each possibly null.
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -188,35 +188,58 @@ pub fn check_records(section: &[u8], header: &BatchHeader) -> Result<(), Storage
         at: 0,
     };
     for i in 0..i64::from(header.record_count.max(0)) {
-        let len = r.varlong()?;
-        let body = r.take(usize::try_from(len).map_err(|_| r.err("negative length"))?)?;
-        let mut rec = Reader { buf: body, at: 0 };
-        rec.take(1)?; // attributes
-        rec.varlong()?; // timestamp delta
-        if rec.varlong()? != i {
-            return Err(StorageError::InvalidRecord(format!(
-                "record {i} of the batch at offset {} has offset delta out of sequence",
-                header.base_offset
-            )));
-        }
-        rec.nullable()?; // key
-        rec.nullable()?; // value
-        let headers = rec.varlong()?;
-        if headers < 0 {
-            return Err(rec.err("negative header count"));
-        }
-        for _ in 0..headers {
-            if rec.nullable()?.is_none() {
-                return Err(rec.err("null header key"));
+        // A record that does not parse is named by its index (KIP-467's record errors);
+        // what follows it cannot be read, so it is the only one named.
+        check_record(&mut r, i).map_err(|e| {
+            let rule = match e {
+                StorageError::InvalidRecord(_) => RecordRule::Invalid,
+                _ => RecordRule::Malformed,
+            };
+            let message = match e {
+                StorageError::InvalidRecord(m) | StorageError::CorruptMessage(m) => m,
+                other => other.to_string(),
+            };
+            StorageError::RecordsRejected {
+                rule,
+                errors: vec![RecordError {
+                    batch_index: i as i32,
+                    message,
+                }],
             }
-            rec.nullable()?;
-        }
-        if rec.at != body.len() {
-            return Err(rec.err("record shorter than its declared size"));
-        }
+        })?;
     }
     if r.at != section.len() {
         return Err(r.err("bytes after the last record"));
+    }
+    Ok(())
+}
+
+/// One record of [`check_records`], the `i`th of its batch.
+fn check_record(r: &mut Reader<'_>, i: i64) -> Result<(), StorageError> {
+    let len = r.varlong()?;
+    let body = r.take(usize::try_from(len).map_err(|_| r.err("negative length"))?)?;
+    let mut rec = Reader { buf: body, at: 0 };
+    rec.take(1)?; // attributes
+    rec.varlong()?; // timestamp delta
+    if rec.varlong()? != i {
+        return Err(StorageError::InvalidRecord(format!(
+            "offset delta out of sequence (expected {i})"
+        )));
+    }
+    rec.nullable()?; // key
+    rec.nullable()?; // value
+    let headers = rec.varlong()?;
+    if headers < 0 {
+        return Err(rec.err("negative header count"));
+    }
+    for _ in 0..headers {
+        if rec.nullable()?.is_none() {
+            return Err(rec.err("null header key"));
+        }
+        rec.nullable()?;
+    }
+    if rec.at != body.len() {
+        return Err(rec.err("record shorter than its declared size"));
     }
     Ok(())
 }
@@ -311,7 +334,9 @@ mod tests {
         let s2 = &two[HEADER_SIZE..];
         let swapped = [&s2[first_len..], &s2[..first_len]].concat();
         let err = check_records(&swapped, &h2).unwrap_err();
-        assert!(matches!(err, StorageError::InvalidRecord(_)), "{err}");
+        assert_eq!(err.kafka_error_code(), 87, "{err}");
+        // The first record read (really record 1) is the one out of sequence.
+        assert_eq!(err.record_errors()[0].batch_index, 0, "{err}");
         // A record whose declared length is longer than its fields.
         let mut padded = s2.to_vec();
         padded[0] += 2; // zig-zag: +1 byte of length

@@ -204,7 +204,12 @@ impl Controller {
     }
 
     fn decisions(&self) -> ControllerConfig {
-        ControllerConfig::from_broker(&self.config)
+        ControllerConfig {
+            descriptor_partitions: crate::net::limits::descriptor_partitions(
+                self.config.max_connections,
+            ),
+            ..ControllerConfig::from_broker(&self.config)
+        }
     }
 
     fn node_id(&self) -> u64 {

@@ -7,7 +7,9 @@ use crate::broker::BrokerContext;
 use crate::errors::*;
 use crate::partition::messages::{PartitionError, Produce, ProduceOk};
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use std::time::Duration;
 
@@ -87,7 +89,13 @@ pub async fn handle(
                             .with_base_offset(-1)
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(-1)
-                            // error_message exists from v8; older versions carry the code only.
+                            // error_message and record_errors (KIP-467) exist from v8;
+                            // older versions carry the code only.
+                            .with_record_errors(if version >= 8 {
+                                record_errors(&e.record_errors)
+                            } else {
+                                Vec::new()
+                            })
                             .with_error_message(
                                 e.message.as_deref().filter(|_| version >= 8).map(sb),
                             ),
@@ -101,4 +109,16 @@ pub async fn handle(
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Produce's `record_errors`: each offending record's index in its batch and why.
+fn record_errors(errors: &[troupe::storage::RecordError]) -> Vec<BatchIndexAndErrorMessage> {
+    errors
+        .iter()
+        .map(|e| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(e.batch_index)
+                .with_batch_index_error_message(Some(sb(&e.message)))
+        })
+        .collect()
 }

@@ -11,6 +11,9 @@ use troupe::metadata::PartitionImage;
 pub struct PartitionError {
     pub code: i16,
     pub message: Option<String>,
+    /// The records that made a batch invalid, by index in the batch (KIP-467), which
+    /// Produce answers from v8 so clients fail only those.
+    pub record_errors: Vec<troupe::storage::RecordError>,
 }
 
 impl PartitionError {
@@ -18,6 +21,15 @@ impl PartitionError {
         PartitionError {
             code,
             message: message.into(),
+            record_errors: Vec::new(),
+        }
+    }
+
+    /// A storage error as a partition answers it, with its record errors.
+    pub fn from_storage(e: &troupe::storage::StorageError) -> Self {
+        PartitionError {
+            record_errors: e.record_errors().to_vec(),
+            ..PartitionError::new(e.kafka_error_code(), Some(e.to_string()))
         }
     }
 }

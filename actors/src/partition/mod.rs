@@ -537,10 +537,7 @@ impl Handler<Produce> for PartitionActor {
                         act.carry_out(out, ctx);
                         Ok((ok, Some(rx)))
                     }
-                    Ok(Err(e)) => Err(PartitionError::new(
-                        e.kafka_error_code(),
-                        Some(e.to_string()),
-                    )),
+                    Ok(Err(e)) => Err(PartitionError::from_storage(&e)),
                     Err(_mailbox) => Err(PartitionError::new(KAFKA_STORAGE_ERROR, None)),
                 })
                 .then(|res, _act, _ctx| {
