@@ -9,3 +9,4 @@ mod idempotence;
 mod metadata_apply;
 mod protocol_edges;
 mod rdkafka_client;
+mod replication;

@@ -63,19 +63,34 @@ impl Client {
     }
 
     pub async fn create_topic(&mut self, name: &str, partitions: i32) -> i16 {
+        self.create_topic_rf(name, partitions, 1).await
+    }
+
+    pub async fn create_topic_rf(&mut self, name: &str, partitions: i32, rf: i16) -> i16 {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(5000)
             .with_topics(vec![create_topics_request::CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name.into())))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)]);
+                .with_replication_factor(rf)]);
         self.call(&req, 5).await.topics[0].error_code
     }
 
     /// Produce one record set (acks=1); returns (error code, base offset).
     pub async fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        self.produce_acks(topic, partition, records, 1).await
+    }
+
+    /// Produce one record set with `acks`; returns (error code, base offset).
+    pub async fn produce_acks(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: i16,
+    ) -> (i16, i64) {
         let req = ProduceRequest::default()
-            .with_acks(1)
+            .with_acks(acks)
             .with_timeout_ms(5000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.into())))
