@@ -239,3 +239,101 @@ def test_controller_kill9_under_load(request):
     finally:
         load.stop()
         c.close()
+
+
+def test_group_commits_never_go_back_across_coordinator_kills(request):
+    """The consumer-group checker: one member of a group reads with manual synchronous
+    commits while the group's coordinator (the leader of its __consumer_offsets
+    partition) is killed with kill -9 and restarted, twice. Committed offsets never go
+    backwards, no record below the last commit is delivered again, every record is
+    read, and the committed offsets the coordinator reports at the end are the last
+    ones committed."""
+    import threading
+    import uuid
+
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+    c = start(request)
+    try:
+        total = 3000
+        prod = Producer({"bootstrap.servers": c.bootstrap(), "acks": "all", "linger.ms": 5})
+        for i in range(total):
+            prod.produce(TOPIC, value=f"g{i}".encode(), partition=i % PARTITIONS)
+        assert prod.flush(30) == 0
+        group = f"checked-{uuid.uuid4()}"
+        committed: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
+        seen: set[tuple[int, int]] = set()
+        violations: list[str] = []
+        stop = threading.Event()
+
+        def record(tps):
+            # A partition without a position yet is listed with OFFSET_INVALID (-1001):
+            # nothing was committed for it.
+            for tp in tps or []:
+                if tp.error is None and tp.offset >= 0:
+                    committed[tp.partition].append(tp.offset)
+
+        def consume():
+            cons = Consumer(
+                {
+                    "bootstrap.servers": c.bootstrap(),
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": 10000,
+                }
+            )
+            cons.subscribe([TOPIC])
+            pending = 0
+            while not stop.is_set():
+                m = cons.poll(0.2)
+                if m is None or m.error():
+                    continue
+                p, o = m.partition(), m.offset()
+                if committed[p] and o < committed[p][-1]:
+                    violations.append(f"partition {p}: offset {o} delivered after commit {committed[p][-1]}")
+                seen.add((p, o))
+                pending += 1
+                if pending >= 50:
+                    try:
+                        record(cons.commit(asynchronous=False))
+                        pending = 0
+                    except KafkaException:
+                        pass  # coordinator moving: the next commit carries these offsets
+                time.sleep(0.002)  # slow enough that the faults land mid-stream
+            try:
+                record(cons.commit(asynchronous=False))
+            except KafkaException:
+                pass
+            cons.close()
+
+        t = threading.Thread(target=consume)
+        t.start()
+        try:
+            wait_for(lambda: len(seen) > 300, 30, "the member reading")
+            for _ in range(2):
+                admin = c.admin()  # kept alive until the answer: its futures die with it
+                desc = admin.describe_consumer_groups([group])[group].result(timeout=20)
+                coord = desc.coordinator.id
+                before = len(seen)
+                c.kill9(coord)
+                wait_for(lambda: len(seen) > before + 300 or len(seen) == total, 60, "reading after the coordinator's kill -9")
+                c.restart(coord)
+                c.wait_brokers(set(c.nodes), 30)
+            wait_for(lambda: len(seen) == total, 60, "every record read")
+        finally:
+            stop.set()
+            t.join(60)
+        back = [f"partition {p}: {a} then {b}" for p, cs in committed.items() for a, b in zip(cs, cs[1:]) if b < a]
+        print(f"\ngroup checker: {len(seen)} of {total} read, commits per partition "
+              f"{ {p: len(cs) for p, cs in committed.items()} }, backwards {len(back)}, re-delivered below a commit {len(violations)}")
+        assert not back, back[:5]
+        assert not violations, violations[:3]
+        assert len(seen) == total
+        cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": group})
+        final = cons.committed([TopicPartition(TOPIC, p) for p in range(PARTITIONS)], timeout=20)
+        cons.close()
+        for tp in final:
+            assert committed[tp.partition] and tp.offset == committed[tp.partition][-1], (tp, committed[tp.partition][-3:])
+    finally:
+        c.close()
