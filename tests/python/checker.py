@@ -25,6 +25,7 @@ class Load:
     extra: dict = field(default_factory=dict)
     acked: dict = field(default_factory=dict)  # value -> (partition, offset)
     failed: list = field(default_factory=list)  # (value, error)
+    errors: list = field(default_factory=list)  # client errors (error_cb, fatal)
     sent: int = 0
 
     def __post_init__(self):
@@ -47,7 +48,7 @@ class Load:
             if time.time() > deadline:
                 raise AssertionError(
                     f"no progress ({what}): {self.acked_count() - start} of {more} acks in {timeout}s;"
-                    f" {len(self.failed)} failed, last {self.failed[-1:]}"
+                    f" {len(self.failed)} failed, last {self.failed[-1:]}; client errors {self.errors[-5:]}"
                 )
             time.sleep(0.05)
 
@@ -56,8 +57,14 @@ class Load:
         self._thread.join(flush_timeout + 10)
 
     def _run(self):
+        def on_error(err):
+            # Fatal errors (idempotence broken) stop the producer: record them.
+            with self._lock:
+                self.errors.append(err)
+
         prod = Producer(
             {
+                "error_cb": on_error,
                 "bootstrap.servers": self.bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",
@@ -88,6 +95,10 @@ class Load:
                 self.sent = i
             except BufferError:
                 prod.poll(0.01)
+            except Exception as e:  # noqa: BLE001 - a fatal producer error ends the load
+                with self._lock:
+                    self.errors.append(e)
+                return
             prod.poll(0)
             if i % 50 == 0:
                 time.sleep(0.005)
