@@ -112,6 +112,8 @@ pub struct PartitionActor {
     /// acks=all produces waiting for the high watermark to pass their last offset.
     waiting: HashMap<ProduceId, oneshot::Sender<i16>>,
     next_produce: ProduceId,
+    /// When a replication timeout was last logged (rate limit).
+    last_timeout_log_ms: i64,
     shut_down: bool,
     /// Failed attempts to load the log's offsets in a row: the retry delay doubles
     /// with each one (see [`load_retry_delay`]), so a broker whose logs cannot open
@@ -162,6 +164,7 @@ impl PartitionActor {
             state,
             waiting: HashMap::new(),
             next_produce: 0,
+            last_timeout_log_ms: 0,
             shut_down: false,
             load_failures: 0,
         }
@@ -264,9 +267,13 @@ impl PartitionActor {
     /// Do what the machine decided.
     fn carry_out(&mut self, out: Vec<Output>, ctx: &mut Context<Self>) {
         let mut publish = false;
+        let mut timed_out = 0usize;
         for o in out {
             match o {
                 Output::Complete(id, code) => {
+                    if code == codes::REQUEST_TIMED_OUT {
+                        timed_out += 1;
+                    }
                     if let Some(tx) = self.waiting.remove(&id) {
                         let _ = tx.send(code);
                     }
@@ -287,6 +294,20 @@ impl PartitionActor {
         }
         if publish {
             self.publish();
+        }
+        if timed_out > 0 {
+            // Replication did not keep up with a request's timeout: say where it stands
+            // (at most once every 10 s per partition).
+            let now = crate::now_ms();
+            if now - self.last_timeout_log_ms >= 10_000 {
+                self.last_timeout_log_ms = now;
+                if let Some(m) = self.machine.as_ref() {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, timed_out,
+                        still_waiting = m.waiting(), high_watermark = m.high_watermark(),
+                        log_end_offset = m.log_end_offset(), isr = ?m.isr(),
+                        leader_epoch = m.leader_epoch(), "acks=all produces timed out waiting for replication");
+                }
+            }
         }
     }
 
