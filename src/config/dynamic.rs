@@ -20,12 +20,13 @@ use super::describe::ConfigSource;
 use super::topic::TopicConfig;
 use super::ConfigError;
 
+/// Broker-only keys Troupe applies at run time (the connection quotas follow them).
+const DYNAMIC_BROKER_ONLY: &[&str] = &["max.connections", "max.connections.per.ip"];
+
 /// Broker-only keys Kafka can change at run time but Troupe reads only at start-up
-/// (the connection limits and the cleaner's threads are sized once). They are refused
-/// with a message that says so rather than accepted and ignored.
+/// (the cleaner and the thread pools are sized once). They are refused with a message
+/// that says so rather than accepted and ignored.
 const DYNAMIC_IN_KAFKA_STARTUP_HERE: &[&str] = &[
-    "max.connections",
-    "max.connections.per.ip",
     "log.cleaner.backoff.ms",
     "log.cleaner.dedupe.buffer.size",
     "num.io.threads",
@@ -59,12 +60,14 @@ pub enum DynamicConfigError {
 
 /// Whether `key` (a canonical broker key or alias) may be set dynamically: the
 /// broker-level defaults of topic configs (Kafka's `DynamicLogConfig`) and their
-/// synonyms.
+/// synonyms, and the connection quotas.
 pub fn is_dynamic(key: &str) -> bool {
     let Some(def) = broker_def(key) else {
         return false;
     };
-    def.topic.is_some() || super::defs::topic_defs().any(|t| t.fallbacks.contains(&def.name))
+    def.topic.is_some()
+        || DYNAMIC_BROKER_ONLY.contains(&def.name)
+        || super::defs::topic_defs().any(|t| t.fallbacks.contains(&def.name))
 }
 
 /// Check one key and value for a dynamic broker config change.
@@ -210,8 +213,9 @@ mod tests {
             validate_dynamic_broker_config("log.dirs", "/x"),
             Err(DynamicConfigError::NotDynamic(_))
         ));
+        assert!(validate_dynamic_broker_config("max.connections", "5").is_ok());
         assert!(matches!(
-            validate_dynamic_broker_config("max.connections", "5"),
+            validate_dynamic_broker_config("log.cleaner.backoff.ms", "5"),
             Err(DynamicConfigError::StartupOnly(_))
         ));
         assert!(matches!(

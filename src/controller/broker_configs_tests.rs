@@ -32,7 +32,7 @@ fn refused_changes_name_the_reason() {
         ),
         (
             "1",
-            set("max.connections", "10"),
+            set("log.cleaner.backoff.ms", "10"),
             INVALID_REQUEST,
             "start-up",
         ),

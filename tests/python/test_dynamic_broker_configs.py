@@ -147,3 +147,32 @@ def test_non_dynamic_and_unknown_broker_configs_are_refused(make_broker):
     assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
     cfg = describe(admin, ConfigResource.Type.BROKER, "1")
     assert src(cfg["log.retention.ms"]) == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_max_connections_per_ip_changes_at_run_time(make_broker):
+    broker = make_broker()
+    admin = admin_for(broker)
+    alter(admin, "1", {"max.connections.per.ip": "3"})
+    # The admin client holds connections too; count what is left for raw sockets.
+    socks = []
+    try:
+        for _ in range(6):
+            s = kafka_wire.connect(broker.host, broker.port)
+            socks.append(s)
+        refused = 0
+        for s in socks:
+            try:
+                s.sendall(kafka_wire.api_versions_v0_request(1))
+                kafka_wire.recv_frame(s)
+            except (ConnectionError, OSError):
+                refused += 1
+        # At most 3 from this address, the admin client's included; the rest closed.
+        assert 3 <= refused < 6, refused
+    finally:
+        for s in socks:
+            s.close()
+    cfg = describe(admin, ConfigResource.Type.BROKER, "1")
+    assert (cfg["max.connections.per.ip"].value, src(cfg["max.connections.per.ip"])) == (
+        "3",
+        ConfigSource.DYNAMIC_BROKER_CONFIG.value,
+    )
