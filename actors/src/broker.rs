@@ -15,7 +15,7 @@ use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
-use troupe::config::{BrokerConfig, CleanupPolicy, TimestampType, TopicConfig};
+use troupe::config::{BrokerConfig, CleanupPolicy, DynamicLayers, TimestampType, TopicConfig};
 use troupe::storage::LogConfig;
 
 /// What every connection needs to serve requests.
@@ -351,6 +351,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             config.max_connections_per_ip,
         ),
     });
+    follow_connection_limits(&context, routes_rx.clone());
     let cluster = cluster.map(|(quorum, follower)| {
         let lifecycle = crate::controller::lifecycle::BrokerLifecycle::new(
             config.clone(),
@@ -550,4 +551,43 @@ impl BrokerHandle {
         self.storage.stop();
         tracing::info!("broker stopped");
     }
+}
+
+/// `max.connections` and `max.connections.per.ip` are dynamic broker configs: follow
+/// their effective values (per broker, cluster default, static, default) as metadata
+/// images arrive.
+fn follow_connection_limits(
+    ctx: &Arc<BrokerContext>,
+    mut routes: watch::Receiver<Arc<RoutingTable>>,
+) {
+    let ctx = ctx.clone();
+    actix_rt::spawn(async move {
+        let mut applied = (
+            ctx.config.max_connections,
+            ctx.config.max_connections_per_ip,
+        );
+        while routes.changed().await.is_ok() {
+            let image = routes.borrow_and_update().image.clone();
+            let layers = DynamicLayers::of(&image.broker_configs, ctx.config.node_id);
+            let read = |key: &str, fallback: usize| {
+                layers
+                    .lookup(&ctx.config, key)
+                    .and_then(|(v, _)| v.parse::<usize>().ok())
+                    .unwrap_or(fallback)
+            };
+            let now = (
+                read("max.connections", ctx.config.max_connections),
+                read("max.connections.per.ip", ctx.config.max_connections_per_ip),
+            );
+            if now != applied {
+                tracing::info!(
+                    max_connections = now.0,
+                    max_connections_per_ip = now.1,
+                    "connection limits changed"
+                );
+                ctx.connections.set_limits(now.0, now.1);
+                applied = now;
+            }
+        }
+    });
 }

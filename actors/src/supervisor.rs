@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use troupe::config::{BrokerConfig, TopicConfig};
+use troupe::config::{BrokerConfig, DynamicLayers, TopicConfig};
 use troupe::metadata::{MetadataImage, PartitionImage};
 use uuid::Uuid;
 
@@ -265,11 +265,24 @@ impl BrokerSupervisor {
         );
     }
 
+    /// Topic defaults as the image's dynamic broker configs set them over the static
+    /// config (Kafka's DynamicLogConfig): a change reaches every topic without its own
+    /// value, without a restart.
+    fn topic_defaults(&self, image: &MetadataImage) -> TopicConfig {
+        let layers = DynamicLayers::of(&image.broker_configs, self.config.node_id);
+        layers.topic_defaults(&self.config).unwrap_or_else(|e| {
+            // The controller validates every layer before committing it.
+            tracing::warn!(error = %e, "bad dynamic broker config, using static defaults");
+            self.config.topic_defaults.clone()
+        })
+    }
+
     fn publish_routes(&self) {
+        let defaults = self.topic_defaults(&self.image);
         let mut topics: HashMap<String, TopicRoute> = HashMap::new();
         for t in self.image.topics.values() {
-            let config = TopicConfig::resolve(&self.config.topic_defaults, &t.configs)
-                .unwrap_or_else(|_| self.config.topic_defaults.clone());
+            let config =
+                TopicConfig::resolve(&defaults, &t.configs).unwrap_or_else(|_| defaults.clone());
             let n = t
                 .partitions
                 .keys()
@@ -346,12 +359,16 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
             }
         };
         AtomicResponse::new(Box::pin(done.into_actor(self).map(move |_, act, _| {
+            let defaults = act.topic_defaults(&image);
+            if image.broker_configs != act.image.broker_configs {
+                tracing::info!(configs = ?image.broker_configs, "dynamic broker configs applied");
+            }
             for t in image.topics.values() {
-                let config = match TopicConfig::resolve(&act.config.topic_defaults, &t.configs) {
+                let config = match TopicConfig::resolve(&defaults, &t.configs) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(topic = %t.name, error = %e, "bad topic config, using defaults");
-                        act.config.topic_defaults.clone()
+                        defaults.clone()
                     }
                 };
                 for p in t.partitions.values().filter(|p| p.replicas.contains(&node_id)) {

@@ -22,6 +22,7 @@ pub mod applied;
 pub mod broker;
 pub mod defs;
 mod describe;
+pub mod dynamic;
 mod kind;
 mod listener;
 mod load;
@@ -32,7 +33,8 @@ use std::path::PathBuf;
 
 pub use broker::{BrokerConfig, ProcessRole};
 pub use defs::{ConfigDef, CONFIG_DEFS};
-pub use describe::{describe_broker, describe_topic, ConfigEntry, ConfigSource};
+pub use describe::{describe_broker, describe_topic, ConfigEntry, ConfigSource, ConfigSynonym};
+pub use dynamic::{DynamicConfigError, DynamicLayers};
 pub use kind::{ConfigKind, ConfigType, Parsed, Ratio, TimeUnit};
 pub use listener::{Listener, QuorumVoter};
 pub use topic::{

@@ -3,6 +3,7 @@
 //! active controller (forwarded over the CONTROLLER listener when they are elsewhere),
 //! so they travel as rmp-serde with named fields.
 
+use super::broker_configs;
 use super::brokers::{self, after, BrokerLiveness, Heartbeat, HeartbeatAnswer, Registration};
 use super::partitions::{self, AlterPartition, ElectionKind};
 use super::topics::{self, ConfigOp, CreatedTopic, NewTopic, TopicRef};
@@ -45,6 +46,14 @@ pub enum ControllerRequest {
     /// DescribeQuorum: the active controller's view of the quorum. Answered by the
     /// shell from the Raft state, not decided here.
     DescribeQuorum,
+    /// AlterConfigs / IncrementalAlterConfigs on BROKER `resource` (an id, or "" for
+    /// the cluster default).
+    AlterBrokerConfigs {
+        resource: String,
+        ops: Vec<(String, ConfigOp)>,
+        replace_all: bool,
+        validate_only: bool,
+    },
 }
 
 /// The metadata quorum as its leader sees it (DescribeQuorum).
@@ -81,6 +90,7 @@ pub enum ControllerResponse {
     },
     /// The quorum refused or lost the write: Kafka error code and message.
     Failed(ApiError),
+    AlterBrokerConfigs(Result<(), ApiError>),
 }
 
 impl ControllerResponse {
@@ -207,6 +217,15 @@ pub fn handle(
                         .map(|r| take(&mut current, r, true))
                 })
                 .collect(),
+        ),
+        Q::AlterBrokerConfigs {
+            resource,
+            ops,
+            replace_all,
+            validate_only,
+        } => A::AlterBrokerConfigs(
+            broker_configs::alter_broker_configs(&current, resource, ops, *replace_all)
+                .map(|r| take(&mut current, r, !validate_only)),
         ),
         Q::DescribeQuorum => A::Failed((
             kafka_protocol::ResponseError::UnknownServerError.code(),

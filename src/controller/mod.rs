@@ -6,6 +6,7 @@
 //!
 //! * [`topics`]: CreateTopics, DeleteTopics, CreatePartitions, topic configs,
 //!   producer-id blocks.
+//! * [`broker_configs`]: dynamic broker configs (per broker and cluster default).
 //! * [`placement`]: where replicas go (leaders and replicas spread over brokers,
 //!   rack-aware when `broker.rack` is set).
 //! * [`brokers`]: registration, heartbeats, fencing after `broker.session.timeout.ms`,
@@ -20,11 +21,14 @@
 //! shell must apply one request's records before computing the next request's.
 
 pub mod api;
+pub mod broker_configs;
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
 pub mod topics;
 
+#[cfg(test)]
+mod broker_configs_tests;
 #[cfg(test)]
 mod brokers_tests;
 #[cfg(test)]

@@ -336,23 +336,18 @@ pub fn create_partitions(
         .collect()
 }
 
-/// AlterConfigs (`replace_all`) or IncrementalAlterConfigs on a topic: the records
-/// that take its configs to the new set, validated as a whole.
-pub fn alter_topic_configs(
-    image: &MetadataImage,
-    cfg: &ControllerConfig,
-    topic: &str,
+/// A resource's stored configs after `ops` (AlterConfigs with `replace_all` starts
+/// from nothing; IncrementalAlterConfigs from what is stored). List values are
+/// comma-separated, as Kafka's APPEND / SUBTRACT treat them.
+pub(crate) fn apply_config_ops(
+    stored: &BTreeMap<String, String>,
     ops: &[(String, ConfigOp)],
     replace_all: bool,
-) -> Result<Vec<MetadataRecord>, ApiError> {
-    let t = image.topics.get(topic).ok_or((
-        codes::UNKNOWN_TOPIC_OR_PARTITION,
-        format!("The topic '{topic}' does not exist."),
-    ))?;
+) -> BTreeMap<String, String> {
     let mut next = if replace_all {
         BTreeMap::new()
     } else {
-        t.configs.clone()
+        stored.clone()
     };
     let list = |v: Option<&String>| -> Vec<String> {
         v.map(|s| {
@@ -390,6 +385,23 @@ pub fn alter_topic_configs(
             }
         }
     }
+    next
+}
+
+/// AlterConfigs (`replace_all`) or IncrementalAlterConfigs on a topic: the records
+/// that take its configs to the new set, validated as a whole.
+pub fn alter_topic_configs(
+    image: &MetadataImage,
+    cfg: &ControllerConfig,
+    topic: &str,
+    ops: &[(String, ConfigOp)],
+    replace_all: bool,
+) -> Result<Vec<MetadataRecord>, ApiError> {
+    let t = image.topics.get(topic).ok_or((
+        codes::UNKNOWN_TOPIC_OR_PARTITION,
+        format!("The topic '{topic}' does not exist."),
+    ))?;
+    let next = apply_config_ops(&t.configs, ops, replace_all);
     for (k, v) in &next {
         crate::config::validate_topic_config(k, v)
             .map_err(|e| (codes::INVALID_CONFIG, e.to_string()))?;

@@ -52,6 +52,10 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// The next producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Dynamic broker configs by resource name: a broker id as text, or "" for the
+    /// cluster-wide default. Only set keys are held.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Offset of the last applied record (-1: none), so a restart can tell what it has.
     pub last_offset: i64,
     pub epoch: i32,
@@ -193,6 +197,20 @@ impl MetadataImage {
                         Some(v) => t.configs.insert(key.clone(), v.clone()),
                         None => t.configs.remove(key),
                     };
+                }
+            }
+            MetadataRecord::BrokerConfig {
+                resource,
+                key,
+                value,
+            } => {
+                let layer = self.broker_configs.entry(resource.clone()).or_default();
+                match value {
+                    Some(v) => layer.insert(key.clone(), v.clone()),
+                    None => layer.remove(key),
+                };
+                if layer.is_empty() {
+                    self.broker_configs.remove(resource);
                 }
             }
             MetadataRecord::ProducerIds { first, size, .. } => {

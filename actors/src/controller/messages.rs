@@ -39,6 +39,18 @@ pub struct AlterTopicConfigs {
     pub validate_only: bool,
 }
 
+/// AlterConfigs / IncrementalAlterConfigs on BROKER `resource` (an id, or "" for the
+/// cluster-wide default): committed to the metadata log, applied by every broker.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct AlterBrokerConfigs {
+    pub resource: String,
+    pub ops: Vec<(String, ConfigOp)>,
+    /// AlterConfigs (non-incremental) replaces the whole set: keys not named are reset.
+    pub replace_all: bool,
+    pub validate_only: bool,
+}
+
 #[derive(Message)]
 #[rtype(result = "Arc<MetadataImage>")]
 pub struct GetImage;

@@ -621,6 +621,22 @@ impl Handler<AllocateProducerIds> for Controller {
     }
 }
 
+impl Handler<AlterBrokerConfigs> for Controller {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    fn handle(&mut self, msg: AlterBrokerConfigs, _ctx: &mut Context<Self>) -> Self::Result {
+        let req = Q::AlterBrokerConfigs {
+            resource: msg.resource,
+            ops: msg.ops,
+            replace_all: msg.replace_all,
+            validate_only: msg.validate_only,
+        };
+        AtomicResponse::new(Box::pin(self.run(req, false).map(|a, _, _| match a {
+            A::AlterBrokerConfigs(r) => r,
+            other => Err(unanswered(other)),
+        })))
+    }
+}
+
 impl Handler<AlterTopicConfigs> for Controller {
     type Result = AtomicResponse<Self, Result<(), ApiError>>;
     fn handle(&mut self, msg: AlterTopicConfigs, _ctx: &mut Context<Self>) -> Self::Result {

@@ -107,17 +107,24 @@ pub async fn handle(
                             .get(&name)
                             .map(|t| t.configs.clone())
                             .unwrap_or_default();
-                        troupe::config::describe_topic(&ctx.config, &overrides)
-                            .into_iter()
-                            .map(|e| {
-                                CreatableTopicConfigs::default()
-                                    .with_name(sb(&e.name))
-                                    .with_value(e.value.as_deref().map(sb))
-                                    .with_read_only(e.read_only)
-                                    .with_config_source(e.source.code())
-                                    .with_is_sensitive(e.sensitive)
-                            })
-                            .collect()
+                        troupe::config::describe_topic(
+                            &ctx.config,
+                            &troupe::config::DynamicLayers::of(
+                                &routes.image.broker_configs,
+                                ctx.config.node_id,
+                            ),
+                            &overrides,
+                        )
+                        .into_iter()
+                        .map(|e| {
+                            CreatableTopicConfigs::default()
+                                .with_name(sb(&e.name))
+                                .with_value(e.value.as_deref().map(sb))
+                                .with_read_only(e.read_only)
+                                .with_config_source(e.source.code())
+                                .with_is_sensitive(e.sensitive)
+                        })
+                        .collect()
                     });
                     CreatableTopicResult::default()
                         .with_name(t.name.clone())

@@ -1,11 +1,11 @@
 //! DescribeConfigs for topics (their overrides over the broker's defaults) and for
-//! this broker (its static configuration).
+//! this broker (its dynamic, static and default configuration, with synonyms).
 
 use super::sb;
 use crate::broker::BrokerContext;
 use crate::errors::*;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use troupe::config::ConfigEntry;
@@ -19,6 +19,8 @@ pub fn handle(
     ctx: &BrokerContext,
 ) -> DescribeConfigsResponse {
     let routes = ctx.routes();
+    let layers =
+        troupe::config::DynamicLayers::of(&routes.image.broker_configs, ctx.config.node_id);
     let results = req
         .resources
         .iter()
@@ -29,14 +31,18 @@ pub fn handle(
             let name = r.resource_name.as_str();
             let entries: Result<Vec<ConfigEntry>, (i16, String)> = match r.resource_type {
                 RESOURCE_TOPIC => match routes.image.topics.get(name) {
-                    Some(t) => Ok(troupe::config::describe_topic(&ctx.config, &t.configs)),
+                    Some(t) => Ok(troupe::config::describe_topic(
+                        &ctx.config,
+                        &layers,
+                        &t.configs,
+                    )),
                     None => Err((
                         UNKNOWN_TOPIC_OR_PARTITION,
                         format!("Topic '{name}' does not exist."),
                     )),
                 },
                 RESOURCE_BROKER if name.is_empty() || name == ctx.config.node_id.to_string() => {
-                    Ok(troupe::config::describe_broker(&ctx.config))
+                    Ok(troupe::config::describe_broker(&ctx.config, &layers))
                 }
                 RESOURCE_BROKER => Err((INVALID_REQUEST, format!("Unexpected broker id {name}."))),
                 other => Err((
@@ -61,6 +67,19 @@ pub fn handle(
                                 .with_config_source(e.source.code())
                                 .with_is_sensitive(e.sensitive)
                                 .with_config_type(e.config_type.code());
+                            if version >= 1 && req.include_synonyms {
+                                c = c.with_synonyms(
+                                    e.synonyms
+                                        .iter()
+                                        .map(|s| {
+                                            DescribeConfigsSynonym::default()
+                                                .with_name(sb(&s.name))
+                                                .with_value(s.value.as_deref().map(sb))
+                                                .with_source(s.source.code())
+                                        })
+                                        .collect(),
+                                );
+                            }
                             if version >= 3 && req.include_documentation {
                                 c = c.with_documentation(Some(sb(e.doc)));
                             }

@@ -150,9 +150,9 @@ fn api_key_of(r: &RequestKind) -> String {
     s.split('(').next().unwrap_or("?").to_string()
 }
 
-/// The part AlterConfigs and IncrementalAlterConfigs share: topic config changes go to
-/// the controller; broker configs are static (server.properties); other resource types
-/// are refused. `ops` is the request's changes already translated (or why not).
+/// The part AlterConfigs and IncrementalAlterConfigs share: topic and dynamic broker
+/// config changes go to the controller (which commits them to the metadata log); other
+/// resource types are refused. `ops` is the request's changes already translated (or why not).
 pub(crate) async fn alter_resource_configs(
     ctx: &BrokerContext,
     resource_type: i8,
@@ -175,10 +175,18 @@ pub(crate) async fn alter_resource_configs(
                 .await
                 .unwrap_or_else(|_| Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into())))
         }
-        describe_configs::RESOURCE_BROKER => Err((
-            INVALID_REQUEST,
-            "Dynamic broker configs are not supported; edit server.properties.".into(),
-        )),
+        describe_configs::RESOURCE_BROKER => {
+            let msg = crate::controller::messages::AlterBrokerConfigs {
+                resource: resource_name.to_string(),
+                ops: ops?,
+                replace_all,
+                validate_only,
+            };
+            ctx.controller
+                .send(msg)
+                .await
+                .unwrap_or_else(|_| Err((UNKNOWN_SERVER_ERROR, "controller unavailable".into())))
+        }
         other => Err((
             INVALID_REQUEST,
             format!("Unsupported resource type {other}."),

@@ -7,14 +7,16 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Open connections, counted per address.
 #[derive(Debug)]
 pub struct ConnectionQuotas {
-    max: usize,
-    max_per_ip: usize,
+    /// Atomic because dynamic broker configs change them at run time.
+    max: AtomicUsize,
+    max_per_ip: AtomicUsize,
     /// Per address; the total is the sum. Locked briefly on accept and on close.
     open: Mutex<HashMap<IpAddr, usize>>,
     /// Woken when a connection closes, for an accept loop waiting at `max`.
@@ -39,11 +41,19 @@ pub struct ConnectionSlot {
 impl ConnectionQuotas {
     pub fn new(max: usize, max_per_ip: usize) -> Arc<Self> {
         Arc::new(ConnectionQuotas {
-            max: max.max(1),
-            max_per_ip,
+            max: AtomicUsize::new(max.max(1)),
+            max_per_ip: AtomicUsize::new(max_per_ip),
             open: Mutex::new(HashMap::new()),
             freed: Notify::new(),
         })
+    }
+
+    /// New limits (a dynamic broker config change). As in Kafka, connections already
+    /// open stay open; a raised `max` lets a waiting accept loop go on at once.
+    pub fn set_limits(&self, max: usize, max_per_ip: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+        self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
+        self.freed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -61,7 +71,7 @@ impl ConnectionQuotas {
     pub async fn wait_for_room(&self) {
         loop {
             let notified = self.freed.notified();
-            if self.open() < self.max {
+            if self.open() < self.max.load(Ordering::Relaxed) {
                 return;
             }
             notified.await;
@@ -71,8 +81,9 @@ impl ConnectionQuotas {
     /// Counts a new connection from `ip`, unless its address is at its limit.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, QuotaError> {
         let mut open = self.lock();
+        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
         let n = open.entry(ip).or_default();
-        if *n >= self.max_per_ip {
+        if *n >= max_per_ip {
             let open_now = *n;
             if open_now == 0 {
                 open.remove(&ip);
@@ -80,7 +91,7 @@ impl ConnectionQuotas {
             return Err(QuotaError::PerIp {
                 ip,
                 open: open_now,
-                max: self.max_per_ip,
+                max: max_per_ip,
             });
         }
         *n += 1;
@@ -140,5 +151,16 @@ mod tests {
             .await
             .expect("woken when a slot frees")
             .unwrap();
+    }
+
+    #[test]
+    fn limits_change_at_run_time() {
+        let q = ConnectionQuotas::new(10, 1);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let _a = q.admit(ip).unwrap();
+        assert!(q.admit(ip).is_err());
+        q.set_limits(10, 2);
+        let _b = q.admit(ip).unwrap();
+        assert!(q.admit(ip).is_err());
     }
 }
