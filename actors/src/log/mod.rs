@@ -219,7 +219,9 @@ impl LogActor {
         }
         match &r {
             Err(e) if e.is_disk_full() => {
-                if self.disk_full.on_full() {
+                // Not a match guard: a repeated refusal must not fall through to a restart.
+                let starts_a_run = self.disk_full.on_full();
+                if starts_a_run {
                     tracing::error!(dir = %self.dir.display(), error = %e,
                         "disk full: writes fail with KAFKA_STORAGE_ERROR until space is freed; \
                          reads continue");
