@@ -183,7 +183,8 @@ def test_full_disk_refuses_writes_serves_reads_and_recovers_without_restart(acks
         assert read_ids(broker.bootstrap, topic, len(acked_ids)) == acked_ids
         # And the log on disk holds exactly that: a kill -9 and recovery change nothing.
         broker.restart(graceful=False)
-        assert watermarks(broker.bootstrap, topic) == (0, len(acked_ids))
+        # The partition may answer NOT_LEADER_OR_FOLLOWER until its log is loaded.
+        wait_for(lambda: watermarks(broker.bootstrap, topic) == (0, len(acked_ids)), 20, "the log recovered")
         assert read_ids(broker.bootstrap, topic, len(acked_ids)) == acked_ids
         print(
             f"acks={acks}: {len(acked_ids)} acknowledged, {refused_while_full} refused while full, "
