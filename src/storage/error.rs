@@ -166,6 +166,17 @@ fn rejected_message(rule: &RecordRule, errors: &[RecordError]) -> String {
 }
 
 impl StorageError {
+    /// The filesystem is full (`ENOSPC`, or a quota: `EDQUOT`). Unlike other IO errors
+    /// this is no reason to distrust the open log: a write that failed this way was
+    /// cut back (see [`crate::storage::segment::LogSegment::append`]), reads still work, and the
+    /// same append succeeds once space is freed. Kafka answers `KAFKA_STORAGE_ERROR`.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => is_disk_full(source),
+            _ => false,
+        }
+    }
+
     /// The offending records, for Produce's `record_errors` (empty for other errors).
     pub fn record_errors(&self) -> &[RecordError] {
         match self {
@@ -173,6 +184,14 @@ impl StorageError {
             _ => &[],
         }
     }
+}
+
+/// `ENOSPC` or `EDQUOT`, by kind or by raw OS error (the kinds are recent).
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Attach a path to an `io::Error`, so a storage error names the file that failed.
@@ -219,5 +238,21 @@ mod tests {
             log_end: 1,
         };
         assert_eq!(oor.kafka_error_code(), 1);
+    }
+
+    #[test]
+    fn only_a_full_disk_is_disk_full() {
+        let io = |source| StorageError::Io {
+            path: "x".into(),
+            source,
+        };
+        let full = io(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.is_disk_full());
+        assert_eq!(full.kafka_error_code(), codes::KAFKA_STORAGE_ERROR);
+        assert!(io(io::Error::from_raw_os_error(libc::EDQUOT)).is_disk_full());
+        assert!(io(io::Error::from(io::ErrorKind::StorageFull)).is_disk_full());
+        assert!(!io(io::Error::from_raw_os_error(libc::EIO)).is_disk_full());
+        assert!(!io(io::Error::other("closed")).is_disk_full());
+        assert!(!StorageError::CorruptMessage("crc".into()).is_disk_full());
     }
 }

@@ -55,7 +55,7 @@ pub use compact::{CleanOptions, CleanPass, CleanStep, CleanerStats};
 pub use compact_records::DELETE_HORIZON_FLAG;
 pub use compact_swap::CLEANER_CHECKPOINT_FILE;
 pub use config::LogConfig;
-pub use error::{codes, RecordError, RecordRule, StorageError};
+pub use error::{codes, is_disk_full, RecordError, RecordRule, StorageError};
 pub use log::{AppendInfo, Log, ReadInfo};
 pub use records::{build_batch, check_records, decode_records, BatchBuilder, KeyValue, Record};
 pub use region::FileRegion;

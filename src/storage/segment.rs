@@ -333,7 +333,8 @@ impl LogSegment {
         interval: u64,
     ) -> Result<(), StorageError> {
         let mut pos = self.meta.size;
-        self.file.write_all_at(records, pos).at(&self.log_path)?;
+        let written = self.file.write_all_at(records, pos);
+        self.cut_back_failed_write(written)?;
         for h in headers {
             self.index_batch(pos, h, interval);
             pos += h.total_size() as u64;
@@ -368,13 +369,32 @@ impl LogSegment {
             slices.push(IoSlice::new(rest));
             at = end;
         }
-        write_all_vectored_at(&self.file, &mut slices, self.meta.size).at(&self.log_path)?;
+        let written = write_all_vectored_at(&self.file, &mut slices, self.meta.size);
+        self.cut_back_failed_write(written)?;
         let mut pos = self.meta.size;
         for h in headers {
             self.index_batch(pos, h, interval);
             pos += h.total_size() as u64;
         }
         Ok(())
+    }
+
+    /// A write that failed part way (`ENOSPC` after some bytes went in) leaves a torn
+    /// batch past `meta.size`. Nothing points at it, but a later, shorter append would
+    /// leave its tail behind the new end, and a restart would have to scan past it:
+    /// cut the file back to its last whole batch, so the log stays exactly what was
+    /// acknowledged and the same append can simply be tried again. Shrinking needs no
+    /// free space; if even that fails, both errors are reported (the actor reopens).
+    fn cut_back_failed_write(&self, written: std::io::Result<()>) -> Result<(), StorageError> {
+        let Err(e) = written else { return Ok(()) };
+        if let Err(cut) = self.file.set_len(self.meta.size) {
+            let both = std::io::Error::other(format!(
+                "{e}; then cutting the torn write back to {} bytes failed: {cut}",
+                self.meta.size
+            ));
+            return Err(both).at(&self.log_path);
+        }
+        Err(e).at(&self.log_path)
     }
 
     /// Kafka's roll rule for an append of `bytes` ending at `last_offset` whose newest

@@ -6,7 +6,13 @@
 //! synchronous, which also keeps appends strictly in mailbox order (only `Close` hands
 //! its work to the blocking pool, and the actor is offline from then on). A fatal
 //! storage error stops the actor; its `Supervisor` restarts it and it reopens the log
-//! from disk (recovering a torn tail if there is one).
+//! from disk (recovering a torn tail if there is one), retrying with backoff for as
+//! long as the open fails.
+//!
+//! A full disk (`ENOSPC`) is not fatal: the append that hit it is cut back and answered
+//! `KAFKA_STORAGE_ERROR`, the log stays open for reads, and the next append simply
+//! tries again, so the partition is writable again as soon as space is freed. The
+//! condition is logged once when it starts and once when it ends ([`DiskFull`]).
 
 mod cleaner;
 pub mod messages;
@@ -39,6 +45,12 @@ pub struct LogActor {
     /// not open (e.g. out of file descriptors) comes back once the cause is gone.
     open_failures: u32,
     open_error: Option<String>,
+    /// When the next access may try to open a log whose open failed: the partition
+    /// leader's `GetOffsets` retries too, but a log that fails to reopen after a
+    /// restart must come back by itself, without waiting for anyone to ask.
+    next_open_at_ms: i64,
+    /// Appends are failing for lack of space (logged once when it starts and ends).
+    disk_full: DiskFull,
     /// Set after `Close`, so the supervisor does not bring a deleted log back.
     closed: bool,
     /// Idempotent producers of this partition, rebuilt from the log on open.
@@ -74,6 +86,8 @@ impl LogActor {
             log: None,
             open_failures: 0,
             open_error: None,
+            next_open_at_ms: 0,
+            disk_full: DiskFull::default(),
             closed: false,
             producers: Default::default(),
             producer_expiration_ms: 86_400_000,
@@ -102,8 +116,18 @@ impl LogActor {
                 self.hw.written = Some(v);
                 self.hw.written_at_ms = crate::now_ms();
             }
-            Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e,
-                "cannot checkpoint the high watermark"),
+            Err(e) => {
+                // Retried at the next interval, not at every tick; a full disk is
+                // already reported once by the appends.
+                self.hw.written_at_ms = crate::now_ms();
+                if troupe::storage::is_disk_full(&e) {
+                    tracing::debug!(dir = %self.dir.display(), error = %e,
+                        "cannot checkpoint the high watermark");
+                } else {
+                    tracing::warn!(dir = %self.dir.display(), error = %e,
+                        "cannot checkpoint the high watermark");
+                }
+            }
         }
     }
 
@@ -148,6 +172,7 @@ impl LogActor {
                     tracing::error!(dir = %self.dir.display(), error = %e, "cannot open log");
                 }
                 self.open_failures = self.open_failures.saturating_add(1);
+                self.next_open_at_ms = crate::now_ms() + reopen_delay_ms(self.open_failures);
                 self.open_error = Some(e.to_string());
                 self.log = None;
             }
@@ -155,6 +180,13 @@ impl LogActor {
     }
 
     fn log(&mut self) -> Result<&mut Log, StorageError> {
+        if self.log.is_none()
+            && !self.closed
+            && self.open_failures > 0
+            && crate::now_ms() >= self.next_open_at_ms
+        {
+            self.open();
+        }
         let path = self.dir.clone();
         let why = match (&self.open_error, self.closed) {
             (_, true) => "log is offline (closed)".to_string(),
@@ -168,6 +200,10 @@ impl LogActor {
     }
 
     /// IO errors are fatal for the open log: stop so the supervisor reopens it from disk.
+    /// Except a full disk: every operation but a truncation leaves the open log as it
+    /// was when a write fails for lack of space (a torn append is cut back, a checkpoint
+    /// is replaced only once written whole), so the log stays open, serves reads, and
+    /// the same write succeeds once space is freed; only the first of a run is logged.
     /// A closed log answers every request with an error too, but that is no failure:
     /// it must neither log one nor restart (its partition was deleted or moved away).
     fn check<T>(
@@ -175,14 +211,94 @@ impl LogActor {
         r: Result<T, StorageError>,
         ctx: &mut Context<Self>,
     ) -> Result<T, StorageError> {
-        if self.closed {
+        // An offline log (its open failed) has nothing to reopen: `log()` retries the
+        // open with backoff, and restarting here would skip that backoff and log an
+        // error per request.
+        if self.closed || self.log.is_none() {
             return r;
         }
-        if let Err(StorageError::Io { source: e, .. }) = &r {
+        match &r {
+            Err(e) if e.is_disk_full() => {
+                // Not a match guard: a repeated refusal must not fall through to a restart.
+                let starts_a_run = self.disk_full.on_full();
+                if starts_a_run {
+                    tracing::error!(dir = %self.dir.display(), error = %e,
+                        "disk full: writes fail with KAFKA_STORAGE_ERROR until space is freed; \
+                         reads continue");
+                }
+            }
+            Err(StorageError::Io { source: e, .. }) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "storage IO error, restarting log");
+                ctx.stop();
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// [`Self::check`] for truncations, which may leave the open log half cut when a
+    /// write fails: any IO error, a full disk too, reopens it from disk.
+    fn check_truncation<T>(
+        &mut self,
+        r: Result<T, StorageError>,
+        ctx: &mut Context<Self>,
+    ) -> Result<T, StorageError> {
+        if let (Err(StorageError::Io { source: e, .. }), false, true) =
+            (&r, self.closed, self.log.is_some())
+        {
             tracing::error!(dir = %self.dir.display(), error = %e, "storage IO error, restarting log");
             ctx.stop();
         }
         r
+    }
+
+    /// [`Self::check`] for appends: a written one ends a run of disk-full refusals.
+    fn check_append<T>(
+        &mut self,
+        r: Result<T, StorageError>,
+        wrote: impl FnOnce(&T) -> bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<T, StorageError> {
+        if let Ok(v) = &r {
+            if wrote(v) {
+                if let Some(refused) = self.disk_full.on_written() {
+                    tracing::info!(dir = %self.dir.display(), refused_writes = refused,
+                        "disk space available again: appends resumed");
+                }
+            }
+        }
+        self.check(r, ctx)
+    }
+}
+
+/// A failed open is retried by the next access after 1 s, then 2, 4, ... up to 60 s.
+fn reopen_delay_ms(failures: u32) -> i64 {
+    (1_000i64 << failures.saturating_sub(1).min(6)).min(60_000)
+}
+
+/// Whether appends are failing for lack of space, so the condition is reported once
+/// per run rather than once per request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DiskFull {
+    /// Appends refused since the disk filled (0: not full).
+    refused: u64,
+}
+
+impl DiskFull {
+    /// An append failed for lack of space; true if this starts a run (log it).
+    pub fn on_full(&mut self) -> bool {
+        self.refused += 1;
+        self.refused == 1
+    }
+
+    /// An append was written: if it ends a run, how many appends the run refused.
+    pub fn on_written(&mut self) -> Option<u64> {
+        let refused = std::mem::take(&mut self.refused);
+        (refused > 0).then_some(refused)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.refused > 0
     }
 }
 
@@ -236,7 +352,7 @@ impl Handler<Append> for LogActor {
     type Result = Result<troupe::storage::AppendInfo, StorageError>;
     fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
         let r = self.append_checked(&msg);
-        self.check(r, ctx)
+        self.check_append(r, |info| info.bytes > 0, ctx)
     }
 }
 
@@ -394,7 +510,7 @@ impl Handler<TruncateTo> for LogActor {
         let r = r.map(|state| {
             self.producers = state;
         });
-        self.check(r, ctx)
+        self.check_truncation(r, ctx)
     }
 }
 
@@ -402,7 +518,7 @@ impl Handler<AppendReplica> for LogActor {
     type Result = Result<troupe::storage::AppendInfo, StorageError>;
     fn handle(&mut self, msg: AppendReplica, ctx: &mut Context<Self>) -> Self::Result {
         let r = self.append_replica(&msg);
-        self.check(r, ctx)
+        self.check_append(r, |info| info.bytes > 0, ctx)
     }
 }
 
@@ -424,7 +540,7 @@ impl Handler<TruncateFullyAndStartAt> for LogActor {
         let r = r.map(|state| {
             self.producers = state;
         });
-        self.check(r, ctx)
+        self.check_truncation(r, ctx)
     }
 }
 

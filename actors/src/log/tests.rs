@@ -161,3 +161,62 @@ async fn end_offset_for_epoch_of_an_offline_log_is_a_storage_error() {
         .unwrap_err();
     assert_eq!(err.kafka_error_code(), 56, "{err}");
 }
+
+#[test]
+fn a_full_disk_is_reported_once_per_run() {
+    let mut d = super::DiskFull::default();
+    // (event, expected answer): `full` answers "start of a run", `written` the run's
+    // refused appends when it ends one.
+    assert!(!d.is_full());
+    assert_eq!(d.on_written(), None);
+    assert!(d.on_full());
+    assert!(!d.on_full());
+    assert!(!d.on_full());
+    assert!(d.is_full());
+    assert_eq!(d.on_written(), Some(3));
+    assert!(!d.is_full());
+    assert_eq!(d.on_written(), None);
+    assert!(d.on_full());
+    assert_eq!(d.on_written(), Some(1));
+}
+
+#[test]
+fn failed_opens_are_retried_with_backoff_to_a_minute() {
+    let delays: Vec<i64> = (1..10).map(super::reopen_delay_ms).collect();
+    assert_eq!(
+        delays,
+        vec![1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
+    );
+    assert_eq!(super::reopen_delay_ms(u32::MAX), 60_000);
+}
+
+/// A log that could not open comes back by itself once the cause is gone: an append
+/// (not only the partition's `GetOffsets`) retries the open once the backoff passed.
+#[actix_rt::test]
+async fn an_append_reopens_a_log_whose_open_failed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    // A file where the directory should be: the open fails.
+    std::fs::write(&dir, b"in the way").unwrap();
+    let addr = LogActor::new(dir.clone(), LogConfig::default()).start();
+    let append = || Append {
+        records: records(2),
+        leader_epoch: 0,
+        now_ms: 1_000,
+    };
+    let err = addr.send(append()).await.unwrap().unwrap_err();
+    assert_eq!(err.kafka_error_code(), 56, "{err}");
+    std::fs::remove_file(&dir).unwrap();
+    // The first retry is due 1 s after the failure.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match addr.send(append()).await.unwrap() {
+            Ok(info) => {
+                assert_eq!(info.first_offset, 0);
+                break;
+            }
+            Err(e) => assert!(std::time::Instant::now() < deadline, "never reopened: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

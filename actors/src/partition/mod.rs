@@ -45,6 +45,10 @@ pub struct PartitionState {
     /// The epoch of the last batch in the local log (-1: none): a follower's
     /// `last_fetched_epoch`.
     pub latest_epoch: i32,
+    /// The last append failed for lack of disk space: produces get KAFKA_STORAGE_ERROR
+    /// while reads go on, until an append succeeds again. For Metadata and
+    /// DescribeLogDirs to show; the log actor logs when it starts and ends.
+    pub disk_full: bool,
 }
 
 impl PartitionState {
@@ -120,6 +124,8 @@ pub struct PartitionActor {
     /// (e.g. out of file descriptors) does not retry and warn for every partition
     /// every second.
     load_failures: u32,
+    /// See [`PartitionState::disk_full`]; kept here because `publish` rebuilds the state.
+    disk_full: bool,
 }
 
 /// The first retry of an unavailable log comes after 1 s, then 2, 4, ... up to 60 s.
@@ -167,6 +173,7 @@ impl PartitionActor {
             last_timeout_log_ms: 0,
             shut_down: false,
             load_failures: 0,
+            disk_full: false,
         }
     }
 
@@ -187,10 +194,12 @@ impl PartitionActor {
                 log_end_offset: m.log_end_offset(),
                 leader_epoch: m.leader_epoch(),
                 latest_epoch: self.latest_epoch,
+                disk_full: self.disk_full,
             },
             None => PartitionState {
                 online: false,
                 is_leader: false,
+                disk_full: self.disk_full,
                 ..*self.state.borrow()
             },
         };
@@ -526,6 +535,9 @@ impl Handler<Produce> for PartitionActor {
                 .into_actor(self)
                 .map(move |res, act, ctx| match res {
                     Ok(Ok(info)) => {
+                        if info.bytes > 0 {
+                            act.disk_full = false;
+                        }
                         act.log_start_offset = info.log_start_offset;
                         // A duplicate of an idempotent batch wrote nothing (no headers):
                         // the log end offset stays where it is.
@@ -558,7 +570,13 @@ impl Handler<Produce> for PartitionActor {
                         act.carry_out(out, ctx);
                         Ok((ok, Some(rx)))
                     }
-                    Ok(Err(e)) => Err(PartitionError::from_storage(&e)),
+                    Ok(Err(e)) => {
+                        if e.is_disk_full() && !act.disk_full {
+                            act.disk_full = true;
+                            act.publish();
+                        }
+                        Err(PartitionError::from_storage(&e))
+                    }
                     Err(_mailbox) => Err(PartitionError::new(KAFKA_STORAGE_ERROR, None)),
                 })
                 .then(|res, _act, _ctx| {
@@ -726,17 +744,27 @@ impl Handler<FromLeader> for PartitionActor {
                         None => Ok(None),
                         Some(f) => match f.await {
                             Ok(Ok(info)) => Ok(Some(info)),
-                            Ok(Err(e)) => Err(e.to_string()),
-                            Err(e) => Err(e.to_string()),
+                            Ok(Err(e)) => Err((e.is_disk_full(), e.to_string())),
+                            Err(e) => Err((false, e.to_string())),
                         },
                     }
                 };
                 Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
-                    let info = res.map_err(|e| {
-                        tracing::warn!(topic = %act.topic, partition = act.partition, error = %e,
-                            "follower append failed");
+                    let info = res.map_err(|(full, e)| {
+                        // A full disk is logged by the log actor, once; the fetcher
+                        // keeps retrying until space is freed.
+                        if !full {
+                            tracing::warn!(topic = %act.topic, partition = act.partition,
+                                error = %e, "follower append failed");
+                        } else if !act.disk_full {
+                            act.disk_full = true;
+                            act.publish();
+                        }
                         KAFKA_STORAGE_ERROR
                     })?;
+                    if info.as_ref().is_some_and(|i| i.bytes > 0) {
+                        act.disk_full = false;
+                    }
                     let Some(m) = act.machine.as_mut() else {
                         return Err(KAFKA_STORAGE_ERROR);
                     };
