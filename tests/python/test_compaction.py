@@ -28,7 +28,12 @@ def segment_batches(partition_dir: Path):
     segment files, read straight from disk."""
     out = []
     for seg in sorted(partition_dir.glob("*.log")):
-        data = seg.read_bytes()
+        try:
+            data = seg.read_bytes()
+        except FileNotFoundError:
+            # The cleaner swapped this segment out between the listing and the read:
+            # read the whole directory again.
+            return segment_batches(partition_dir)
         at = 0
         while at + 61 <= len(data):
             base, length = struct.unpack_from(">qi", data, at)
@@ -43,7 +48,10 @@ def first_batch(partition_dir: Path) -> bytes:
     """The bytes of the first batch in the partition's segment files (a cleaned segment
     may be left empty)."""
     for seg in sorted(partition_dir.glob("*.log")):
-        data = seg.read_bytes()
+        try:
+            data = seg.read_bytes()
+        except FileNotFoundError:  # swapped out by the cleaner meanwhile: list again
+            return first_batch(partition_dir)
         if len(data) >= 61:
             length = struct.unpack_from(">i", data, 8)[0]
             return data[:12 + length]
