@@ -69,15 +69,10 @@ impl PartitionState {
     /// Kafka's check of a client request's `current_leader_epoch` (-1: not given)
     /// against this leader (KIP-320): the error code to answer with, if any.
     pub fn check_leader_epoch(&self, current_leader_epoch: i32) -> Option<i16> {
-        if !self.online || !self.is_leader {
-            Some(NOT_LEADER_OR_FOLLOWER)
-        } else if current_leader_epoch >= 0 && current_leader_epoch < self.leader_epoch {
-            Some(FENCED_LEADER_EPOCH)
-        } else if current_leader_epoch > self.leader_epoch {
-            Some(UNKNOWN_LEADER_EPOCH)
-        } else {
-            None
+        if !self.is_leader {
+            return Some(NOT_LEADER_OR_FOLLOWER);
         }
+        self.check_read_epoch(current_leader_epoch)
     }
 }
 
