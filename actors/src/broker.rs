@@ -512,7 +512,7 @@ fn follow_metadata(
 }
 
 /// InvalidRequest, for a forwarded frame that does not decode.
-const INVALID_REQUEST_CODE: i16 = kafka_protocol::ResponseError::InvalidRequest.code();
+use crate::errors::INVALID_REQUEST as INVALID_REQUEST_CODE;
 
 impl BrokerHandle {
     /// Graceful stop: stop accepting, let in-flight requests finish, close every log

@@ -228,7 +228,7 @@ pub fn handle(
                 .map(|r| take(&mut current, r, !validate_only)),
         ),
         Q::DescribeQuorum => A::Failed((
-            kafka_protocol::ResponseError::UnknownServerError.code(),
+            super::codes::UNKNOWN_SERVER_ERROR,
             "DescribeQuorum is answered from the quorum's state".into(),
         )),
     };

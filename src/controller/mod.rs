@@ -47,33 +47,10 @@ pub use topics::{ConfigOp, CreatedTopic, NewTopic, PRODUCER_ID_BLOCK_SIZE};
 
 use crate::config::TopicConfig;
 
-/// A Kafka error code with a message, as the controller answers per topic/partition.
-pub type ApiError = (i16, String);
+pub use crate::protocol::codes::ApiError;
 
-/// Kafka's error codes the controller answers with (the wire contract).
-pub(crate) mod codes {
-    use kafka_protocol::ResponseError as E;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
-    pub const INVALID_TOPIC_EXCEPTION: i16 = E::InvalidTopicException.code();
-    pub const TOPIC_ALREADY_EXISTS: i16 = E::TopicAlreadyExists.code();
-    pub const INVALID_PARTITIONS: i16 = E::InvalidPartitions.code();
-    pub const INVALID_REPLICATION_FACTOR: i16 = E::InvalidReplicationFactor.code();
-    pub const INVALID_REPLICA_ASSIGNMENT: i16 = E::InvalidReplicaAssignment.code();
-    pub const INVALID_CONFIG: i16 = E::InvalidConfig.code();
-    pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
-    pub const POLICY_VIOLATION: i16 = E::PolicyViolation.code();
-    pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
-    pub const TOPIC_DELETION_DISABLED: i16 = E::TopicDeletionDisabled.code();
-    pub const STALE_BROKER_EPOCH: i16 = E::StaleBrokerEpoch.code();
-    pub const DUPLICATE_BROKER_REGISTRATION: i16 = E::DuplicateBrokerRegistration.code();
-    pub const FENCED_LEADER_EPOCH: i16 = E::FencedLeaderEpoch.code();
-    pub const INVALID_UPDATE_VERSION: i16 = E::InvalidUpdateVersion.code();
-    pub const INELIGIBLE_REPLICA: i16 = E::IneligibleReplica.code();
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = E::NotLeaderOrFollower.code();
-    pub const ELECTION_NOT_NEEDED: i16 = E::ElectionNotNeeded.code();
-    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = E::EligibleLeadersNotAvailable.code();
-    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = E::PreferredLeaderNotAvailable.code();
-}
+/// Kafka's error codes the controller answers with: the crate's one table.
+pub(crate) use crate::protocol::codes;
 
 /// The broker settings the controller's decisions depend on.
 #[derive(Clone, Debug)]

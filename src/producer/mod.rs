@@ -17,10 +17,7 @@ pub use state::{
     Verdict, MAX_CACHED_BATCHES, NO_PRODUCER_EPOCH,
 };
 
-use std::os::unix::fs::FileExt;
-
-use crate::storage::batch::HEADER_SIZE;
-use crate::storage::{BatchHeader, Log, StorageError};
+use crate::storage::{Log, StorageError};
 
 /// What loading found, for the lifecycle log line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,38 +58,10 @@ pub fn load(log: &Log) -> Result<(ProducerStateManager, LoadStats), StorageError
 /// Feed the headers of the batches in `[from, log end)` to `state`. Reads only the
 /// 61-byte headers, stepping over record bytes.
 pub fn replay(log: &Log, state: &mut ProducerStateManager, from: i64) -> Result<u64, StorageError> {
-    let end = log.log_end_offset();
-    let mut next = from.max(log.log_start_offset());
-    let mut replayed = 0;
-    let mut buf = [0u8; HEADER_SIZE];
-    while next < end {
-        let info = log.read(next, 256 << 20, i64::MAX, true)?;
-        let Some(region) = info.region else { break };
-        let (mut pos, stop) = (region.position, region.position + region.len);
-        let before = next;
-        while pos + HEADER_SIZE as u64 <= stop {
-            region
-                .file
-                .read_exact_at(&mut buf, pos)
-                .map_err(|source| StorageError::Io {
-                    path: log.dir().to_path_buf(),
-                    source,
-                })?;
-            let Some(h) = BatchHeader::parse(&buf) else {
-                break;
-            };
-            if h.last_offset() >= next {
-                // Replay keeps the batch's own time, so a restart does not revive
-                // producers that were about to expire.
-                state.record(&h, h.max_timestamp);
-                next = h.next_offset();
-                replayed += 1;
-            }
-            pos += h.total_size() as u64;
-        }
-        if next == before {
-            break;
-        }
-    }
-    Ok(replayed)
+    log.walk_batch_headers(from, |h| {
+        // Replay keeps the batch's own time, so a restart does not revive producers
+        // that were about to expire.
+        state.record(h, h.max_timestamp);
+        Ok(())
+    })
 }

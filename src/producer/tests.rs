@@ -1,5 +1,5 @@
 use super::*;
-use crate::storage::{BatchBuilder, LogConfig};
+use crate::storage::{BatchBuilder, BatchHeader, LogConfig};
 
 const PID: i64 = 1000;
 

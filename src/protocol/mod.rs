@@ -17,6 +17,7 @@
 //!    sends with `sendfile(2)` (file regions) and plain writes (everything else).
 
 pub mod acl;
+pub mod codes;
 pub mod error;
 pub mod fetch;
 pub mod frame;

@@ -17,8 +17,7 @@ use kafka_protocol::protocol::Decodable;
 /// api key (i16) + api version (i16) + correlation id (i32).
 const FIXED_HEADER_LEN: usize = 8;
 
-/// Kafka's UNSUPPORTED_VERSION error code.
-pub const UNSUPPORTED_VERSION: i16 = 35;
+pub use super::codes::UNSUPPORTED_VERSION;
 
 /// A request ready for its handler.
 #[derive(Debug, Clone, PartialEq)]

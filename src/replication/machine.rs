@@ -24,17 +24,8 @@
 use crate::metadata::PartitionImage;
 use std::collections::BTreeMap;
 
-/// Kafka's error codes the machine answers with.
-pub mod codes {
-    use kafka_protocol::ResponseError as E;
-    pub const NONE: i16 = 0;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = E::NotLeaderOrFollower.code();
-    pub const NOT_ENOUGH_REPLICAS: i16 = E::NotEnoughReplicas.code();
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = E::NotEnoughReplicasAfterAppend.code();
-    pub const REQUEST_TIMED_OUT: i16 = E::RequestTimedOut.code();
-    pub const FENCED_LEADER_EPOCH: i16 = E::FencedLeaderEpoch.code();
-    pub const UNKNOWN_LEADER_EPOCH: i16 = E::UnknownLeaderEpoch.code();
-}
+/// Kafka's error codes the machine answers with: the crate's one table.
+pub use crate::protocol::codes;
 
 /// Settings of one partition that the rules use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

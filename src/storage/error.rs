@@ -7,24 +7,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Kafka error codes the storage layer can produce (a wire contract: never renumber).
-pub mod codes {
-    /// `UNKNOWN_SERVER_ERROR`: an unexpected condition with no better code.
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    /// `OFFSET_OUT_OF_RANGE`: the fetch or delete offset is outside the log.
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    /// `CORRUPT_MESSAGE`: a CRC mismatch, a torn batch, or an unsupported magic byte.
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    /// `MESSAGE_TOO_LARGE`: one batch is larger than `max.message.bytes`.
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    /// `RECORD_LIST_TOO_LARGE`: the whole append is larger than `segment.bytes`.
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    /// `KAFKA_STORAGE_ERROR`: the disk failed us (I/O error, unreadable checkpoint).
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// `INVALID_RECORD`: a structurally wrong batch (bad length or record count).
-    pub const INVALID_RECORD: i16 = 87;
-    pub const INVALID_TIMESTAMP: i16 = 32;
-}
+/// Kafka error codes the storage layer answers with: the crate's one table.
+pub use crate::protocol::codes;
 
 /// One offending record of a refused batch (KIP-467): its index in its batch (0 for the
 /// batch's first record) and why it was refused.

@@ -314,12 +314,19 @@ impl Log {
 }
 
 impl Log {
-    /// Assign the leader epoch of every batch in `[from, log end)` from its header, for
-    /// entries the checkpoint file may have missed (it is written at flush only).
-    pub(crate) fn rebuild_epochs_from(&mut self, from: i64) -> Result<(), StorageError> {
+    /// Call `f` with the header of every batch in `[from, log end)`, in order. Reads
+    /// only the 61-byte headers, stepping over record bytes; returns how many batches
+    /// it visited. The one walk that recovery uses to rebuild state from batch headers
+    /// (producer state, the leader-epoch cache).
+    pub fn walk_batch_headers(
+        &self,
+        from: i64,
+        mut f: impl FnMut(&crate::storage::BatchHeader) -> Result<(), StorageError>,
+    ) -> Result<u64, StorageError> {
         use std::os::unix::fs::FileExt;
         let end = self.log_end_offset();
         let mut next = from.max(self.log_start_offset);
+        let mut visited = 0;
         let mut buf = [0u8; crate::storage::batch::HEADER_SIZE];
         while next < end {
             let Some(region) = self.read(next, 256 << 20, i64::MAX, true)?.region else {
@@ -339,15 +346,35 @@ impl Log {
                     break;
                 };
                 if h.last_offset() >= next {
-                    self.epochs
-                        .assign(h.partition_leader_epoch, h.base_offset)?;
+                    f(&h)?;
                     next = h.next_offset();
+                    visited += 1;
                 }
                 pos += h.total_size() as u64;
             }
             if next == before {
                 break;
             }
+        }
+        Ok(visited)
+    }
+
+    /// Assign the leader epoch of every batch in `[from, log end)` from its header, for
+    /// entries the checkpoint file may have missed (it is written at flush only).
+    pub(crate) fn rebuild_epochs_from(&mut self, from: i64) -> Result<(), StorageError> {
+        // Only epoch changes matter to the cache; collect those, then assign.
+        let mut starts: Vec<(i32, i64)> = Vec::new();
+        self.walk_batch_headers(from, |h| {
+            if starts
+                .last()
+                .is_none_or(|(e, _)| *e != h.partition_leader_epoch)
+            {
+                starts.push((h.partition_leader_epoch, h.base_offset));
+            }
+            Ok(())
+        })?;
+        for (epoch, start) in starts {
+            self.epochs.assign(epoch, start)?;
         }
         Ok(())
     }

@@ -190,10 +190,9 @@ impl GroupCoordinator {
 
 /// Kafka's mapping of append failures to what group clients understand.
 fn coordinator_error(code: i16) -> i16 {
-    use kafka_protocol::ResponseError as E;
-    if code == E::NotLeaderOrFollower.code() || code == E::KafkaStorageError.code() {
+    if code == codes::NOT_LEADER_OR_FOLLOWER || code == codes::KAFKA_STORAGE_ERROR {
         codes::NOT_COORDINATOR
-    } else if code == E::MessageTooLarge.code() || code == E::RecordListTooLarge.code() {
+    } else if code == codes::MESSAGE_TOO_LARGE || code == codes::RECORD_LIST_TOO_LARGE {
         codes::UNKNOWN_SERVER_ERROR
     } else {
         codes::COORDINATOR_NOT_AVAILABLE

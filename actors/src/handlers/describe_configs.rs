@@ -29,7 +29,7 @@ pub fn handle(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.as_str();
-            let entries: Result<Vec<ConfigEntry>, (i16, String)> = match r.resource_type {
+            let entries: Result<Vec<ConfigEntry>, crate::errors::ApiError> = match r.resource_type {
                 RESOURCE_TOPIC => match routes.image.topics.get(name) {
                     Some(t) => Ok(troupe::config::describe_topic(
                         &ctx.config,

@@ -11,10 +11,9 @@ use kafka_protocol::messages::{
 };
 use troupe::controller::{ControllerRequest as Q, ControllerResponse as A};
 
+use crate::errors::{NOT_CONTROLLER, UNKNOWN_TOPIC_OR_PARTITION};
+
 const METADATA_TOPIC: &str = "__cluster_metadata";
-const NOT_CONTROLLER: i16 = kafka_protocol::ResponseError::NotController.code();
-const UNKNOWN_TOPIC_OR_PARTITION: i16 =
-    kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
 
 pub async fn handle(req: DescribeQuorumRequest, ctx: &BrokerContext) -> DescribeQuorumResponse {
     let asked = req.topics.iter().flat_map(|t| {

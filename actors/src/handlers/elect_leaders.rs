@@ -10,8 +10,7 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use troupe::controller::{ControllerRequest as Q, ControllerResponse as A, ElectionKind};
 
-const ELECTION_NOT_NEEDED: i16 = kafka_protocol::ResponseError::ElectionNotNeeded.code();
-const INVALID_REQUEST: i16 = kafka_protocol::ResponseError::InvalidRequest.code();
+use crate::errors::{ELECTION_NOT_NEEDED, INVALID_REQUEST};
 
 pub async fn handle(req: ElectLeadersRequest, ctx: &BrokerContext) -> ElectLeadersResponse {
     let kind = match req.election_type {
@@ -43,7 +42,7 @@ pub async fn handle(req: ElectLeadersRequest, ctx: &BrokerContext) -> ElectLeade
             forwarded: false,
         })
         .await;
-    let results: Vec<Result<(), (i16, String)>> = match answer {
+    let results: Vec<Result<(), crate::errors::ApiError>> = match answer {
         Ok(A::ElectLeaders(r)) => r,
         Ok(A::Failed(e)) => vec![Err(e); partitions.len()],
         _ => vec![

@@ -157,10 +157,10 @@ pub(crate) async fn alter_resource_configs(
     ctx: &BrokerContext,
     resource_type: i8,
     resource_name: &str,
-    ops: Result<Vec<(String, crate::controller::messages::ConfigOp)>, (i16, String)>,
+    ops: Result<Vec<(String, crate::controller::messages::ConfigOp)>, crate::errors::ApiError>,
     replace_all: bool,
     validate_only: bool,
-) -> Result<(), (i16, String)> {
+) -> Result<(), crate::errors::ApiError> {
     use crate::errors::{INVALID_REQUEST, UNKNOWN_SERVER_ERROR};
     match resource_type {
         describe_configs::RESOURCE_TOPIC => {

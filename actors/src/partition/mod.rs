@@ -134,9 +134,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// After a refused AlterPartition, wait this long before proposing again.
 const ALTER_RETRY: Duration = Duration::from_millis(500);
 
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const KAFKA_STORAGE_ERROR: i16 = 56;
-const OFFSET_OUT_OF_RANGE: i16 = 1;
+use crate::errors::{KAFKA_STORAGE_ERROR, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE};
 
 impl PartitionActor {
     #[allow(clippy::too_many_arguments)]
