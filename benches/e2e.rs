@@ -25,7 +25,8 @@
 //!
 //! C. cluster rows: three local brokers from `config/cluster` (RF 3, min.insync.replicas
 //!    2), acks=all: 100 B to 1 partition, 1 KiB to 8, and the latency at the fixed rate;
-//!    run 1 is their reference (`--no-cluster` skips them)
+//!    run 1 is their reference (`--no-cluster` skips them; `--cluster-set key=value`
+//!    adds a setting to every node, e.g. to try `replica.fetch.wait.max.ms`)
 //!
 //! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
 //! RSS and open files, produce spread over all partitions). Broker CPU seconds and peak
@@ -78,6 +79,8 @@ struct Options {
     scale_only: bool,
     /// Run the 3-broker cluster rows.
     cluster: bool,
+    /// `key=value` settings every cluster node gets on top of `config/cluster`.
+    cluster_set: Vec<String>,
     baseline_bytes: u64,
     max_secs: f64,
 }
@@ -102,6 +105,7 @@ impl Options {
                 scale_msgs: 100_000,
                 scale_only: false,
                 cluster: true,
+                cluster_set: Vec::new(),
                 baseline_bytes: 1 << 30,
                 max_secs: 20.0,
             }
@@ -121,6 +125,7 @@ impl Options {
                 scale_msgs: 500_000,
                 scale_only: false,
                 cluster: true,
+                cluster_set: Vec::new(),
                 baseline_bytes: 4 << 30,
                 max_secs: 60.0,
             }
@@ -150,6 +155,13 @@ impl Options {
                 "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
                 "--scale-only" => o.scale_only = true,
                 "--no-cluster" => o.cluster = false,
+                "--cluster-set" => {
+                    let kv = val(&a)?;
+                    if !kv.contains('=') {
+                        return Err(format!("--cluster-set {kv}: expected key=value"));
+                    }
+                    o.cluster_set.push(kv)
+                }
                 "--baseline-mb" => o.baseline_bytes = num(val(&a)?)? << 20,
                 "--max-secs" => o.max_secs = num(val(&a)?)? as f64,
                 "--help" | "-h" => {
@@ -166,7 +178,8 @@ impl Options {
 const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT] [--broker PATH]
   [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
   [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
-  [--scale-msgs N] [--scale-only] [--no-cluster] [--baseline-mb MB] [--max-secs S]";
+  [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-set KEY=VALUE]...
+  [--baseline-mb MB] [--max-secs S]";
 
 fn main() {
     if std::env::args().any(|a| a == "--null-broker") {

@@ -18,7 +18,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn start(bin: &Path, root: &Path) -> Result<Cluster, String> {
+    pub fn start(bin: &Path, root: &Path, extra: &[String]) -> Result<Cluster, String> {
         let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster");
         let ports: Vec<(u16, u16)> = (0..3)
             .map(|_| {
@@ -36,11 +36,12 @@ impl Cluster {
             .join(",");
         let mut brokers = Vec::new();
         for (i, (p, c)) in ports.iter().enumerate() {
-            let overrides = vec![
+            let mut overrides = vec![
                 format!("listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}"),
                 format!("advertised.listeners=PLAINTEXT://127.0.0.1:{p}"),
                 format!("controller.quorum.voters={voters}"),
             ];
+            overrides.extend(extra.iter().cloned());
             let cfg = config_dir.join(format!("node-{}.properties", i + 1));
             let dir = root.join(format!("cluster-node-{}", i + 1));
             brokers.push(Broker::spawn(bin, &dir, *p, Some(&cfg), &overrides)?.0);
@@ -92,7 +93,10 @@ pub fn run(
     table: &mut Table,
 ) -> Result<Option<Latency>, String> {
     eprintln!("[cluster] starting 3 brokers (RF 3, min.insync.replicas 2)");
-    let c = Cluster::start(bin, root)?;
+    let c = Cluster::start(bin, root, &o.cluster_set)?;
+    if !o.cluster_set.is_empty() {
+        eprintln!("[cluster] extra settings: {}", o.cluster_set.join(" "));
+    }
     let boot = c.bootstrap();
     let tag = std::process::id();
     let name = |run: &str, rep: usize| format!("e2e-{tag}-c{run}-{rep}");
