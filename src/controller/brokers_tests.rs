@@ -169,7 +169,7 @@ fn clients_are_told_a_live_broker_as_controller() {
         (Some(4), 4), // combined node: the active controller itself
         (Some(5), 5),
         (Some(1), 4), // controller-only: the lowest live broker instead
-        (None, 4),    // no controller elected right now: still a broker to send to
+        (None, -1),   // no controller elected right now
     ];
     for (active, want) in table {
         assert_eq!(client_controller_id(&img, active), want, "{active:?}");
