@@ -5,7 +5,8 @@
 //! * [`state_machine`]: the [`MetadataImage`] as the state machine, with snapshots.
 //! * [`network`]: Raft RPCs over the CONTROLLER listener, client and server.
 //!
-//! [`start_quorum`] puts them together. A write goes to the leader's
+//! [`start_quorum`] puts them together for a voter; [`start_learner`] for a broker-only
+//! node, which follows the committed log as a Raft learner and never votes. A write goes to the leader's
 //! [`QuorumHandle::write`]; once a majority has it, every voter applies it to its image and
 //! publishes the new image on [`QuorumHandle::images`]. The Raft term is the controller
 //! epoch: records carry it, and so does the image.

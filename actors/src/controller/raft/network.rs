@@ -5,6 +5,11 @@
 //! carries one request at a time and the server answers in order. A frame over
 //! [`MAX_FRAME`] or a body that does not decode closes the connection.
 //!
+//! A broker-only node has no listener controllers could dial: it sends
+//! [`ControllerRpc::Attach`] on connections it opens to every voter, and after the
+//! `Attached(Ok)` reply the voter keeps that connection in its peer pool and becomes the
+//! client on it, so the leader replicates the metadata log to this Raft learner over it.
+//!
 //! Broker → controller requests (registration, heartbeats, forwarded admin requests) go
 //! through [`ControllerRpc::Other`] to the [`OtherHandler`] given to
 //! [`serve_controller_with`], until they earn variants of their own (add them at the end
