@@ -50,10 +50,16 @@ impl BrokerContext {
         self.routes.borrow().clone()
     }
 
-    /// The node id Metadata and DescribeCluster name as the controller.
+    /// The node id Metadata and DescribeCluster name as the controller: a live broker,
+    /// as in Kafka's KRaft mode ([`troupe::controller::brokers::client_controller_id`]).
     pub fn controller_id(&self) -> i32 {
-        self.controller_id
-            .load(std::sync::atomic::Ordering::Relaxed)
+        let active = self
+            .controller_id
+            .load(std::sync::atomic::Ordering::Relaxed);
+        troupe::controller::brokers::client_controller_id(
+            &self.routes().image,
+            (active >= 0).then_some(active),
+        )
     }
 }
 
@@ -180,7 +186,7 @@ fn derived_cluster_id(config: &BrokerConfig) -> Option<String> {
 /// `cluster.id` from `<log dir>/meta.properties`, written (atomically) on first start:
 /// the configured or voter-derived id, else a random one. A log dir formatted for
 /// another node id or another cluster refuses to start, and nothing is overwritten.
-fn cluster_id(config: &BrokerConfig) -> Result<String, StartError> {
+pub(crate) fn cluster_id(config: &BrokerConfig) -> Result<String, StartError> {
     let dir = &config.log_dirs[0];
     let path = dir.join("meta.properties");
     let expected = derived_cluster_id(config);
@@ -249,9 +255,8 @@ fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
-/// Start a broker inside the current actix System.
-pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
-    let config = Arc::new(config);
+/// Create the log dirs and sweep what unfinished deletes left there.
+pub(crate) fn prepare_log_dirs(config: &BrokerConfig) -> Result<(), StartError> {
     for d in &config.log_dirs {
         std::fs::create_dir_all(d).map_err(|e| StartError::LogDir(d.clone(), e))?;
         let swept = troupe::storage::identity::sweep_deleted(d);
@@ -259,6 +264,22 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             tracing::info!(dir = %d.display(), swept, "removed partition directories left by unfinished deletes");
         }
     }
+    Ok(())
+}
+
+/// Start a broker (`process.roles` with `broker`) inside the current actix System; a
+/// controller-only node starts with [`crate::node::start_node`].
+pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
+    if !config
+        .process_roles
+        .contains(&troupe::config::ProcessRole::Broker)
+    {
+        return Err(StartError::Other(
+            "process.roles=controller: this node is no broker (start it with start_node)".into(),
+        ));
+    }
+    let config = Arc::new(config);
+    prepare_log_dirs(&config)?;
     let cluster_id = cluster_id(&config)?;
     // No setting may be ignored silently: name those that change nothing yet.
     match troupe::config::applied::not_applied_line(&config) {
@@ -384,9 +405,12 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     })
 }
 
-/// Cluster mode: bind the CONTROLLER listener, start this node's quorum voter and the
-/// `Controller` actor on top of it, and keep `controller_id` up to date.
-async fn start_quorum_controller(
+/// Cluster mode: start this node's place in the controller quorum and the
+/// `Controller` actor on top of it, and keep `controller_id` up to date. A voter
+/// (`process.roles` with `controller`) binds the CONTROLLER listener; a broker-only node
+/// follows the metadata log as a Raft learner attached to the voters
+/// ([`crate::controller::raft::start_learner`]) and forwards its requests to the leader.
+pub(crate) async fn start_quorum_controller(
     config: &Arc<BrokerConfig>,
     metadata_dir: std::path::PathBuf,
     supervisor: Addr<BrokerSupervisor>,
@@ -394,11 +418,70 @@ async fn start_quorum_controller(
     controller_id: Arc<std::sync::atomic::AtomicI32>,
 ) -> Result<(Addr<Controller>, Arc<crate::controller::raft::QuorumHandle>), StartError> {
     use crate::controller::raft;
-    if !config.is_controller() {
-        return Err(StartError::Other(
-            "process.roles=broker (a broker that is not a controller voter) is not supported yet: every node of a Troupe cluster is broker,controller".into(),
-        ));
-    }
+    let voters: std::collections::BTreeMap<u64, String> = config
+        .controller_quorum_voters
+        .iter()
+        .map(|v| (v.id as u64, format!("{}:{}", v.host, v.port)))
+        .collect();
+    let mut raft_config = raft::default_config();
+    let election = config.controller_quorum_election_timeout_ms.max(100);
+    raft_config.election_timeout_min = election / 2;
+    raft_config.election_timeout_max = election;
+    raft_config.heartbeat_interval = (election / 10).clamp(20, 200);
+    let dir = metadata_dir.join("raft");
+    // Forwarded requests reach this node's Controller actor, once it exists.
+    let slot: Arc<std::sync::OnceLock<Addr<Controller>>> = Arc::default();
+    let quorum = if config.is_controller() {
+        start_voter(config, voters, &dir, raft_config, slot.clone()).await?
+    } else {
+        let quorum = raft::start_learner(config.node_id as u64, voters, dir.clone(), raft_config)
+            .await
+            .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
+        tracing::info!(node_id = config.node_id, dir = %dir.display(),
+            voters = config.controller_quorum_voters.len(),
+            "broker-only node: following the metadata log as a learner of the controller quorum");
+        quorum
+    };
+    let quorum = Arc::new(quorum);
+    let controller = {
+        let (c, d, s, r, q) = (
+            config.clone(),
+            metadata_dir,
+            supervisor,
+            routes,
+            quorum.clone(),
+        );
+        Supervisor::start(move |_| Controller::quorum(c, d, s, r, q))
+    };
+    let _ = slot.set(controller.clone());
+    // The Raft leader; Metadata and DescribeCluster turn it into a live broker's id.
+    let mut metrics = quorum.raft.metrics();
+    actix_rt::spawn(async move {
+        loop {
+            let leader = metrics
+                .borrow()
+                .current_leader
+                .map(|l| l as i32)
+                .unwrap_or(-1);
+            controller_id.store(leader, std::sync::atomic::Ordering::Relaxed);
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((controller, quorum))
+}
+
+/// Bind the CONTROLLER listener and start this node as a voter; requests other nodes
+/// forward are answered by the Controller actor put in `slot`.
+async fn start_voter(
+    config: &Arc<BrokerConfig>,
+    voters: std::collections::BTreeMap<u64, String>,
+    dir: &std::path::Path,
+    raft_config: openraft::Config,
+    slot: Arc<std::sync::OnceLock<Addr<Controller>>>,
+) -> Result<crate::controller::raft::QuorumHandle, StartError> {
+    use crate::controller::raft;
     let listener = config
         .listeners
         .iter()
@@ -413,19 +496,7 @@ async fn start_quorum_controller(
     let tcp = tokio::net::TcpListener::bind(&bind)
         .await
         .map_err(|e| StartError::Bind(bind.clone(), e))?;
-    let voters = config
-        .controller_quorum_voters
-        .iter()
-        .map(|v| (v.id as u64, format!("{}:{}", v.host, v.port)))
-        .collect();
-    let mut raft_config = raft::default_config();
-    let election = config.controller_quorum_election_timeout_ms.max(100);
-    raft_config.election_timeout_min = election / 2;
-    raft_config.election_timeout_max = election;
-    raft_config.heartbeat_interval = (election / 10).clamp(20, 200);
-    // Forwarded requests reach this node's Controller actor, once it exists.
-    let slot: Arc<std::sync::OnceLock<Addr<Controller>>> = Arc::default();
-    let handler_slot = slot.clone();
+    let handler_slot = slot;
     let other: raft::OtherHandler = Arc::new(move |body: Vec<u8>| {
         let addr = handler_slot.get().cloned();
         Box::pin(async move {
@@ -447,11 +518,10 @@ async fn start_quorum_controller(
             raft::files::encode(&answer).unwrap_or_default()
         })
     });
-    let dir = metadata_dir.join("raft");
     let quorum = raft::start_quorum_with(
         config.node_id as u64,
         voters,
-        dir.clone(),
+        dir.to_path_buf(),
         tcp,
         raft::QuorumOptions {
             config: raft_config,
@@ -460,41 +530,14 @@ async fn start_quorum_controller(
     )
     .await
     .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
-    let quorum = Arc::new(quorum);
     tracing::info!(node_id = config.node_id, controller_listener = %bind, dir = %dir.display(),
         voters = config.controller_quorum_voters.len(), "controller quorum voter started");
-    let controller = {
-        let (c, d, s, r, q) = (
-            config.clone(),
-            metadata_dir,
-            supervisor,
-            routes,
-            quorum.clone(),
-        );
-        Supervisor::start(move |_| Controller::quorum(c, d, s, r, q))
-    };
-    let _ = slot.set(controller.clone());
-    // Metadata and DescribeCluster name the Raft leader as the controller.
-    let mut metrics = quorum.raft.metrics();
-    actix_rt::spawn(async move {
-        loop {
-            let leader = metrics
-                .borrow()
-                .current_leader
-                .map(|l| l as i32)
-                .unwrap_or(-1);
-            controller_id.store(leader, std::sync::atomic::Ordering::Relaxed);
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok((controller, quorum))
+    Ok(quorum)
 }
 
 /// Apply every committed image to the BrokerSupervisor, one after another (a newer
 /// image replaces any older one not yet applied: each image is complete).
-fn follow_metadata(
+pub(crate) fn follow_metadata(
     mut images: watch::Receiver<Arc<troupe::metadata::MetadataImage>>,
     supervisor: Addr<BrokerSupervisor>,
 ) -> tokio::task::JoinHandle<()> {

@@ -24,6 +24,7 @@ pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod net;
+pub mod node;
 pub mod partition;
 pub mod replica_fetcher;
 pub mod supervisor;
@@ -32,3 +33,4 @@ pub mod supervisor;
 mod supervision_tests;
 
 pub use broker::{now_ms, start, BrokerHandle};
+pub use node::{start_node, NodeHandle};

@@ -66,7 +66,7 @@ fn serve(file: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {
     raise_open_files_limit(config.max_connections);
     let system = actix_rt::System::new();
     let result = system.block_on(async move {
-        let handle = match troupe_actors::start(config).await {
+        let handle = match troupe_actors::start_node(config).await {
             Ok(h) => h,
             Err(e) => {
                 // On stderr too, as configuration errors are: the log may go elsewhere

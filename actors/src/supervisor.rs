@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use troupe::config::{BrokerConfig, DynamicLayers, TopicConfig};
-use troupe::metadata::{MetadataImage, PartitionImage};
+use troupe::metadata::{MetadataImage, PartitionImage, TopicImage};
 use uuid::Uuid;
 
 /// Where requests for a partition go, and its offsets without asking anyone.
@@ -333,10 +333,29 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
     fn handle(&mut self, msg: ApplyMetadata, _ctx: &mut Context<Self>) -> Self::Result {
         let image = msg.image;
         let node_id = self.config.node_id;
-        // Partitions to stop: gone from the image, or no longer hosted here.
+        // Work per changed topic only: a topic whose image is the very one applied last
+        // (`Arc::ptr_eq`, see `MetadataImage::topics`) needs nothing. Every running
+        // partition belongs to a topic of the last applied image, so the candidates to
+        // stop are the partitions of its topics that changed or went away.
+        let previous = self.image.clone();
+        let unchanged = move |name: &str, t: &Arc<TopicImage>| {
+            previous
+                .topics
+                .get(name)
+                .is_some_and(|old| Arc::ptr_eq(old, t))
+        };
         let stop: Vec<(Uuid, i32)> = self
-            .running
-            .keys()
+            .image
+            .topics
+            .iter()
+            .filter(|(name, old)| {
+                !image
+                    .topics
+                    .get(*name)
+                    .is_some_and(|new| Arc::ptr_eq(old, new))
+            })
+            .flat_map(|(_, old)| old.partitions.keys().map(|p| (old.topic_id, *p)))
+            .filter(|key| self.running.contains_key(key))
             .filter(|(id, p)| {
                 image
                     .topic_by_id(id)
@@ -344,7 +363,6 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                     .map(|pi| !pi.replicas.contains(&node_id))
                     .unwrap_or(true)
             })
-            .copied()
             .collect();
         let mut shutdowns = Vec::new();
         for key in stop {
@@ -360,10 +378,15 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
         };
         AtomicResponse::new(Box::pin(done.into_actor(self).map(move |_, act, _| {
             let defaults = act.topic_defaults(&image);
-            if image.broker_configs != act.image.broker_configs {
+            // New broker-level defaults can change every topic's effective config.
+            let all = image.broker_configs != act.image.broker_configs;
+            if all {
                 tracing::info!(configs = ?image.broker_configs, "dynamic broker configs applied");
             }
-            for t in image.topics.values() {
+            for (name, t) in &image.topics {
+                if !all && unchanged(name, t) {
+                    continue;
+                }
                 let config = match TopicConfig::resolve(&defaults, &t.configs) {
                     Ok(c) => c,
                     Err(e) => {

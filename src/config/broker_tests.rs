@@ -206,6 +206,7 @@ fn invalid_values_name_key_and_value() {
 #[test]
 fn cluster_settings() {
     let text = "process.roles=broker\nnode.id=4\ncontroller.quorum.voters=1@c1:9093,2@[::1]:9093\n\
+                controller.listener.names=CONTROLLER\n\
                 listeners=PLAINTEXT://:9092,INTERNAL://10.0.0.4:9094\n\
                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT\n\
                 advertised.listeners=PLAINTEXT://b4.example:9092\n\

@@ -12,6 +12,7 @@ use super::broker::{BrokerConfig, ProcessRole};
 use super::defs::{broker_def, topic_def};
 use super::kind::Parsed;
 use super::listener::{Listener, QuorumVoter};
+use super::roles::{check_roles, RoleSettings};
 use super::topic::TopicConfig;
 use super::ConfigError;
 
@@ -177,23 +178,6 @@ impl Values {
                 ));
             }
         }
-        let is_controller = process_roles.contains(&ProcessRole::Controller);
-        if controller_quorum_voters.is_empty() && !is_controller {
-            return Err(self.invalid(
-                "controller.quorum.voters",
-                "a node without the controller role needs the voters it registers with",
-            ));
-        }
-        if is_controller
-            && !controller_quorum_voters.is_empty()
-            && !controller_quorum_voters.iter().any(|v| v.id == node_id)
-        {
-            return Err(self.invalid(
-                "node.id",
-                "a controller must be one of controller.quorum.voters",
-            ));
-        }
-
         let controller_listener_names: Vec<String> = self
             .list("controller.listener.names")?
             .iter()
@@ -235,6 +219,24 @@ impl Values {
             }
             None => advertised_listeners.first().map(|l| l.name.clone()),
         };
+
+        let explicit_inter_broker = self
+            .text("inter.broker.listener.name")?
+            .map(|n| n.to_ascii_uppercase());
+        let explicit_advertised = self
+            .set
+            .contains_key("advertised.listeners")
+            .then_some(advertised_listeners.as_slice());
+        check_roles(&RoleSettings {
+            node_id,
+            roles: &process_roles,
+            voters: &controller_quorum_voters,
+            controller_listener_names: &controller_listener_names,
+            listeners: &listeners,
+            advertised_listeners: explicit_advertised,
+            inter_broker_listener_name: explicit_inter_broker.as_deref(),
+        })
+        .map_err(|e| self.invalid(e.key, e.reason))?;
 
         let log_dirs: Vec<PathBuf> = self.list("log.dirs")?.iter().map(PathBuf::from).collect();
         if log_dirs.is_empty() {

@@ -27,6 +27,7 @@ mod kind;
 mod listener;
 mod load;
 pub mod properties;
+pub mod roles;
 pub mod topic;
 
 use std::path::PathBuf;

@@ -218,3 +218,21 @@ pub fn fence_expired(
     }
     records
 }
+
+/// The controller id Metadata and DescribeCluster give clients.
+///
+/// Clients can only reach brokers, so in KRaft Kafka answers a live broker there, not
+/// the active controller (a controller-only node has no client listener); whichever
+/// broker a client sends an admin request to forwards it to the active controller.
+/// Kafka picks a random live broker per request; Troupe keeps the answer stable and
+/// meaningful: the active controller itself when it is a live broker (a combined
+/// node), else the live broker with the lowest id. While no controller is elected it
+/// answers -1 (none), as before there was a controller-only node, so a client polling
+/// for a new controller after a failover does not take a stand-in for it.
+pub fn client_controller_id(image: &MetadataImage, active_controller: Option<i32>) -> i32 {
+    match active_controller {
+        None => -1,
+        Some(id) if image.is_live(id) => id,
+        Some(_) => image.live_brokers().map(|b| b.node_id).min().unwrap_or(-1),
+    }
+}

@@ -159,3 +159,32 @@ fn controlled_shutdown_moves_leadership_and_lets_the_broker_stop() {
     let p1 = &img.topics["t"].partitions[&1];
     assert_eq!((p1.leader, p1.leader_epoch), (1, 2));
 }
+
+#[test]
+fn clients_are_told_a_live_broker_as_controller() {
+    // Brokers 4 and 5; controllers 1-3 are controller-only (never registered).
+    let mut img = cluster(&[(4, None), (5, None)]);
+    // (active controller, expected client-facing id)
+    let table = [
+        (Some(4), 4), // combined node: the active controller itself
+        (Some(5), 5),
+        (Some(1), 4), // controller-only: the lowest live broker instead
+        (None, -1),   // no controller elected right now
+    ];
+    for (active, want) in table {
+        assert_eq!(client_controller_id(&img, active), want, "{active:?}");
+    }
+    fence(&mut img, 4);
+    assert_eq!(
+        client_controller_id(&img, Some(4)),
+        5,
+        "a fenced broker is not named"
+    );
+    assert_eq!(client_controller_id(&img, Some(1)), 5);
+    fence(&mut img, 5);
+    assert_eq!(
+        client_controller_id(&img, Some(1)),
+        -1,
+        "no live broker: none"
+    );
+}

@@ -270,7 +270,7 @@ pub fn delete_topic(
     t: &TopicRef,
 ) -> Result<(Vec<MetadataRecord>, (String, Uuid)), ApiError> {
     let found = match t {
-        TopicRef::Name(n) => image.topics.get(n),
+        TopicRef::Name(n) => image.topics.get(n).map(|t| &**t),
         TopicRef::Id(id) => image.topic_by_id(id),
     };
     let Some(topic) = found else {

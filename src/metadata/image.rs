@@ -3,6 +3,7 @@
 use super::records::{MetadataEntry, MetadataRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One partition as the controller last described it.
@@ -45,7 +46,12 @@ pub struct BrokerRegistration {
 /// new image, readers keep the one they hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
-    pub topics: BTreeMap<String, TopicImage>,
+    /// Each topic behind its own `Arc`: a new image (one per committed batch) copies
+    /// pointers, and only the topics a record touched are copied whole, so a reader can
+    /// tell an untouched topic by `Arc::ptr_eq` and do work per changed topic only.
+    /// Encoded as a plain map (snapshots written before this decode unchanged).
+    #[serde(with = "shared_topics")]
+    pub topics: BTreeMap<String, Arc<TopicImage>>,
     /// topic id → name, for the APIs that address topics by id (Fetch 13+, Metadata 10+).
     pub topic_names: BTreeMap<Uuid, String>,
     /// Registered brokers by node id, fenced ones included.
@@ -70,7 +76,10 @@ impl MetadataImage {
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
-        self.topic_names.get(id).and_then(|n| self.topics.get(n))
+        self.topic_names
+            .get(id)
+            .and_then(|n| self.topics.get(n))
+            .map(|t| &**t)
     }
 
     /// Registered, unfenced brokers: those that may lead, be in an ISR and be listed.
@@ -140,12 +149,12 @@ impl MetadataImage {
                 self.topic_names.insert(id, name.clone());
                 self.topics.insert(
                     name.clone(),
-                    TopicImage {
+                    Arc::new(TopicImage {
                         name: name.clone(),
                         topic_id: id,
                         partitions: BTreeMap::new(),
                         configs: configs.clone(),
-                    },
+                    }),
                 );
             }
             MetadataRecord::Partition {
@@ -162,6 +171,7 @@ impl MetadataImage {
                     .topic_names
                     .get(&id)
                     .and_then(|n| self.topics.get_mut(n))
+                    .map(Arc::make_mut)
                 {
                     t.partitions.insert(
                         *partition,
@@ -192,6 +202,7 @@ impl MetadataImage {
                     .topic_names
                     .get(&id)
                     .and_then(|n| self.topics.get_mut(n))
+                    .map(Arc::make_mut)
                 {
                     match value {
                         Some(v) => t.configs.insert(key.clone(), v.clone()),
@@ -217,6 +228,28 @@ impl MetadataImage {
                 self.next_producer_id = self.next_producer_id.max(first + size);
             }
         }
+    }
+}
+
+/// Serde for [`MetadataImage::topics`]: the map as if it held the topics themselves.
+mod shared_topics {
+    use super::TopicImage;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(
+        topics: &BTreeMap<String, Arc<TopicImage>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(topics.iter().map(|(k, v)| (k, &**v)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Arc<TopicImage>>, D::Error> {
+        let topics = BTreeMap::<String, TopicImage>::deserialize(d)?;
+        Ok(topics.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 }
 
@@ -271,5 +304,66 @@ mod tests {
         img.apply(&entry(3, MetadataRecord::RemoveTopic { topic_id: id }));
         assert!(img.topics.is_empty() && img.topic_names.is_empty());
         assert_eq!(img.last_offset, 3);
+    }
+
+    fn partition(id: [u8; 16], leader: i32) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id: id,
+            partition: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_new_image_shares_the_topics_no_record_touched() {
+        let (t, u) = ([1u8; 16], [2u8; 16]);
+        let mut img = MetadataImage::new();
+        for (offset, (name, id)) in [("t", t), ("u", u)].into_iter().enumerate() {
+            let topic = MetadataRecord::Topic {
+                name: name.into(),
+                topic_id: id,
+                configs: BTreeMap::new(),
+            };
+            img.apply(&entry(offset as i64 * 2, topic));
+            img.apply(&entry(offset as i64 * 2 + 1, partition(id, 1)));
+        }
+        let before = Arc::new(img);
+        let mut next = (*before).clone();
+        next.apply(&entry(4, partition(u, 2)));
+        assert!(Arc::ptr_eq(&before.topics["t"], &next.topics["t"]));
+        assert!(!Arc::ptr_eq(&before.topics["u"], &next.topics["u"]));
+        assert_eq!(
+            before.topics["u"].partitions[&0].leader, 1,
+            "old image intact"
+        );
+        assert_eq!(next.topics["u"].partitions[&0].leader, 2);
+    }
+
+    #[test]
+    fn shared_topics_encode_as_the_plain_map_did() {
+        #[derive(Serialize)]
+        struct Plain<'a> {
+            topics: &'a BTreeMap<String, TopicImage>,
+        }
+        #[derive(Serialize, Deserialize)]
+        struct Shared {
+            #[serde(with = "shared_topics")]
+            topics: BTreeMap<String, Arc<TopicImage>>,
+        }
+        let topic = TopicImage {
+            name: "t".into(),
+            topic_id: Uuid::from_bytes([3; 16]),
+            partitions: BTreeMap::new(),
+            configs: BTreeMap::from([("retention.ms".to_string(), "5".to_string())]),
+        };
+        let plain = BTreeMap::from([("t".to_string(), topic.clone())]);
+        let old = rmp_serde::to_vec_named(&Plain { topics: &plain }).unwrap();
+        let shared: Shared = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!(*shared.topics["t"], topic);
+        assert_eq!(rmp_serde::to_vec_named(&shared).unwrap(), old);
     }
 }

@@ -38,12 +38,12 @@ async fn a_newer_image_is_never_overwritten_by_an_older_one_that_finished_later(
     };
     c_img.topics.insert(
         "u".into(),
-        TopicImage {
+        Arc::new(TopicImage {
             name: "u".into(),
             topic_id: u_id,
             partitions: BTreeMap::from([(0, partition)]),
             configs: BTreeMap::new(),
-        },
+        }),
     );
     c_img.topic_names.insert(u_id, "u".into());
     c_img.last_offset += 1;

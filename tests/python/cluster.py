@@ -170,3 +170,87 @@ class Cluster:
             return True
 
         return wait_for(ok, timeout, f"brokers {sorted(ids)} listed with a controller")
+
+
+SPLIT = REPO_ROOT / "config" / "cluster-split"
+
+
+class ControllerNode(Broker):
+    """A controller-only node (`process.roles=controller`): it has no Kafka listener,
+    so it is ready once its CONTROLLER listener accepts connections."""
+
+    def wait_ready(self, timeout: float = 30.0):
+        import socket
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"controller exited with {self.proc.returncode}\n{self.log_tail()}")
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+
+        wait_for(ready, timeout, f"controller {self.node_id} listening on {self.port}")
+
+
+class SplitCluster(Cluster):
+    """Dedicated roles, started from the shipped config/cluster-split files: controller-
+    only voters 1..c and broker-only nodes c+1..c+b, on free loopback ports. `nodes`
+    holds them all (close() stops them all); `live()` and the client views are brokers
+    only, as clients can reach nothing else."""
+
+    def __init__(self, controllers: int = 3, brokers: int = 3, overrides: dict[str, str] | None = None, name: str = "split"):
+        self.links = {}
+        self.controller_ids = list(range(1, controllers + 1))
+        self.broker_ids = list(range(controllers + 1, controllers + brokers + 1))
+        ports = {i: free_port() for i in self.controller_ids + self.broker_ids}
+        voters = ",".join(f"{i}@127.0.0.1:{ports[i]}" for i in self.controller_ids)
+        self.nodes: dict[int, Broker] = {}
+        for i in self.controller_ids + self.broker_ids:
+            p = ports[i]
+            if i in self.controller_ids:
+                o = {"listeners": f"CONTROLLER://127.0.0.1:{p}"}
+                cls, cfg = ControllerNode, SPLIT / f"controller-{i}.properties"
+            else:
+                o = {"listeners": f"PLAINTEXT://127.0.0.1:{p}", "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p}"}
+                cls, cfg = Broker, SPLIT / f"broker-{i}.properties"
+            o["controller.quorum.voters"] = voters
+            o.update(FAST)
+            o.update(overrides or {})
+            b = cls(o, name=f"{name}-n{i}", config_file=cfg, port=p)
+            b.overrides["log.dirs"] = str(b.log_dir)
+            b.node_id = i
+            self.nodes[i] = b
+
+    def start(self) -> "SplitCluster":
+        for b in self.nodes.values():
+            b.start_process()
+        for b in self.nodes.values():
+            b.wait_ready()
+        self.wait_brokers(set(self.broker_ids), 30)
+        return self
+
+    def live(self) -> list[Broker]:
+        return [self.nodes[i] for i in self.broker_ids if self.nodes[i].is_running()]
+
+    def wait_brokers(self, ids: set[int], timeout: float, via: int | None = None):
+        """Until Metadata from every live broker lists exactly `ids`, naming one of them
+        as the controller (KRaft brokers name a live broker, never a controller-only node)."""
+
+        def ok():
+            vias = [via] if via else [b.node_id for b in self.live()]
+            for v in vias:
+                md = self.metadata(v)
+                if set(md.brokers) != ids or md.controller_id not in ids:
+                    return False
+            return True
+
+        return wait_for(ok, timeout, f"brokers {sorted(ids)} listed with a broker as controller")
+
+    def active_controller(self, via: int | None = None) -> int:
+        """The Raft leader, from DescribeQuorum sent to a broker (which forwards it)."""
+        import kafka_wire as wire
+
+        via = via or self.live()[0].node_id
+        with wire.connect("127.0.0.1", self.nodes[via].port) as s:
+            err, parts = wire.describe_quorum_v0(s)
+        assert err == 0 and parts and parts[0][2] == 0, (err, parts)
+        return parts[0][3]

@@ -5,7 +5,8 @@
 //! * [`state_machine`]: the [`MetadataImage`] as the state machine, with snapshots.
 //! * [`network`]: Raft RPCs over the CONTROLLER listener, client and server.
 //!
-//! [`start_quorum`] puts them together. A write goes to the leader's
+//! [`start_quorum`] puts them together for a voter; [`start_learner`] for a broker-only
+//! node, which follows the committed log as a Raft learner and never votes. A write goes to the leader's
 //! [`QuorumHandle::write`]; once a majority has it, every voter applies it to its image and
 //! publishes the new image on [`QuorumHandle::images`]. The Raft term is the controller
 //! epoch: records carry it, and so does the image.
@@ -25,7 +26,8 @@ mod tests;
 
 pub use log_store::LogStore;
 pub use network::{
-    serve_controller, serve_controller_with, ControllerReply, ControllerRpc, OtherHandler,
+    serve_controller, serve_controller_with, serve_voter, ControllerReply, ControllerRpc,
+    OtherHandler,
 };
 pub use state_machine::StateMachine;
 pub use types::{MetaRaft, MetadataApplied, MetadataBatch};
@@ -53,6 +55,9 @@ pub enum QuorumError {
     /// `node_id` is not in the voter set: it could never vote or lead.
     #[error("node {0} is not one of the controller voters")]
     NotAVoter(u64),
+    /// A learner (broker-only node) named in the voter set.
+    #[error("node {0} is one of the controller voters, so it cannot be a learner")]
+    IsAVoter(u64),
     /// Raft stopped while starting (a storage failure at start-up).
     #[error("controller raft stopped: {0}")]
     Fatal(#[from] Fatal<u64>),
@@ -156,8 +161,16 @@ pub async fn start_quorum_with(
     let (publish, images) = watch::channel(Arc::new(MetadataImage::new()));
     let sm = StateMachine::open(&dir, publish).await.map_err(storage)?;
     let network = network::Network::new(node_id).with_addresses(voters.clone());
-    let raft = Raft::new(node_id, config, network, log, sm).await?;
-    let server = tokio::spawn(serve_controller_with(listener, raft.clone(), options.other));
+    let raft = Raft::new(node_id, config, network.clone(), log, sm).await?;
+    let server = tokio::spawn({
+        let raft = raft.clone();
+        async move {
+            tokio::join!(
+                serve_voter(listener, raft.clone(), options.other, Some(network.clone())),
+                add_attached_learners(raft, network, node_id),
+            );
+        }
+    });
     let handle = QuorumHandle {
         node_id,
         raft,
@@ -179,6 +192,89 @@ pub async fn start_quorum_with(
         }
     }
     Ok(handle)
+}
+
+/// Start `node_id` as a learner of the quorum `voters`: a broker-only node. It keeps
+/// connections attached to every voter ([`ControllerRpc::Attach`]); the leader adds it
+/// as a learner and replicates the committed metadata log (or a snapshot) over them, so
+/// its images follow the log like a voter's, but it never votes and never leads. It
+/// needs no listener of its own: as in Kafka, brokers dial the controllers.
+pub async fn start_learner(
+    node_id: u64,
+    voters: BTreeMap<u64, String>,
+    dir: PathBuf,
+    config: openraft::Config,
+) -> Result<QuorumHandle, QuorumError> {
+    if voters.contains_key(&node_id) {
+        return Err(QuorumError::IsAVoter(node_id));
+    }
+    let config = Arc::new(config.validate()?);
+    let storage = |source| QuorumError::Storage {
+        dir: dir.clone(),
+        source,
+    };
+    let log = LogStore::open(&dir).await.map_err(storage)?;
+    let (publish, images) = watch::channel(Arc::new(MetadataImage::new()));
+    let sm = StateMachine::open(&dir, publish).await.map_err(storage)?;
+    let network = network::Network::new(node_id).with_addresses(voters.clone());
+    let raft = Raft::new(node_id, config, network, log, sm).await?;
+    let attach = tokio::spawn({
+        let raft = raft.clone();
+        async move {
+            let mut links = tokio::task::JoinSet::new();
+            for addr in voters.values() {
+                // Two per voter: the leader's replication stream and a snapshot or
+                // heartbeat in parallel, without waiting for a re-attach.
+                for _ in 0..2 {
+                    links.spawn(network::attach_to_voter(
+                        node_id,
+                        addr.clone(),
+                        raft.clone(),
+                    ));
+                }
+            }
+            while links.join_next().await.is_some() {}
+        }
+    });
+    Ok(QuorumHandle {
+        node_id,
+        raft,
+        images,
+        server: Mutex::new(Some(attach)),
+    })
+}
+
+/// On the leader: make every node that attached connections a learner (once its
+/// membership change commits, the leader replicates the metadata log to it).
+async fn add_attached_learners(raft: Raft<MetaRaft>, network: network::Network, me: u64) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(300));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let missing: Vec<u64> = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            if m.current_leader != Some(me) {
+                continue;
+            }
+            let members = m.membership_config.membership();
+            network
+                .attached_learners()
+                .into_iter()
+                .filter(|id| members.get_node(id).is_none())
+                .collect()
+        };
+        for id in missing {
+            match raft.add_learner(id, BasicNode::new(""), false).await {
+                Ok(r) => tracing::info!(
+                    learner = id,
+                    log_index = r.log_id.index,
+                    "broker-only node added as a learner of the metadata log"
+                ),
+                Err(e) => tracing::debug!(learner = id, error = %e, "cannot add learner yet"),
+            }
+        }
+    }
 }
 
 impl QuorumHandle {

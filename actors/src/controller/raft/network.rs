@@ -5,6 +5,11 @@
 //! carries one request at a time and the server answers in order. A frame over
 //! [`MAX_FRAME`] or a body that does not decode closes the connection.
 //!
+//! A broker-only node has no listener controllers could dial: it sends
+//! [`ControllerRpc::Attach`] on connections it opens to every voter, and after the
+//! `Attached(Ok)` reply the voter keeps that connection in its peer pool and becomes the
+//! client on it, so the leader replicates the metadata log to this Raft learner over it.
+//!
 //! Broker → controller requests (registration, heartbeats, forwarded admin requests) go
 //! through [`ControllerRpc::Other`] to the [`OtherHandler`] given to
 //! [`serve_controller_with`], until they earn variants of their own (add them at the end
@@ -48,6 +53,11 @@ pub enum ControllerRpc {
     InstallSnapshot(InstallSnapshotRequest<MetaRaft>),
     /// A request for the [`OtherHandler`], encoded however it likes.
     Other(Vec<u8>),
+    /// A broker-only node (a Raft learner) offers this connection for the voter to send
+    /// it Raft RPCs: after an `Attached(Ok)` reply the roles on the connection swap.
+    Attach {
+        node_id: NodeId,
+    },
 }
 
 /// The answer to a [`ControllerRpc`], same variant.
@@ -61,6 +71,8 @@ pub enum ControllerReply {
     Other(Vec<u8>),
     /// The server could not handle the request at all (e.g. no handler for `Other`).
     Error(String),
+    /// The answer to [`ControllerRpc::Attach`]: refused when the node id is a voter's.
+    Attached(Result<(), String>),
 }
 
 /// Answers [`ControllerRpc::Other`] requests.
@@ -113,12 +125,23 @@ pub async fn serve_controller_with(
     raft: Raft<MetaRaft>,
     other: Option<OtherHandler>,
 ) {
+    serve_voter(listener, raft, other, None).await
+}
+
+/// [`serve_controller_with`], also taking connections learners attach into `network`'s
+/// pool (without it, [`ControllerRpc::Attach`] is refused).
+pub async fn serve_voter(
+    listener: TcpListener,
+    raft: Raft<MetaRaft>,
+    other: Option<OtherHandler>,
+    network: Option<Network>,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(serve_connection(stream, raft.clone(), other.clone()));
+                    conns.spawn(serve_connection(stream, raft.clone(), other.clone(), network.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: pause rather than spin.
@@ -131,10 +154,13 @@ pub async fn serve_controller_with(
     }
 }
 
-async fn serve_connection(
+/// Answer Raft RPCs arriving on `stream` until it closes. A learner runs this on the
+/// connections it attached to voters; a voter on every connection it accepted.
+pub(crate) async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft<MetaRaft>,
     other: Option<OtherHandler>,
+    network: Option<Network>,
 ) {
     let _ = stream.set_nodelay(true);
     loop {
@@ -165,6 +191,24 @@ async fn serve_connection(
                 Some(handler) => ControllerReply::Other(handler(req).await),
                 None => ControllerReply::Error("no handler for this request".into()),
             },
+            ControllerRpc::Attach { node_id } => {
+                let refusal = match &network {
+                    None => Some("this node takes no learners".to_string()),
+                    Some(n) if n.addresses.contains_key(&node_id) => Some(format!(
+                        "node {node_id} is a voter of controller.quorum.voters, not a learner"
+                    )),
+                    Some(_) => None,
+                };
+                let reply = ControllerReply::Attached(refusal.clone().map_or(Ok(()), Err));
+                let written = match encode(&reply) {
+                    Ok(bytes) => write_frame(&mut stream, &bytes).await,
+                    Err(e) => Err(e),
+                };
+                if let (Ok(()), None, Some(n)) = (written, refusal, &network) {
+                    n.attach(node_id, stream);
+                }
+                return;
+            }
         };
         let written = match encode(&reply) {
             Ok(bytes) => write_frame(&mut stream, &bytes).await,
@@ -206,6 +250,31 @@ impl Network {
     pub fn with_addresses(mut self, addresses: impl IntoIterator<Item = (NodeId, String)>) -> Self {
         self.addresses = Arc::new(addresses.into_iter().collect());
         self
+    }
+}
+
+/// Connections kept per learner: what it attached, newest first, the oldest dropped.
+const ATTACHED_PER_LEARNER: usize = 4;
+
+impl Network {
+    /// Keep a connection a learner attached: RPCs to it go over such connections only
+    /// (a broker-only node has no listener of its own for controllers to dial).
+    fn attach(&self, node_id: NodeId, conn: TcpStream) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = pool.entry(node_id).or_default();
+        conns.push(conn);
+        if conns.len() > ATTACHED_PER_LEARNER {
+            conns.remove(0);
+        }
+    }
+
+    /// Nodes that attached connections and are not voters: learners to add.
+    pub fn attached_learners(&self) -> Vec<NodeId> {
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.iter()
+            .filter(|(id, conns)| !conns.is_empty() && !self.addresses.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -271,6 +340,13 @@ impl PeerClient {
         let deadline = Instant::now() + ttl;
         let mut conn = match self.take_idle() {
             Some(conn) => conn,
+            // A learner is reached only over connections it attached.
+            None if self.addr.is_empty() => {
+                return Err(CallError::Unreachable(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("learner {} has no connection attached", self.target),
+                )))
+            }
             None => {
                 let connect =
                     tokio::time::timeout(ttl.min(CONNECT_TIMEOUT), TcpStream::connect(&self.addr));
@@ -396,4 +472,51 @@ impl RaftNetwork<MetaRaft> for PeerClient {
             other => Err(self.unexpected(other)),
         }
     }
+}
+
+/// The learner's side of [`ControllerRpc::Attach`]: keep one connection attached to the
+/// voter at `addr` and answer the Raft RPCs it sends over it; attach again when it
+/// closes or cannot be made (backing off up to a second). Runs until aborted.
+pub async fn attach_to_voter(node_id: NodeId, addr: String, raft: Raft<MetaRaft>) {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
+    let mut refused_logged = false;
+    loop {
+        match attach_once(node_id, &addr).await {
+            Ok(stream) => {
+                backoff = FIRST_BACKOFF;
+                serve_connection(stream, raft.clone(), None, None).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !refused_logged => {
+                refused_logged = true;
+                tracing::warn!(%addr, error = %e, "controller refused this node as a learner");
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "cannot attach to a controller"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn attach_once(node_id: NodeId, addr: &str) -> io::Result<TcpStream> {
+    let work = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        write_frame(&mut s, &encode(&ControllerRpc::Attach { node_id })?).await?;
+        let frame = read_frame(&mut s)
+            .await?
+            .ok_or_else(|| io::Error::other("controller closed the connection"))?;
+        match decode::<ControllerReply>(&frame)? {
+            ControllerReply::Attached(Ok(())) => Ok(s),
+            ControllerReply::Attached(Err(e)) => {
+                Err(io::Error::new(io::ErrorKind::PermissionDenied, e))
+            }
+            other => Err(io::Error::other(format!(
+                "unexpected reply to Attach: {other:?}"
+            ))),
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT * 2, work)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "attach timed out"))?
 }

@@ -6,6 +6,7 @@
 //! tasks and `spawn_blocking` file IO run in production.
 
 mod frames;
+mod learner;
 mod quorum;
 mod storage;
 

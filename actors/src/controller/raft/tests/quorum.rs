@@ -17,7 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Short elections keep the test quick; a snapshot every 5 entries with nothing kept
 /// behind it makes a voter that was away catch up by snapshot.
-fn options() -> QuorumOptions {
+pub(super) fn options() -> QuorumOptions {
     QuorumOptions {
         config: openraft::Config {
             election_timeout_min: 300,
@@ -32,7 +32,7 @@ fn options() -> QuorumOptions {
 }
 
 /// Poll `cond` until it holds, failing the test with `what` at the deadline.
-async fn wait_for<F, Fut>(what: &str, mut cond: F)
+pub(super) async fn wait_for<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -45,14 +45,14 @@ where
 }
 
 /// The leader all running nodes agree on.
-fn agreed_leader(nodes: &BTreeMap<u64, QuorumHandle>) -> Option<u64> {
+pub(super) fn agreed_leader(nodes: &BTreeMap<u64, QuorumHandle>) -> Option<u64> {
     let mut leaders = nodes.values().map(|n| n.leader());
     let first = leaders.next()??;
     leaders.all(|l| l == Some(first)).then_some(first)
 }
 
 /// Write through node `via`, forwarding to the leader it names, as a broker would.
-async fn write_via(
+pub(super) async fn write_via(
     nodes: &BTreeMap<u64, QuorumHandle>,
     voters: &BTreeMap<u64, String>,
     via: u64,
@@ -79,11 +79,11 @@ async fn write_via(
     }
 }
 
-fn has_topic(node: &QuorumHandle, name: &str) -> bool {
+pub(super) fn has_topic(node: &QuorumHandle, name: &str) -> bool {
     node.images.borrow().topics.contains_key(name)
 }
 
-async fn start(
+pub(super) async fn start(
     id: u64,
     voters: &BTreeMap<u64, String>,
     dir: PathBuf,
