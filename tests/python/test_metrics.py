@@ -30,13 +30,14 @@ METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
-def http_get(url: str, method: str = "GET", timeout: float = 10.0) -> tuple[int, dict, str]:
+def http_get(url: str, method: str = "GET", timeout: float = 10.0):
+    """(status, headers (case-insensitive), body)."""
     req = urllib.request.Request(url, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read().decode()
+            return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
+        return e.code, e.headers, e.read().decode()
 
 
 def scrape(b: Broker) -> list[tuple[str, dict[str, str], float]]:
@@ -305,3 +306,84 @@ def test_status_page_in_a_real_browser(broker, admin, topic, tmp_path):
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, len(data)
     print(f"status page screenshot: {shot}")
+
+
+def test_cluster_under_replication_elections_and_the_status_page(request, tmp_path):
+    """Three nodes, RF 3 with min.insync.replicas 3: a follower killed -9 leaves the
+    ISR (an ISR shrink, an under-replicated and under-min-ISR partition, highlighted
+    on the status page); the leader killed -9 makes the controller elect a new one."""
+    from confluent_kafka.admin import NewTopic
+
+    from cluster import Cluster
+
+    c = Cluster(3, name=request.node.name[:30], overrides={"replica.lag.time.max.ms": "2000"})
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        admin = c.admin()  # kept: the futures fail once their client is destroyed
+        fs = admin.create_topics([NewTopic("watched", 1, 3, config={"min.insync.replicas": "3"})],
+                                 operation_timeout=10)
+        fs["watched"].result(timeout=20)
+
+        def part(via=None):
+            via = via if via is not None else c.live()[0].node_id
+            return c.metadata(via).topics["watched"].partitions[0]
+
+        wait_for(lambda: part().leader in c.nodes and sorted(part().isrs) == [1, 2, 3], 20, "ISR of 3")
+        leader = part().leader
+        samples = {i: scrape(b) for i, b in c.nodes.items()}
+        assert sum(value(s, "kafka_controller_kafkacontroller_active_controller_count") for s in samples.values()) == 1
+        assert value(samples[leader], "kafka_server_replicamanager_under_replicated_partitions") == 0
+        for b in c.nodes.values():
+            wait_for(lambda b=b: http_get(f"{b.metrics_url}/health/ready")[0] == 200, 20, f"{b.bootstrap} ready")
+
+        follower = next(i for i in part().replicas if i != leader)
+        c.kill9(follower)
+        wait_for(lambda: follower not in part(leader).isrs, 20, "the dead follower leaves the ISR")
+        s = wait_for(lambda: (s := scrape(c.nodes[leader]))
+                     and value(s, "kafka_server_replicamanager_under_replicated_partitions") == 1 and s,
+                     10, "one under-replicated partition on the leader")
+        assert value(s, "kafka_server_replicamanager_under_min_isr_partition_count") == 1
+        assert value(s, "kafka_server_replicamanager_isr_shrinks_total") >= 1
+
+        browser = chromium()
+        flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}"]
+        url = f"{c.nodes[leader].metrics_url}/"
+        dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, timeout=120)
+        assert dom.returncode == 0, dom.stderr.decode()[-2000:]
+        shot = tmp_path / "status-page-under-replicated.png"
+        subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,900", url], capture_output=True,
+                       timeout=120, check=True)
+        page = Rows()
+        page.feed(dom.stdout.decode())
+        rows = [(a, cells) for a, cells in page.rows if a.get("data-topic") == "watched"]
+        assert len(rows) == 1, rows
+        attrs, cells = rows[0]
+        assert attrs["class"] == "under-replicated", attrs
+        assert cells[2] == str(leader) and cells[3] == "1, 2, 3", cells
+        assert str(follower) not in cells[4].split(", "), cells
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        print(f"status page screenshot: {shot}")
+
+        # The follower returns and rejoins: an ISR expansion.
+        c.restart(follower)
+        wait_for(lambda: sorted(part(leader).isrs) == [1, 2, 3], 30, "the follower rejoins the ISR")
+        s = wait_for(lambda: (s := scrape(c.nodes[leader]))
+                     and value(s, "kafka_server_replicamanager_under_replicated_partitions") == 0 and s,
+                     10, "no under-replicated partition")
+        assert value(s, "kafka_server_replicamanager_isr_expands_total") >= 1
+        # The leader is killed: the active controller (one of the two left, a quorum)
+        # elects another replica of the ISR, and counts it.
+        others = [i for i in c.nodes if i != leader]
+        before = sum(value(scrape(c.nodes[i]), "kafka_controller_controllerstats_leader_elections_total")
+                     for i in others)
+        c.kill9(leader)
+        wait_for(lambda: part(others[0]).leader in others, 30, "another replica leads")
+        after = sum(value(scrape(c.nodes[i]), "kafka_controller_controllerstats_leader_elections_total")
+                    for i in others)
+        assert after > before, (before, after)
+        assert sum(value(scrape(c.nodes[i]), "kafka_controller_controllerstats_unclean_leader_elections_total")
+                   for i in others) == 0
+    finally:
+        c.close()

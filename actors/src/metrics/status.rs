@@ -114,49 +114,22 @@ pub async fn render(ops: &Ops) -> String {
         "<p>{} topics, {partitions} partitions, <span id=\"under-replicated-count\">{urp}</span> under-replicated</p>",
         image.topics.len()
     );
-    h.push_str(
-        "<table id=\"partitions\"><tr><th>Topic</th><th>Partition</th><th>Leader</th>\
-         <th>Replicas</th><th>ISR</th><th>Log start</th><th>High watermark</th><th>Log end</th></tr>",
-    );
-    for t in image.topics.values() {
-        for p in t.partitions.values() {
-            let offline = p.leader < 0 || !image.is_live(p.leader);
-            let class = if offline {
-                "offline"
-            } else if p.isr.len() < p.replicas.len() {
-                "under-replicated"
-            } else {
-                "in-sync"
-            };
-            let state = routes
-                .partition(&t.name, p.partition)
-                .map(|r| *r.state.borrow())
-                .filter(|s| s.online);
-            let offset = |f: fn(&crate::partition::PartitionState) -> i64| {
-                state.as_ref().map(|s| f(s).to_string()).unwrap_or_default()
-            };
-            let _ = write!(
-                h,
-                "<tr class=\"{class}\" data-topic=\"{}\" data-partition=\"{}\"><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&t.name),
-                p.partition,
-                esc(&t.name),
-                p.partition,
-                if p.leader >= 0 {
-                    p.leader.to_string()
-                } else {
-                    "none".into()
-                },
-                ids(&p.replicas),
-                ids(&p.isr),
-                offset(|s| s.log_start_offset),
-                offset(|s| s.high_watermark),
-                offset(|s| s.log_end_offset),
-            );
-        }
+    // Topics clients made first; the internal ones (`__consumer_offsets`, 50
+    // partitions by default) folded away, with their own count in the summary.
+    let (internal, user): (Vec<_>, Vec<_>) =
+        image.topics.values().partition(|t| t.name.starts_with("__"));
+    h.push_str(&partition_table("partitions", &user, image, &routes));
+    if !internal.is_empty() {
+        let parts: Vec<_> = internal.iter().flat_map(|t| t.partitions.values()).collect();
+        let urp = parts.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
+        let _ = write!(
+            h,
+            "<details><summary>Internal topics: {} partitions, {urp} under-replicated</summary>{}</details>",
+            parts.len(),
+            partition_table("internal-partitions", &internal, image, &routes)
+        );
     }
-    h.push_str("</table></section>");
+    h.push_str("</section>");
 
     h.push_str("<section id=\"groups\"><h2>Consumer groups</h2>");
     if groups.is_empty() {
@@ -198,6 +171,60 @@ pub async fn render(ops: &Ops) -> String {
         "<footer><p>Refreshes every {REFRESH_S} s. Metrics: <a href=\"/metrics\">/metrics</a>; \
          health: <a href=\"/health/ready\">/health/ready</a>.</p></footer></body></html>"
     );
+    h
+}
+
+/// One row per partition of `topics`: leader, replicas, ISR and, when hosted here,
+/// offsets; the row's class says whether it is in sync, under-replicated or offline.
+fn partition_table(
+    id: &str,
+    topics: &[&troupe::metadata::TopicImage],
+    image: &troupe::metadata::MetadataImage,
+    routes: &crate::supervisor::RoutingTable,
+) -> String {
+    let mut h = format!(
+        "<table id=\"{id}\"><tr><th>Topic</th><th>Partition</th><th>Leader</th>\
+         <th>Replicas</th><th>ISR</th><th>Log start</th><th>High watermark</th><th>Log end</th></tr>"
+    );
+    for t in topics {
+        for p in t.partitions.values() {
+            let offline = p.leader < 0 || !image.is_live(p.leader);
+            let class = if offline {
+                "offline"
+            } else if p.isr.len() < p.replicas.len() {
+                "under-replicated"
+            } else {
+                "in-sync"
+            };
+            let state = routes
+                .partition(&t.name, p.partition)
+                .map(|r| *r.state.borrow())
+                .filter(|s| s.online);
+            let offset = |f: fn(&crate::partition::PartitionState) -> i64| {
+                state.as_ref().map(|s| f(s).to_string()).unwrap_or_default()
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"{class}\" data-topic=\"{}\" data-partition=\"{}\"><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&t.name),
+                p.partition,
+                esc(&t.name),
+                p.partition,
+                if p.leader >= 0 {
+                    p.leader.to_string()
+                } else {
+                    "none".into()
+                },
+                ids(&p.replicas),
+                ids(&p.isr),
+                offset(|s| s.log_start_offset),
+                offset(|s| s.high_watermark),
+                offset(|s| s.log_end_offset),
+            );
+        }
+    }
+    h.push_str("</table>");
     h
 }
 
