@@ -307,9 +307,9 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     // start-up with the key's name.
     let ops_listener = match config.metrics_http_listener {
         Some(a) => {
-            let l = tokio::net::TcpListener::bind(a).await.map_err(|e| {
-                StartError::Bind(format!("metrics.http.listener={a}"), e)
-            })?;
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| StartError::Bind(format!("metrics.http.listener={a}"), e))?;
             let bound = l
                 .local_addr()
                 .map_err(|e| StartError::Bind(format!("metrics.http.listener={a}"), e))?;

@@ -128,7 +128,8 @@ impl GroupCoordinator {
                     // A rebalance completes with the JoinGroup answers of its new
                     // generation; the leader's is sent exactly once per generation.
                     if let (Reply::Join(j), Some(m)) = (&reply, &self.metrics) {
-                        if j.error == codes::NONE && !j.leader.is_empty() && j.leader == j.member_id {
+                        if j.error == codes::NONE && !j.leader.is_empty() && j.leader == j.member_id
+                        {
                             m.rebalances.inc();
                         }
                     }

@@ -63,7 +63,10 @@ pub struct LogActor {
     hw: HighWatermarkCheckpoint,
     /// Size and segment count gauges, and the registry restarts are counted in
     /// (`None` in tests without metrics).
-    metrics: Option<(crate::metrics::LogGauges, std::sync::Arc<crate::metrics::Metrics>)>,
+    metrics: Option<(
+        crate::metrics::LogGauges,
+        std::sync::Arc<crate::metrics::Metrics>,
+    )>,
 }
 
 /// The high watermark as the partition actor last sent it, and what is on disk.

@@ -19,8 +19,8 @@ pub mod status;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -402,7 +402,10 @@ impl Metrics {
         if code == 0 {
             return;
         }
-        let mut counters = self.error_counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counters = self
+            .error_counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         counters
             .entry((api, code))
             .or_insert_with(|| {

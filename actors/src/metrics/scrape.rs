@@ -185,7 +185,9 @@ pub async fn refresh(ops: &Ops) {
         for p in &g.partitions {
             let part = p.partition.to_string();
             let labels = [g.group_id.as_str(), p.topic.as_str(), part.as_str()];
-            m.consumer_offset.with_label_values(&labels).set(p.committed);
+            m.consumer_offset
+                .with_label_values(&labels)
+                .set(p.committed);
             if let Some(lag) = p.lag() {
                 m.consumer_lag.with_label_values(&labels).set(lag);
             }

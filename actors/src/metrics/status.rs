@@ -76,7 +76,10 @@ pub async fn render(ops: &Ops) -> String {
         image.last_offset,
         match &ready {
             Ok(_) => "<span class=\"ok\">ready</span>".to_string(),
-            Err(why) => format!("<span class=\"bad\">not ready: {}</span>", esc(&why.join("; "))),
+            Err(why) => format!(
+                "<span class=\"bad\">not ready: {}</span>",
+                esc(&why.join("; "))
+            ),
         }
     );
     h.push_str(
@@ -116,12 +119,20 @@ pub async fn render(ops: &Ops) -> String {
     );
     // Topics clients made first; the internal ones (`__consumer_offsets`, 50
     // partitions by default) folded away, with their own count in the summary.
-    let (internal, user): (Vec<_>, Vec<_>) =
-        image.topics.values().partition(|t| t.name.starts_with("__"));
+    let (internal, user): (Vec<_>, Vec<_>) = image
+        .topics
+        .values()
+        .partition(|t| t.name.starts_with("__"));
     h.push_str(&partition_table("partitions", &user, image, &routes));
     if !internal.is_empty() {
-        let parts: Vec<_> = internal.iter().flat_map(|t| t.partitions.values()).collect();
-        let urp = parts.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
+        let parts: Vec<_> = internal
+            .iter()
+            .flat_map(|t| t.partitions.values())
+            .collect();
+        let urp = parts
+            .iter()
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count();
         let _ = write!(
             h,
             "<details><summary>Internal topics: {} partitions, {urp} under-replicated</summary>{}</details>",
@@ -149,7 +160,8 @@ pub async fn render(ops: &Ops) -> String {
         );
         for p in &g.partitions {
             let lag = p.lag();
-            let _ = write!(
+            let _ =
+                write!(
                 h,
                 "<tr class=\"{}\" data-topic=\"{}\" data-partition=\"{}\"><td>{}</td><td>{}</td>\
                  <td>{}</td><td>{}</td><td class=\"lag\">{}</td></tr>",

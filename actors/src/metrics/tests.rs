@@ -51,15 +51,33 @@ fn request_timing_lands_in_the_apis_histograms_and_errors_by_name() {
     assert!(text.contains(
         "kafka_network_requestmetrics_total_time_seconds_bucket{request=\"Produce\",le=\"0.0025\"} 0"
     ));
-    assert!(text.contains("kafka_network_requestmetrics_local_time_seconds_sum{request=\"Produce\"} 0.002"));
+    assert!(text.contains(
+        "kafka_network_requestmetrics_local_time_seconds_sum{request=\"Produce\"} 0.002"
+    ));
     assert!(text.contains(
         "kafka_network_requestmetrics_errors_total{error=\"NOT_LEADER_OR_FOLLOWER\",request=\"Produce\"} 2"
     ), "{text}");
     assert!(!text.contains("error=\"NONE\""));
     // A frame that did not decode has no API: nothing is recorded.
-    m.request_done(&RequestTiming { api: None, ..timing }, t0, t0);
-    m.request_done(&RequestTiming { api: Some(9999), ..timing }, t0, t0);
-    assert!(m.encode().contains("kafka_network_requestmetrics_requests_total{request=\"Produce\"} 1"));
+    m.request_done(
+        &RequestTiming {
+            api: None,
+            ..timing
+        },
+        t0,
+        t0,
+    );
+    m.request_done(
+        &RequestTiming {
+            api: Some(9999),
+            ..timing
+        },
+        t0,
+        t0,
+    );
+    assert!(m
+        .encode()
+        .contains("kafka_network_requestmetrics_requests_total{request=\"Produce\"} 1"));
 }
 
 fn image_with(leader: i32, isr: Vec<i32>) -> (MetadataImage, uuid::Uuid) {
@@ -106,14 +124,29 @@ fn partition(id: uuid::Uuid, p: i32, leader: i32, isr: Vec<i32>) -> MetadataReco
 fn elections_are_leader_changes_of_existing_partitions() {
     let (image, id) = image_with(1, vec![1, 2]);
     // ISR change only, same leader: no election.
-    assert_eq!(count_elections(&image, &[partition(id, 0, 1, vec![1])]), (0, 0));
+    assert_eq!(
+        count_elections(&image, &[partition(id, 0, 1, vec![1])]),
+        (0, 0)
+    );
     // From the ISR: clean.
-    assert_eq!(count_elections(&image, &[partition(id, 0, 2, vec![2])]), (1, 0));
+    assert_eq!(
+        count_elections(&image, &[partition(id, 0, 2, vec![2])]),
+        (1, 0)
+    );
     // From outside the ISR: unclean.
-    assert_eq!(count_elections(&image, &[partition(id, 0, 3, vec![3])]), (0, 1));
+    assert_eq!(
+        count_elections(&image, &[partition(id, 0, 3, vec![3])]),
+        (0, 1)
+    );
     // Leaderless: no election; a new partition: not an election either.
-    assert_eq!(count_elections(&image, &[partition(id, 0, -1, vec![])]), (0, 0));
-    assert_eq!(count_elections(&image, &[partition(id, 1, 1, vec![1])]), (0, 0));
+    assert_eq!(
+        count_elections(&image, &[partition(id, 0, -1, vec![])]),
+        (0, 0)
+    );
+    assert_eq!(
+        count_elections(&image, &[partition(id, 1, 1, vec![1])]),
+        (0, 0)
+    );
     let m = Metrics::new();
     m.elections_committed(count_elections(&image, &[partition(id, 0, 3, vec![3])]));
     assert_eq!(m.leader_elections.get(), 1);
@@ -171,5 +204,8 @@ fn the_dashboard_queries_only_exported_metrics() {
         );
         checked += 1;
     }
-    assert!(checked > 20, "only {checked} metric names found in the dashboard");
+    assert!(
+        checked > 20,
+        "only {checked} metric names found in the dashboard"
+    );
 }
