@@ -39,6 +39,8 @@ command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 # Sarama test (tests/go): Go and Debian's Sarama sources (GOPATH mode, no module proxy).
 command -v go >/dev/null 2>&1 || apt_packages+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/Shopify/sarama ] || apt_packages+=(golang-github-shopify-sarama-dev)
+# The status page test (tests/python/test_metrics.py) loads it in headless Chromium.
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
 if [ "${TROUPE_TEST_SKIP_APT:-0}" = "1" ]; then
     step "apt: skipped (TROUPE_TEST_SKIP_APT=1)${apt_packages[*]:+; missing: ${apt_packages[*]}}"
 elif [ "${#apt_packages[@]}" -gt 0 ]; then
@@ -47,7 +49,7 @@ elif [ "${#apt_packages[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 else
-    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev, node, npm, go, sarama present)"
+    step "apt: nothing to install (kcat, python3-venv, cmake, libcurl4-openssl-dev, node, npm, go, sarama, chromium present)"
 fi
 
 # ---------------------------------------------------------------- 2. python venv

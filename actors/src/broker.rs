@@ -43,6 +43,8 @@ pub struct BrokerContext {
     pub controller_id: Arc<std::sync::atomic::AtomicI32>,
     /// Open client connections against `max.connections` / `max.connections.per.ip`.
     pub connections: Arc<crate::net::quota::ConnectionQuotas>,
+    /// This broker's metrics (`crate::metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl BrokerContext {
@@ -73,6 +75,10 @@ pub struct BrokerHandle {
     storage: Arbiter,
     /// Cluster mode: the quorum voter and this broker's registration.
     cluster: Option<ClusterParts>,
+    /// Where `/metrics`, the health checks and the status page are served
+    /// (`metrics.http.listener`; `None`: turned off).
+    pub metrics_addr: Option<SocketAddr>,
+    ops_http: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What a node of a cluster runs besides a single node's actors.
@@ -318,11 +324,26 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     }];
     let config = Arc::new(config_adv);
 
+    // Bound before any actor starts, like the client listener: a taken port stops
+    // start-up with the key's name.
+    let ops_listener = match config.metrics_http_listener {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| StartError::Bind(format!("metrics.http.listener={a}"), e))?;
+            let bound = l
+                .local_addr()
+                .map_err(|e| StartError::Bind(format!("metrics.http.listener={a}"), e))?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let metrics = crate::metrics::Metrics::new();
     let storage = Arbiter::new();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
     let supervisor = {
-        let (config, storage) = (config.clone(), storage.handle());
-        Supervisor::start(move |_| BrokerSupervisor::new(config, storage, routes_tx))
+        let (config, storage, metrics) = (config.clone(), storage.handle(), metrics.clone());
+        Supervisor::start(move |_| BrokerSupervisor::new(config, storage, routes_tx, metrics))
     };
     let metadata_dir = config.log_dirs[0].join("__cluster_metadata-0");
     let controller_id = Arc::new(std::sync::atomic::AtomicI32::new(config.node_id));
@@ -332,7 +353,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             metadata_dir,
             supervisor.clone(),
             routes_rx.clone(),
-        )?;
+        )?
+        .with_metrics(metrics.clone());
         let image = controller.image();
         let controller = Supervisor::start(move |_| controller);
         supervisor.do_send(crate::supervisor::SetController(controller.clone()));
@@ -348,6 +370,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             supervisor.clone(),
             routes_rx.clone(),
             controller_id.clone(),
+            metrics.clone(),
         )
         .await?;
         supervisor.do_send(crate::supervisor::SetController(controller.clone()));
@@ -365,12 +388,17 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         producer_ids: tokio::sync::Mutex::new((0, 0)),
         request_bytes: Arc::new(tokio::sync::Semaphore::new(request_byte_permits(&config))),
         arriving_bytes: Arc::new(tokio::sync::Semaphore::new(arriving_byte_permits(&config))),
-        groups: crate::group::GroupRouter::start(config.clone(), routes_rx.clone()),
+        groups: crate::group::GroupRouter::start(
+            config.clone(),
+            routes_rx.clone(),
+            metrics.clone(),
+        ),
         controller_id,
         connections: crate::net::quota::ConnectionQuotas::new(
             config.max_connections,
             config.max_connections_per_ip,
         ),
+        metrics,
     });
     follow_connection_limits(&context, routes_rx.clone());
     let cluster = cluster.map(|(quorum, follower)| {
@@ -394,6 +422,19 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     };
     tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs,
         cluster = cluster.is_some(), "broker listening");
+    let metrics_addr = ops_listener.as_ref().map(|(_, a)| *a);
+    let ops_http = ops_listener.map(|(listener, bound)| {
+        let ops = Arc::new(crate::metrics::scrape::Ops {
+            ctx: context.clone(),
+            committed: cluster.as_ref().map(|c| c.quorum.images.clone()),
+            scrape_lock: tokio::sync::Mutex::new(()),
+        });
+        tracing::info!(addr = %bound, "metrics listening (/metrics, /health/live, /health/ready, status page at /)");
+        actix_rt::spawn(crate::metrics::http::serve(listener, ops))
+    });
+    if metrics_addr.is_none() {
+        tracing::info!("metrics listener turned off (metrics.http.listener is empty)");
+    }
     Ok(BrokerHandle {
         addr,
         supervisor,
@@ -402,6 +443,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         context,
         storage,
         cluster,
+        metrics_addr,
+        ops_http,
     })
 }
 
@@ -416,6 +459,7 @@ pub(crate) async fn start_quorum_controller(
     supervisor: Addr<BrokerSupervisor>,
     routes: watch::Receiver<Arc<RoutingTable>>,
     controller_id: Arc<std::sync::atomic::AtomicI32>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(Addr<Controller>, Arc<crate::controller::raft::QuorumHandle>), StartError> {
     use crate::controller::raft;
     let voters: std::collections::BTreeMap<u64, String> = config
@@ -451,7 +495,7 @@ pub(crate) async fn start_quorum_controller(
             routes,
             quorum.clone(),
         );
-        Supervisor::start(move |_| Controller::quorum(c, d, s, r, q))
+        Supervisor::start(move |_| Controller::quorum(c, d, s, r, q).with_metrics(metrics))
     };
     let _ = slot.set(controller.clone());
     // The Raft leader; Metadata and DescribeCluster turn it into a live broker's id.
@@ -584,6 +628,9 @@ impl BrokerHandle {
             );
         }
         let _ = self.gateway.send(StopAccepting).await;
+        if let Some(h) = &self.ops_http {
+            h.abort();
+        }
         if let Some(c) = &self.cluster {
             c.follower.abort();
         }

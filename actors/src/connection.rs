@@ -8,6 +8,7 @@
 
 use crate::broker::BrokerContext;
 use crate::handlers;
+use crate::metrics::RequestTiming;
 use crate::net::sendfile::write_chunks;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -42,16 +43,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
     }
     let (mut reader, writer) = stream.into_split();
     let depth = ctx.config.queued_max_requests.max(1);
-    let (tx, mut rx) = mpsc::channel::<tokio::task::JoinHandle<Response>>(depth);
+    let (tx, mut rx) = mpsc::channel::<tokio::task::JoinHandle<(Response, RequestTiming)>>(depth);
     let stats = ctx.stats.clone();
+    let metrics = ctx.metrics.clone();
     let activity = Arc::new(Activity::new());
     let write_activity = activity.clone();
     let write_loop = actix_rt::spawn(async move {
         while let Some(task) = rx.recv().await {
-            let response = match task.await {
-                Ok(r) => r,
-                Err(e) => Response::Close(format!("request task failed: {e}")),
+            let (response, timing) = match task.await {
+                Ok((r, t)) => (r, Some(t)),
+                Err(e) => (Response::Close(format!("request task failed: {e}")), None),
             };
+            let writing = Instant::now();
             let result = match response {
                 Response::Frame(b) => {
                     write_chunks(writer.as_ref(), &[Chunk::Bytes(b)], &stats).await
@@ -64,6 +67,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
                 }
             };
             write_activity.answered();
+            if let Some(t) = &timing {
+                metrics.request_done(t, writing, Instant::now());
+            }
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "write failed, closing connection");
                 break;
@@ -110,10 +116,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
                     }
                     activity.dispatched();
                     let ctx2 = ctx.clone();
+                    let received = Instant::now();
                     let task = actix_rt::spawn(async move {
-                        let r = handle_frame(frame, &ctx2, peer).await;
+                        let started = Instant::now();
+                        let (r, api) = handle_frame(frame, &ctx2, peer).await;
                         drop(permit);
-                        r
+                        let timing = RequestTiming {
+                            api,
+                            received,
+                            started,
+                            handled: Instant::now(),
+                        };
+                        (r, timing)
                     });
                     if tx.send(task).await.is_err() {
                         break 'read;
@@ -122,10 +136,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "bad frame, closing connection");
+                    let now = Instant::now();
+                    let timing = RequestTiming {
+                        api: None,
+                        received: now,
+                        started: now,
+                        handled: now,
+                    };
                     let _ = tx
-                        .send(actix_rt::spawn(
-                            async move { Response::Close(e.to_string()) },
-                        ))
+                        .send(actix_rt::spawn(async move {
+                            (Response::Close(e.to_string()), timing)
+                        }))
                         .await;
                     break 'read;
                 }
@@ -327,14 +348,22 @@ fn plan_read(buf: &BytesMut, max_request_bytes: usize, held: usize, budget: usiz
     }
 }
 
-async fn handle_frame(frame: Bytes, ctx: &BrokerContext, peer: SocketAddr) -> Response {
+/// The response, and the API key when the request decoded (for its metrics).
+async fn handle_frame(
+    frame: Bytes,
+    ctx: &BrokerContext,
+    peer: SocketAddr,
+) -> (Response, Option<i16>) {
     match protocol::decode_request(frame) {
-        Ok(req) => handlers::dispatch(req, ctx, peer).await,
+        Ok(req) => {
+            let api = req.header.request_api_key;
+            (handlers::dispatch(req, ctx, peer).await, Some(api))
+        }
         Err(e) => match protocol::unsupported_api_versions_answer(&e) {
             // Kafka answers an ApiVersions it cannot parse with UNSUPPORTED_VERSION and
             // its version list, so the client can retry with a version we know.
-            Some(frame) => Response::Frame(frame),
-            None => Response::Close(e.to_string()),
+            Some(frame) => (Response::Frame(frame), None),
+            None => (Response::Close(e.to_string()), None),
         },
     }
 }

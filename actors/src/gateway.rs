@@ -52,6 +52,7 @@ impl Actor for Gateway {
                     Ok((stream, peer)) => match context.connections.admit(peer.ip()) {
                         Ok(slot) => {
                             tracing::debug!(%peer, "connection accepted");
+                            context.metrics.connections_created.inc();
                             let serve = connection::serve(stream, peer, context.clone());
                             actix_rt::spawn(async move {
                                 serve.await;
@@ -78,6 +79,9 @@ impl Actor for Gateway {
 impl Supervised for Gateway {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         tracing::warn!(stopped = self.stopped, "gateway restarting");
+        self.context
+            .metrics
+            .actor_restarted(crate::metrics::ActorKind::Gateway);
         // The context's futures (the accept loop) are gone; `started` spawns a new one.
         self.accept = None;
     }

@@ -14,6 +14,8 @@
 //! * [`controller::Controller`] is the single writer of metadata (create/delete topics,
 //!   partitions, configs); the Raft quorum will slot in behind the same messages.
 //! * [`log::LogActor`] owns a partition's files on the storage arbiter (a thread of its own).
+//! * [`metrics`] serves Prometheus metrics, health checks and a status page over HTTP
+//!   (`metrics.http.listener`).
 
 pub mod broker;
 pub mod connection;
@@ -23,6 +25,7 @@ pub mod gateway;
 pub mod group;
 pub mod handlers;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod partition;

@@ -57,10 +57,12 @@ pub async fn start_controller_only(config: BrokerConfig) -> Result<ControllerNod
     prepare_log_dirs(&config)?;
     let cluster_id = cluster_id(&config)?;
     let storage = Arbiter::new();
+    // Counted, not yet served: a controller-only node has no metrics listener.
+    let metrics = crate::metrics::Metrics::new();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
     let supervisor = {
-        let (config, storage) = (config.clone(), storage.handle());
-        Supervisor::start(move |_| BrokerSupervisor::new(config, storage, routes_tx))
+        let (config, storage, metrics) = (config.clone(), storage.handle(), metrics.clone());
+        Supervisor::start(move |_| BrokerSupervisor::new(config, storage, routes_tx, metrics))
     };
     let metadata_dir = config.log_dirs[0].join("__cluster_metadata-0");
     let (controller, quorum) = start_quorum_controller(
@@ -69,6 +71,7 @@ pub async fn start_controller_only(config: BrokerConfig) -> Result<ControllerNod
         supervisor.clone(),
         routes_rx,
         Arc::default(),
+        metrics,
     )
     .await?;
     supervisor.do_send(SetController(controller.clone()));

@@ -60,6 +60,8 @@ pub struct ReplicaFetcher {
     leader: i32,
     endpoint: String,
     partitions: watch::Sender<Arc<Vec<FetchedPartition>>>,
+    /// Restarts are counted there (`None` in tests without one).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl ReplicaFetcher {
@@ -69,7 +71,13 @@ impl ReplicaFetcher {
             leader,
             endpoint,
             partitions: watch::channel(Arc::new(Vec::new())).0,
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -92,6 +100,9 @@ impl Actor for ReplicaFetcher {
 impl Supervised for ReplicaFetcher {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         tracing::info!(leader = self.leader, "replica fetcher restarting");
+        if let Some(m) = &self.metrics {
+            m.actor_restarted(crate::metrics::ActorKind::ReplicaFetcher);
+        }
     }
 }
 

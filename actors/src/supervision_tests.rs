@@ -12,6 +12,7 @@ async fn broker(dir: &std::path::Path) -> crate::BrokerHandle {
         ("listeners", "PLAINTEXT://127.0.0.1:0".to_string()),
         ("log.dirs", dir.display().to_string()),
         ("offsets.topic.num.partitions", "2".to_string()),
+        ("metrics.http.listener", "127.0.0.1:0".to_string()),
     ]
     .map(|(k, v)| (k.to_string(), v));
     let (config, _) = BrokerConfig::load(None, &pairs).unwrap();

@@ -30,6 +30,8 @@ pub struct PartitionRoute {
     pub leader: Addr<PartitionActor>,
     pub log: Addr<LogActor>,
     pub state: watch::Receiver<PartitionState>,
+    /// The topic's counters (bytes out are counted where fetches are served).
+    pub metrics: Arc<crate::metrics::TopicMetrics>,
 }
 
 pub struct TopicRoute {
@@ -100,6 +102,7 @@ pub struct BrokerSupervisor {
     controller: Option<Addr<Controller>>,
     /// Replica fetchers by source broker.
     fetchers: HashMap<i32, Fetcher>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl BrokerSupervisor {
@@ -107,6 +110,7 @@ impl BrokerSupervisor {
         config: Arc<BrokerConfig>,
         storage: ArbiterHandle,
         routes: watch::Sender<Arc<RoutingTable>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         BrokerSupervisor {
             config,
@@ -116,6 +120,7 @@ impl BrokerSupervisor {
             image: Arc::default(),
             controller: None,
             fetchers: HashMap::new(),
+            metrics,
         }
     }
 
@@ -173,8 +178,10 @@ impl BrokerSupervisor {
                 }
                 None => {
                     tracing::info!(leader, endpoint = %ep, partitions = parts.len(), "starting replica fetcher");
-                    let (cfg, e) = (self.config.clone(), ep.clone());
-                    let addr = Supervisor::start(move |_| ReplicaFetcher::new(cfg, leader, e));
+                    let (cfg, e, m) = (self.config.clone(), ep.clone(), self.metrics.clone());
+                    let addr = Supervisor::start(move |_| {
+                        ReplicaFetcher::new(cfg, leader, e).with_metrics(m)
+                    });
                     addr.do_send(SetPartitions(parts));
                     self.fetchers.insert(
                         leader,
@@ -229,10 +236,13 @@ impl BrokerSupervisor {
         let log_config = crate::broker::log_config(&config);
         let expiration = self.config.producer_id_expiration_ms as i64;
         let cleaner = crate::log::CleanerSettings::from_broker(&self.config);
+        let gauges = self.metrics.log_gauges(topic, p.partition);
+        let metrics = self.metrics.clone();
         let log = Supervisor::start_in_arbiter(&self.storage, move |_| {
             LogActor::new(dir, log_config)
                 .with_producer_expiration(expiration)
                 .with_cleaner(cleaner.clone())
+                .with_metrics(gauges, metrics)
         });
         let (tx, rx) = watch::channel(PartitionState::default());
         let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
@@ -245,7 +255,9 @@ impl BrokerSupervisor {
             hw_checkpoint_ms: self.config.replica_high_watermark_checkpoint_interval_ms as i64,
             controller: self.controller.clone(),
             routes: self.routes.subscribe(),
+            metrics: self.metrics.clone(),
         };
+        let topic_metrics = self.metrics.topic(topic);
         let partition = p.partition;
         let leader = Supervisor::start(move |_| {
             PartitionActor::new(t, topic_id, partition, env, image, cfg, log2, tx)
@@ -258,6 +270,7 @@ impl BrokerSupervisor {
                     leader,
                     log,
                     state: rx,
+                    metrics: topic_metrics,
                 },
                 image: p.clone(),
                 config,
@@ -304,6 +317,8 @@ impl BrokerSupervisor {
                 },
             );
         }
+        self.metrics
+            .retain_topics(|t| self.image.topics.contains_key(t));
         self.routes.send_replace(Arc::new(RoutingTable {
             image: self.image.clone(),
             topics,
@@ -369,6 +384,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
             let r = self.running.remove(&key).expect("key from running");
             let delete = image.topic_by_id(&key.0).is_none();
             tracing::info!(topic = %r.topic, partition = key.1, delete, "stopping partition");
+            self.metrics.forget_log(&r.topic, key.1);
             shutdowns.push(r.route.leader.send(PartitionShutdown { delete }));
         }
         let done = async move {
@@ -490,6 +506,8 @@ impl Supervised for BrokerSupervisor {
             partitions = self.running.len(),
             "broker supervisor restarting"
         );
+        self.metrics
+            .actor_restarted(crate::metrics::ActorKind::BrokerSupervisor);
     }
 }
 

@@ -153,6 +153,15 @@ impl Broker {
             cmd.arg("--override")
                 .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"));
         }
+        // The operations listener on a port of its own: brokers of a cluster run, or
+        // of runs side by side, must not all ask for the default 9644.
+        if !overrides
+            .iter()
+            .any(|o| o.starts_with("metrics.http.listener="))
+        {
+            cmd.arg("--override")
+                .arg("metrics.http.listener=127.0.0.1:0");
+        }
         for o in overrides {
             cmd.arg("--override").arg(o);
         }

@@ -61,9 +61,18 @@ pub static NOT_APPLIED: &[(&str, &str)] = &[
         "transaction.state.log.min.isr",
         "transactions are not implemented yet",
     ),
-    ("metrics.sample.window.ms", "no metrics are exported yet"),
-    ("metrics.num.samples", "no metrics are exported yet"),
-    ("metrics.recording.level", "no metrics are exported yet"),
+    (
+        "metrics.sample.window.ms",
+        "metrics are Prometheus counters and histograms: the scraper computes rates",
+    ),
+    (
+        "metrics.num.samples",
+        "metrics are Prometheus counters and histograms: the scraper computes rates",
+    ),
+    (
+        "metrics.recording.level",
+        "metrics are Prometheus counters and histograms: the scraper computes rates",
+    ),
 ];
 
 /// Whether `key` (canonical) is accepted but not applied.

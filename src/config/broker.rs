@@ -110,6 +110,9 @@ pub struct BrokerConfig {
     pub metrics_sample_window_ms: u64,
     pub metrics_num_samples: usize,
     pub metrics_recording_level: String,
+    /// Where the operations HTTP endpoint listens (`metrics.http.listener`); `None`:
+    /// turned off (the key set to an empty value).
+    pub metrics_http_listener: Option<std::net::SocketAddr>,
     /// Defaults for every topic's config (retention.ms from log.retention.*, ...).
     pub topic_defaults: TopicConfig,
     /// Every key that was set (file, then overrides), under its canonical name. Kept

@@ -277,3 +277,33 @@ fn shipped_server_properties_matches_defaults() {
         );
     }
 }
+
+#[test]
+fn metrics_http_listener_defaults_to_loopback_and_empty_turns_it_off() {
+    let c = load("").unwrap().0;
+    assert_eq!(
+        c.metrics_http_listener,
+        Some("127.0.0.1:9644".parse().unwrap())
+    );
+    let off = load("metrics.http.listener=").unwrap().0;
+    assert_eq!(off.metrics_http_listener, None);
+    let port0 = load("metrics.http.listener=localhost:0").unwrap().0;
+    assert_eq!(
+        port0.metrics_http_listener,
+        Some("127.0.0.1:0".parse().unwrap())
+    );
+    let v6 = load("metrics.http.listener=[::1]:9000").unwrap().0;
+    assert_eq!(
+        v6.metrics_http_listener,
+        Some("[::1]:9000".parse().unwrap())
+    );
+    for bad in ["9644", "example.com:80", "127.0.0.1:99999", "127.0.0.1"] {
+        let err = load(&format!("metrics.http.listener={bad}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("metrics.http.listener") && err.contains("IP:PORT"),
+            "{bad}: {err}"
+        );
+    }
+}

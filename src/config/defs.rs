@@ -309,6 +309,10 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
     b("metrics.num.samples", int(1), Some("2"), "Windows kept per rate."),
     b("metrics.recording.level", ConfigKind::Enum(&["INFO", "DEBUG", "TRACE"]), Some("INFO"),
         "Record metrics of this level and above."),
+    b("metrics.http.listener", ConfigKind::String, Some("127.0.0.1:9644"),
+        "HOST:PORT of the HTTP listener serving /metrics (Prometheus text), /health/live, \
+         /health/ready and the status page at /; empty turns it off. Troupe's own key \
+         (Kafka exports JMX): loopback by default, port 9644 as Redpanda's admin API."),
 ];
 
 #[cfg(test)]

@@ -334,12 +334,32 @@ impl Values {
             metrics_sample_window_ms: self.num("metrics.sample.window.ms")?,
             metrics_num_samples: self.num("metrics.num.samples")?,
             metrics_recording_level: self.text("metrics.recording.level")?.unwrap_or_default(),
+            metrics_http_listener: self.metrics_http_listener()?,
             topic_defaults,
             raw: self
                 .set
                 .iter()
                 .map(|(k, s)| (k.to_string(), s.value.clone()))
                 .collect(),
+        })
+    }
+
+    /// `metrics.http.listener`: an IP address and port (`localhost` is taken as
+    /// 127.0.0.1), or empty for no listener.
+    fn metrics_http_listener(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let key = "metrics.http.listener";
+        let Some(text) = self.text(key)? else {
+            return Ok(None);
+        };
+        let text = match text.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => text,
+        };
+        text.parse().map(Some).map_err(|_| {
+            self.invalid(
+                key,
+                "expected IP:PORT (e.g. 127.0.0.1:9644, [::1]:9644), or empty to turn the listener off",
+            )
         })
     }
 

@@ -72,12 +72,16 @@ class Broker:
         self.binary = broker_binary()
         self.config_file = config_file
         self.port = port or free_port()
+        # The operations HTTP listener (/metrics, /health/*, status page): a port of its
+        # own, since tests run brokers side by side (the default is 9644 for all).
+        self.metrics_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"troupe-{name}-"))
         self.log_dir = self.workdir / "data"
         self.log_file = self.workdir / "broker.log"
         self.overrides = {
             "listeners": f"PLAINTEXT://{HOST}:{self.port}",
             "log.dirs": str(self.log_dir),
+            "metrics.http.listener": f"{HOST}:{self.metrics_port}",
         }
         self.overrides.update(overrides or {})
         self.proc: subprocess.Popen | None = None
@@ -87,6 +91,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}"
 
     @property
     def host(self) -> str:

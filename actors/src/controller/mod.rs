@@ -65,6 +65,8 @@ pub struct Controller {
     last_rebalance: i64,
     /// The broker's routing table: a commit is answered once this node applied it.
     routes: watch::Receiver<Arc<RoutingTable>>,
+    /// Leader elections and restarts are counted here (`None` in tests without one).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Random ids and placement starts (the decisions take them as inputs).
@@ -130,7 +132,13 @@ impl Controller {
             last_rebalance: 0,
             ticking: false,
             routes,
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn reload(&mut self) -> Result<(), troupe::metadata::MetadataLogError> {
@@ -189,12 +197,16 @@ impl Controller {
         let log = log
             .as_mut()
             .ok_or((KAFKA_STORAGE_ERROR, "metadata log is offline".to_string()))?;
+        let elections = crate::metrics::count_elections(&self.image, &records);
         let entries = log.append(self.epoch, records).map_err(|e| {
             (
                 KAFKA_STORAGE_ERROR,
                 format!("metadata log append failed: {e}"),
             )
         })?;
+        if let Some(m) = &self.metrics {
+            m.elections_committed(elections);
+        }
         let mut image = (*self.image).clone();
         for e in &entries {
             image.apply(e);
@@ -363,7 +375,7 @@ impl Controller {
                     &mut Random,
                 );
                 Box::pin(
-                    commit_quorum(q, records, act.routes.clone())
+                    commit_quorum(q, records, act.routes.clone(), act.metrics.clone())
                         .into_actor(act)
                         .map(move |res, _, _| match res {
                             Ok(Some(offset)) => answer.committed_at(offset),
@@ -415,10 +427,13 @@ async fn commit_quorum(
     q: Arc<raft::QuorumHandle>,
     records: Vec<MetadataRecord>,
     mut routes: watch::Receiver<Arc<RoutingTable>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<Option<i64>, A> {
     if records.is_empty() {
         return Ok(None);
     }
+    // Decided against the latest committed image, which the records change.
+    let elections = crate::metrics::count_elections(&q.images.borrow(), &records);
     let write = tokio::time::timeout(WRITE_TIMEOUT, q.write(records));
     let Ok(written) = write.await else {
         return Err(A::Failed((
@@ -435,6 +450,9 @@ async fn commit_quorum(
         }
         Err(e) => return Err(A::Failed((NOT_CONTROLLER, e.to_string()))),
     };
+    if let Some(m) = &metrics {
+        m.elections_committed(elections);
+    }
     // Answer once this node serves what was committed (bounded: the record is
     // committed either way).
     let applied = routes.wait_for(|r| r.image.last_offset >= offset);
@@ -455,6 +473,9 @@ impl Actor for Controller {
 impl Supervised for Controller {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         tracing::info!("controller restarting");
+        if let Some(m) = &self.metrics {
+            m.actor_restarted(crate::metrics::ActorKind::Controller);
+        }
         self.was_active = false;
         if let Err(e) = self.reload() {
             tracing::error!(error = %e, "controller cannot reload the metadata log");
@@ -495,10 +516,11 @@ impl Handler<Tick> for Controller {
         let records =
             troupe::controller::tick(&image, &self.liveness, &self.decisions(), now, rebalance);
         let routes = self.routes.clone();
+        let metrics = self.metrics.clone();
         self.ticking = true;
         AtomicResponse::new(Box::pin(
             async move {
-                if let Err(A::Failed((_, e))) = commit_quorum(q, records, routes).await {
+                if let Err(A::Failed((_, e))) = commit_quorum(q, records, routes, metrics).await {
                     tracing::warn!(error = %e, "controller tick could not commit");
                 }
             }

@@ -38,6 +38,8 @@ pub struct GroupCoordinator {
     /// Bumped at every (re)start: completions of appends or loads started by an
     /// earlier incarnation must not touch the new state.
     incarnation: u64,
+    /// Rebalances and restarts are counted there (`None` in tests without one).
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl GroupCoordinator {
@@ -59,7 +61,13 @@ impl GroupCoordinator {
             retention: None,
             shut_down: false,
             incarnation: 0,
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn unavailable(&self) -> i16 {
@@ -117,6 +125,14 @@ impl GroupCoordinator {
         for o in outs {
             match o {
                 Output::Reply(id, reply) => {
+                    // A rebalance completes with the JoinGroup answers of its new
+                    // generation; the leader's is sent exactly once per generation.
+                    if let (Reply::Join(j), Some(m)) = (&reply, &self.metrics) {
+                        if j.error == codes::NONE && !j.leader.is_empty() && j.leader == j.member_id
+                        {
+                            m.rebalances.inc();
+                        }
+                    }
                     if let Some(tx) = self.waiting.remove(&id) {
                         let _ = tx.send(reply);
                     }
@@ -225,6 +241,9 @@ impl Supervised for GroupCoordinator {
             partition = self.partition,
             "group coordinator restarting, reloading from its partition"
         );
+        if let Some(m) = &self.metrics {
+            m.actor_restarted(crate::metrics::ActorKind::GroupCoordinator);
+        }
         self.state = None;
         // Waiting requests learn of the restart by their channel closing.
         self.waiting.clear();

@@ -40,6 +40,7 @@ pub struct GroupManager {
     /// The task that forwards routing-table changes runs once: it holds only a weak
     /// address, which stays valid across restarts.
     watching: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl GroupManager {
@@ -47,6 +48,7 @@ impl GroupManager {
         config: Arc<BrokerConfig>,
         routes: watch::Receiver<Arc<RoutingTable>>,
         table: watch::Sender<Arc<CoordinatorTable>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         GroupManager {
             config,
@@ -54,6 +56,7 @@ impl GroupManager {
             running: HashMap::new(),
             table,
             watching: false,
+            metrics,
         }
     }
 
@@ -101,9 +104,10 @@ impl GroupManager {
             if self.running.contains_key(&p) {
                 continue;
             }
-            let (cfg, r) = (group_config.clone(), route.clone());
-            let coordinator =
-                Supervisor::start(move |_| GroupCoordinator::new(p, r, cfg, retention_check));
+            let (cfg, r, m) = (group_config.clone(), route.clone(), self.metrics.clone());
+            let coordinator = Supervisor::start(move |_| {
+                GroupCoordinator::new(p, r, cfg, retention_check).with_metrics(m)
+            });
             self.running.insert(
                 p,
                 Running {
@@ -156,6 +160,8 @@ impl Supervised for GroupManager {
             coordinators = self.running.len(),
             "group manager restarting"
         );
+        self.metrics
+            .actor_restarted(crate::metrics::ActorKind::GroupManager);
     }
 }
 

@@ -57,9 +57,10 @@ impl GroupRouter {
     pub fn start(
         config: Arc<BrokerConfig>,
         routes: watch::Receiver<Arc<crate::supervisor::RoutingTable>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         let (tx, rx) = watch::channel(Arc::new(CoordinatorTable::default()));
-        let manager = Supervisor::start(move |_| GroupManager::new(config, routes, tx));
+        let manager = Supervisor::start(move |_| GroupManager::new(config, routes, tx, metrics));
         GroupRouter { manager, table: rx }
     }
 

@@ -42,6 +42,7 @@ pub async fn handle(
             || req.max_wait_ms <= 0
             || tokio::time::Instant::now() >= deadline;
         if done {
+            round.count(&ctx.metrics);
             return troupe::protocol::encode_fetch_response(
                 correlation_id,
                 version,
@@ -66,7 +67,33 @@ struct Round {
     bytes: u64,
     any_error: bool,
     watchers: Vec<watch::Receiver<crate::partition::PartitionState>>,
+    /// Bytes read per topic for consumers, and for followers: counted only for the
+    /// round that is answered (a long poll may read again).
+    sent: Vec<(Arc<crate::metrics::TopicMetrics>, u64)>,
+    replication_bytes: u64,
+    /// Error codes answered, and the topics of the partitions that got them.
+    errors: Vec<i16>,
+    failed: Vec<Arc<crate::metrics::TopicMetrics>>,
 }
+
+impl Round {
+    fn count(&self, metrics: &crate::metrics::Metrics) {
+        for (t, n) in &self.sent {
+            t.bytes_out.inc_by(*n);
+        }
+        if self.replication_bytes > 0 {
+            metrics.replication_bytes_out.inc_by(self.replication_bytes);
+        }
+        for t in &self.failed {
+            t.failed_fetch_requests.inc();
+        }
+        for code in &self.errors {
+            metrics.count_error(FETCH_API_KEY, *code);
+        }
+    }
+}
+
+const FETCH_API_KEY: i16 = kafka_protocol::messages::ApiKey::Fetch as i16;
 
 /// KIP-392: where a consumer in `client_rack` should read a partition this node
 /// leads: an in-sync, live replica in its rack (`None`: here, the leader).
@@ -113,6 +140,10 @@ async fn read_round(
         bytes: 0,
         any_error: false,
         watchers: Vec::new(),
+        sent: Vec::new(),
+        replication_bytes: 0,
+        errors: Vec::new(),
+        failed: Vec::new(),
     };
     for topic in &req.topics {
         let name: Option<String> = if version >= 13 {
@@ -222,6 +253,11 @@ async fn read_round(
                             Ok(Ok(info)) => {
                                 data = data.with_log_start_offset(info.log_start_offset);
                                 if let Some(r) = info.region {
+                                    if is_replica {
+                                        round.replication_bytes += r.len;
+                                    } else {
+                                        round.sent.push((route.metrics.clone(), r.len));
+                                    }
                                     round.bytes += r.len;
                                     budget = budget.saturating_sub(r.len);
                                     region = Some(r);
@@ -240,6 +276,10 @@ async fn read_round(
             };
             if code != NONE {
                 round.any_error = true;
+                round.errors.push(code);
+                if let Some(r) = route {
+                    round.failed.push(r.metrics.clone());
+                }
             }
             data = data.with_error_code(code);
             if region.is_none() {

@@ -135,6 +135,7 @@ pub async fn dispatch(
             return Response::Close(format!("API {:?} is not implemented", api_key_of(&other)));
         }
     };
+    count_errors(&ctx.metrics, header.request_api_key, &body);
     let api_key = match ApiKey::try_from(header.request_api_key) {
         Ok(k) => k,
         Err(_) => return Response::Close("unknown API key".into()),
@@ -142,6 +143,44 @@ pub async fn dispatch(
     match troupe::protocol::encode_response(header.correlation_id, api_key, v, &body) {
         Ok(frame) => Response::Frame(frame),
         Err(e) => Response::Close(format!("response encoding failed: {e}")),
+    }
+}
+
+/// Counts the error codes of a response (Kafka's ErrorsPerSec) for the APIs whose
+/// failures operators watch: produce, offsets, metadata, groups, topic admin. (Fetch
+/// counts its own: its response is encoded around file regions.)
+fn count_errors(metrics: &crate::metrics::Metrics, api: i16, body: &ResponseKind) {
+    let count = |code: i16| metrics.count_error(api, code);
+    match body {
+        ResponseKind::Produce(r) => r
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .for_each(|p| count(p.error_code)),
+        ResponseKind::ListOffsets(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code)),
+        ResponseKind::Metadata(r) => r.topics.iter().for_each(|t| count(t.error_code)),
+        ResponseKind::OffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| count(p.error_code)),
+        ResponseKind::OffsetFetch(r) => count(r.error_code),
+        ResponseKind::FindCoordinator(r) => {
+            count(r.error_code);
+            r.coordinators.iter().for_each(|c| count(c.error_code));
+        }
+        ResponseKind::JoinGroup(r) => count(r.error_code),
+        ResponseKind::SyncGroup(r) => count(r.error_code),
+        ResponseKind::Heartbeat(r) => count(r.error_code),
+        ResponseKind::LeaveGroup(r) => count(r.error_code),
+        ResponseKind::CreateTopics(r) => r.topics.iter().for_each(|t| count(t.error_code)),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| count(t.error_code)),
+        ResponseKind::InitProducerId(r) => count(r.error_code),
+        _ => {}
     }
 }
 

@@ -30,7 +30,8 @@ pub async fn handle(
             let route = routes.partition(name, p.index).cloned();
             let unrouted = routes.unrouted_code(name, p.index);
             let records = p.records.clone();
-            pending.push(async move {
+            let topic_metrics = route.as_ref().map(|r| r.metrics.clone());
+            let outcome = async move {
                 if !(-1..=1).contains(&acks) {
                     return Err(PartitionError::new(INVALID_REQUIRED_ACKS, None));
                 }
@@ -59,6 +60,13 @@ pub async fn handle(
                     Ok(Err(_)) => Err(PartitionError::new(NOT_LEADER_OR_FOLLOWER, None)),
                     Err(_) => Err(PartitionError::new(REQUEST_TIMED_OUT, None)),
                 }
+            };
+            pending.push(async move {
+                let r = outcome.await;
+                if let (Err(_), Some(m)) = (&r, topic_metrics) {
+                    m.failed_produce_requests.inc();
+                }
+                r
             });
         }
     }

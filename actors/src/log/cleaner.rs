@@ -161,6 +161,7 @@ impl LogActor {
             Ok(CleanStep::Done(stats)) => {
                 self.cleaner.pass = None;
                 self.cleaner.last = Some(stats);
+                self.report_size(None);
             }
             Ok(CleanStep::Abandoned) => self.cleaner.pass = None,
             Err(e) => {
@@ -185,6 +186,7 @@ impl Handler<Clean> for LogActor {
         });
         if let Ok(Some(stats)) = &r {
             self.cleaner.last = Some(stats.clone());
+            self.report_size(None);
         }
         self.check(r, ctx)
     }

@@ -61,6 +61,12 @@ pub struct LogActor {
     cleaner: cleaner::CleanerState,
     /// The partition's high watermark and its checkpoint file.
     hw: HighWatermarkCheckpoint,
+    /// Size and segment count gauges, and the registry restarts are counted in
+    /// (`None` in tests without metrics).
+    metrics: Option<(
+        crate::metrics::LogGauges,
+        std::sync::Arc<crate::metrics::Metrics>,
+    )>,
 }
 
 /// The high watermark as the partition actor last sent it, and what is on disk.
@@ -93,6 +99,32 @@ impl LogActor {
             producer_expiration_ms: 86_400_000,
             cleaner: Default::default(),
             hw: Default::default(),
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(
+        mut self,
+        gauges: crate::metrics::LogGauges,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        self.metrics = Some((gauges, metrics));
+        self
+    }
+
+    /// Sets the size and segment gauges from the log. Summing segment sizes walks the
+    /// segment list, so an append adds its bytes instead unless it rolled a segment.
+    fn report_size(&self, appended: Option<u64>) {
+        let (Some((g, _)), Some(log)) = (&self.metrics, &self.log) else {
+            return;
+        };
+        let segments = log.segment_count() as i64;
+        match appended {
+            Some(bytes) if g.segments.get() == segments => g.size.add(bytes as i64),
+            _ => {
+                g.size.set(log.size_bytes() as i64);
+                g.segments.set(segments);
+            }
         }
     }
 
@@ -162,6 +194,7 @@ impl LogActor {
                     self.cleaner.bound = self.cleaner.bound.min(v.max(0));
                 }
                 self.log = Some(log);
+                self.report_size(None);
                 self.open_failures = 0;
                 self.open_error = None;
             }
@@ -344,6 +377,9 @@ impl Supervised for LogActor {
             return;
         }
         tracing::info!(dir = %self.dir.display(), "log actor restarting, reopening from disk");
+        if let Some((_, m)) = &self.metrics {
+            m.actor_restarted(crate::metrics::ActorKind::Log);
+        }
         self.log = None;
     }
 }
@@ -352,6 +388,9 @@ impl Handler<Append> for LogActor {
     type Result = Result<troupe::storage::AppendInfo, StorageError>;
     fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
         let r = self.append_checked(&msg);
+        if let Ok(info) = &r {
+            self.report_size(Some(info.bytes));
+        }
         self.check_append(r, |info| info.bytes > 0, ctx)
     }
 }
@@ -412,6 +451,7 @@ impl Handler<DeleteRecordsBefore> for LogActor {
             .and_then(|log| log.delete_records_before(msg.offset));
         if let Ok(start) = r {
             self.producers.evict_below(start);
+            self.report_size(None);
         }
         self.check(r, ctx)
     }
@@ -426,6 +466,7 @@ impl Handler<EnforceRetention> for LogActor {
             .and_then(|log| log.enforce_retention_below(msg.now_ms, msg.high_watermark));
         if r.is_ok() {
             self.maintain_producers(msg.now_ms);
+            self.report_size(None);
         }
         if let Ok(n) = &r {
             if *n > 0 {
@@ -509,6 +550,7 @@ impl Handler<TruncateTo> for LogActor {
         });
         let r = r.map(|state| {
             self.producers = state;
+            self.report_size(None);
         });
         self.check_truncation(r, ctx)
     }
@@ -518,6 +560,9 @@ impl Handler<AppendReplica> for LogActor {
     type Result = Result<troupe::storage::AppendInfo, StorageError>;
     fn handle(&mut self, msg: AppendReplica, ctx: &mut Context<Self>) -> Self::Result {
         let r = self.append_replica(&msg);
+        if let Ok(info) = &r {
+            self.report_size(Some(info.bytes));
+        }
         self.check_append(r, |info| info.bytes > 0, ctx)
     }
 }
@@ -539,6 +584,7 @@ impl Handler<TruncateFullyAndStartAt> for LogActor {
         });
         let r = r.map(|state| {
             self.producers = state;
+            self.report_size(None);
         });
         self.check_truncation(r, ctx)
     }

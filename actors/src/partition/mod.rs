@@ -89,6 +89,7 @@ pub struct PartitionEnv {
     pub controller: Option<Addr<Controller>>,
     /// The latest routing table: this broker's epoch for AlterPartition.
     pub routes: watch::Receiver<Arc<RoutingTable>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct PartitionActor {
@@ -121,6 +122,8 @@ pub struct PartitionActor {
     load_failures: u32,
     /// See [`PartitionState::disk_full`]; kept here because `publish` rebuilds the state.
     disk_full: bool,
+    /// The topic's counters, resolved once: a produce only adds to them.
+    topic_metrics: Arc<crate::metrics::TopicMetrics>,
 }
 
 /// The first retry of an unavailable log comes after 1 s, then 2, 4, ... up to 60 s.
@@ -149,6 +152,7 @@ impl PartitionActor {
         state: watch::Sender<PartitionState>,
     ) -> Self {
         PartitionActor {
+            topic_metrics: env.metrics.topic(&topic),
             topic,
             topic_id,
             partition,
@@ -340,6 +344,7 @@ impl PartitionActor {
             });
             return;
         };
+        let before = self.machine.as_ref().map_or(0, |m| m.isr().len());
         tracing::info!(topic = %self.topic, partition = self.partition, leader_epoch,
             partition_epoch, from = ?self.machine.as_ref().map(|m| m.isr().to_vec()), to = ?isr,
             "proposing ISR change");
@@ -358,8 +363,14 @@ impl PartitionActor {
                 forwarded: false,
             })
             .into_actor(self)
-            .map(|res, act, ctx| match res {
+            .map(move |res, act, ctx| match res {
                 Ok(A::AlterPartition(Ok(p))) => {
+                    // Counted once committed, as Kafka counts IsrShrinks/IsrExpands.
+                    match p.isr.len().cmp(&before) {
+                        std::cmp::Ordering::Less => act.env.metrics.isr_shrinks.inc(),
+                        std::cmp::Ordering::Greater => act.env.metrics.isr_expands.inc(),
+                        std::cmp::Ordering::Equal => {}
+                    }
                     if p.leader_epoch >= act.image.leader_epoch {
                         act.image = p.clone();
                     }
@@ -469,6 +480,9 @@ impl Actor for PartitionActor {
 impl Supervised for PartitionActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         tracing::info!(topic = %self.topic, partition = self.partition, "partition restarting");
+        self.env
+            .metrics
+            .actor_restarted(crate::metrics::ActorKind::Partition);
         self.fail_all_waiting(NOT_LEADER_OR_FOLLOWER);
         self.machine = None;
         self.publish();
@@ -517,6 +531,7 @@ impl Handler<Produce> for PartitionActor {
             set_log_append_time(&mut stamped, now);
             records = stamped.freeze();
         }
+        let request_bytes = records.len() as u64;
         let append = self.log.send(logm::Append {
             records,
             leader_epoch,
@@ -535,6 +550,10 @@ impl Handler<Produce> for PartitionActor {
                         // A duplicate of an idempotent batch wrote nothing (no headers):
                         // the log end offset stays where it is.
                         if let Some(last) = info.batches.last() {
+                            let m = &act.topic_metrics;
+                            m.messages_in
+                                .inc_by((info.last_offset - info.first_offset + 1).max(0) as u64);
+                            m.bytes_in.inc_by(request_bytes);
                             act.latest_epoch = last.partition_leader_epoch.max(act.latest_epoch);
                             if let Some(m) = act.machine.as_mut() {
                                 let out = m.on_local_append(info.last_offset + 1, now);
@@ -755,8 +774,9 @@ impl Handler<FromLeader> for PartitionActor {
                         }
                         KAFKA_STORAGE_ERROR
                     })?;
-                    if info.as_ref().is_some_and(|i| i.bytes > 0) {
+                    if let Some(i) = info.as_ref().filter(|i| i.bytes > 0) {
                         act.disk_full = false;
+                        act.env.metrics.replication_bytes_in.inc_by(i.bytes);
                     }
                     let Some(m) = act.machine.as_mut() else {
                         return Err(KAFKA_STORAGE_ERROR);

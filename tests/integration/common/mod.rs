@@ -10,6 +10,8 @@ pub fn test_config(dir: PathBuf, overrides: &[(&str, &str)]) -> BrokerConfig {
     let mut pairs: Vec<(String, String)> = vec![
         ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
         ("log.dirs".into(), dir.display().to_string()),
+        // In-process brokers run side by side: each on a port of its own.
+        ("metrics.http.listener".into(), "127.0.0.1:0".into()),
     ];
     pairs.extend(
         overrides
