@@ -16,6 +16,7 @@
 //! * [`log::LogActor`] owns a partition's files on the storage arbiter (a thread of its own).
 
 pub mod broker;
+pub mod client;
 pub mod connection;
 pub mod controller;
 pub mod errors;
