@@ -20,6 +20,9 @@ pub mod connection;
 pub mod error;
 pub mod records;
 
+#[cfg(test)]
+mod tests;
+
 pub use cluster::{BrokerInfo, ClusterMetadata, KafkaClient, PartitionMeta, TopicMeta};
 pub use connection::{encode_request, BrokerConnection};
 pub use error::{check, ClientError};
