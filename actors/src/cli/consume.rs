@@ -217,7 +217,9 @@ impl Consumer {
                 Ok(l) => by_leader.entry(l).or_default().push((p, o)),
                 Err(e) if e.is_retriable() => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    client.refresh_metadata(Some(&[self.topic.clone()])).await?;
+                    client
+                        .refresh_metadata(Some(std::slice::from_ref(&self.topic)))
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -233,7 +235,9 @@ impl Consumer {
                 Ok(p) => p,
                 Err(e) if e.is_retriable() || matches!(e, ClientError::Connect { .. }) => {
                     client.forget(leader);
-                    client.refresh_metadata(Some(&[self.topic.clone()])).await?;
+                    client
+                        .refresh_metadata(Some(std::slice::from_ref(&self.topic)))
+                        .await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -263,7 +267,9 @@ impl Consumer {
                             context: format!("fetch from {}-{}", self.topic, f.partition),
                         };
                         if e.is_retriable() {
-                            client.refresh_metadata(Some(&[self.topic.clone()])).await?;
+                            client
+                                .refresh_metadata(Some(std::slice::from_ref(&self.topic)))
+                                .await?;
                             continue;
                         }
                         return Err(e.into());

@@ -225,6 +225,17 @@ async fn end_offsets(
     Ok(out)
 }
 
+/// One partition of `group describe`: topic, partition, committed offset (-1: none),
+/// log end offset, lag, and the member it is assigned to.
+type Row<'a> = (
+    String,
+    i32,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<&'a MemberInfo>,
+);
+
 fn group_not_found(name: &str) -> ClientError {
     ClientError::Kafka {
         code: kafka_protocol::ResponseError::GroupIdNotFound.code(),
@@ -248,14 +259,7 @@ async fn describe(client: &mut KafkaClient, common: &Common, name: &str) -> Resu
     }
     let keys: BTreeSet<(String, i32)> = offsets.keys().chain(owner.keys()).cloned().collect();
     let ends = end_offsets(client, &keys).await?;
-    let rows: Vec<(
-        String,
-        i32,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<&MemberInfo>,
-    )> = keys
+    let rows: Vec<Row> = keys
         .iter()
         .map(|k| {
             let c = offsets.get(k).copied().unwrap_or(-1);

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use troupe_actors::client::records::encode_batch;
+use troupe_actors::client::records::{encode_batch, KeyValue};
 use troupe_actors::client::{check, BrokerConnection, ClientError, KafkaClient};
 
 /// Produce v3 (record batches v2) .. v11; v12+ add nothing we use, v13 names topics by id.
@@ -214,7 +214,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
                 Err(_) => break,
             }
         }
-        let mut by_partition: BTreeMap<i32, Vec<(Option<Bytes>, Option<Bytes>)>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<i32, Vec<KeyValue>> = BTreeMap::new();
         round_robin = (round_robin + 1) % n.max(1);
         for line in lines {
             let (key, value) = match &args.key_separator {

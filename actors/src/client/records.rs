@@ -14,12 +14,12 @@ pub struct Message {
     pub value: Option<Bytes>,
 }
 
+/// A record to produce: key and value, either may be null.
+pub type KeyValue = (Option<Bytes>, Option<Bytes>);
+
 /// One uncompressed v2 batch holding `records` (key, value), stamped `timestamp_ms`,
 /// without producer id (not idempotent).
-pub fn encode_batch(
-    records: &[(Option<Bytes>, Option<Bytes>)],
-    timestamp_ms: i64,
-) -> Result<Bytes, String> {
+pub fn encode_batch(records: &[KeyValue], timestamp_ms: i64) -> Result<Bytes, String> {
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
