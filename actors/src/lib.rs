@@ -18,6 +18,7 @@
 //!   (`metrics.http.listener`).
 
 pub mod broker;
+pub mod client;
 pub mod connection;
 pub mod controller;
 pub mod errors;

@@ -1,4 +1,7 @@
-//! The `troupe` command: `troupe serve [FILE] [--override key=value]...`.
+//! The `troupe` command: `troupe serve [FILE] [--override key=value]...`, and the
+//! client commands (`topic`, `group`, `cluster`, `produce`, `consume`, `perf`) in [`cli`].
+
+mod cli;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,9 +29,28 @@ enum Command {
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Serve { file, overrides } => (file, overrides),
+        Command::Client(c) => {
+            // Client commands keep stdout for their output: logs (warnings only
+            // unless RUST_LOG says otherwise) go to stderr.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .init();
+            return cli::run(c);
+        }
+    };
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
@@ -36,10 +58,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { file, overrides } => serve(file, overrides),
-    }
+    serve(command.0, command.1)
 }
 
 fn serve(file: Option<PathBuf>, overrides: Vec<String>) -> ExitCode {

@@ -11,20 +11,16 @@
 //! `replica.fetch.wait.max.ms` for `replica.fetch.min.bytes`; a failed one (connection,
 //! every partition refused) pauses `replica.fetch.backoff.ms`.
 
+use crate::client::BrokerConnection;
 use crate::partition::messages::{FromLeader, LeaderAnswer};
 use crate::partition::{PartitionActor, PartitionState};
 use actix::prelude::*;
-use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use troupe::config::BrokerConfig;
 use uuid::Uuid;
@@ -91,7 +87,6 @@ impl Actor for ReplicaFetcher {
             endpoint: self.endpoint.clone(),
             partitions: self.partitions.subscribe(),
             conn: None,
-            correlation: 0,
         };
         ctx.spawn(run.run().into_actor(self));
     }
@@ -124,8 +119,8 @@ struct Run {
     leader: i32,
     endpoint: String,
     partitions: watch::Receiver<Arc<Vec<FetchedPartition>>>,
-    conn: Option<TcpStream>,
-    correlation: i32,
+    /// Dropped after any failed exchange (it may be out of step) and made again.
+    conn: Option<BrokerConnection>,
 }
 
 /// What one round asked of one partition.
@@ -211,44 +206,19 @@ impl Run {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
-        self.correlation = self.correlation.wrapping_add(1);
-        let frame = encode_request(&req, self.correlation, self.config.node_id)?;
         if self.conn.is_none() {
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.endpoint))
+            let client_id = format!("broker-{}-fetcher", self.config.node_id);
+            let conn = BrokerConnection::connect_raw(&self.endpoint, &client_id, CONNECT_TIMEOUT)
                 .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-            s.set_nodelay(true)?;
-            self.conn = Some(s);
+                .map_err(std::io::Error::other)?;
+            self.conn = Some(conn);
         }
         let conn = self.conn.as_mut().expect("connected above");
         let wait = Duration::from_millis(self.config.replica_fetch_wait_max_ms.max(0) as u64);
-        let exchange = async {
-            conn.write_all(&frame).await?;
-            let len = conn.read_i32().await?;
-            let len = usize::try_from(len)
-                .map_err(|_| std::io::Error::other(format!("bad response size {len}")))?;
-            let mut buf = vec![0u8; len];
-            conn.read_exact(&mut buf).await?;
-            Ok::<_, std::io::Error>(Bytes::from(buf))
-        };
-        let mut body = tokio::time::timeout(wait + ANSWER_SLACK, exchange)
+        let resp = conn
+            .send_timeout(&req, FETCH_VERSION, wait + ANSWER_SLACK)
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no fetch answer"))??;
-        let header = ResponseHeader::decode(
-            &mut body,
-            ApiKey::Fetch.response_header_version(FETCH_VERSION),
-        )
-        .map_err(std::io::Error::other)?;
-        if header.correlation_id != self.correlation {
-            return Err(std::io::Error::other(format!(
-                "correlation id {} answered, {} asked",
-                header.correlation_id, self.correlation
-            )));
-        }
-        let resp =
-            FetchResponse::decode(&mut body, FETCH_VERSION).map_err(std::io::Error::other)?;
+            .map_err(std::io::Error::other)?;
         if resp.error_code != 0 {
             return Err(std::io::Error::other(format!(
                 "fetch refused with error {}",
@@ -310,27 +280,4 @@ impl Run {
         }
         any_ok
     }
-}
-
-fn encode_request(req: &FetchRequest, correlation: i32, node_id: i32) -> std::io::Result<Bytes> {
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_string(format!(
-            "broker-{node_id}-fetcher"
-        ))));
-    let mut body = BytesMut::new();
-    header
-        .encode(
-            &mut body,
-            ApiKey::Fetch.request_header_version(FETCH_VERSION),
-        )
-        .map_err(std::io::Error::other)?;
-    req.encode(&mut body, FETCH_VERSION)
-        .map_err(std::io::Error::other)?;
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    out.put_i32(body.len() as i32);
-    out.extend_from_slice(&body);
-    Ok(out.freeze())
 }

@@ -95,3 +95,44 @@ pub enum EncodeError {
     #[error("encoded {written} bytes where {expected} were computed")]
     SizeMismatch { expected: usize, written: usize },
 }
+
+/// Kafka's name for an error code, as its tools print it (`UNKNOWN_TOPIC_OR_PARTITION`
+/// for 3, `NONE` for 0). The names come from the protocol crate's table of codes (its
+/// variants are Kafka's names in CamelCase), so they cannot drift from the numbers;
+/// a code the table does not know reads `UNKNOWN_ERROR_CODE_<n>`.
+pub fn error_name(code: i16) -> String {
+    let Some(err) = kafka_protocol::ResponseError::try_from_code(code) else {
+        return "NONE".to_string();
+    };
+    if let kafka_protocol::ResponseError::Unknown(n) = err {
+        return format!("UNKNOWN_ERROR_CODE_{n}");
+    }
+    let camel = format!("{err:?}");
+    let mut out = String::with_capacity(camel.len() + 8);
+    let mut prev_lower = false;
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::error_name;
+
+    #[test]
+    fn names_are_kafkas() {
+        assert_eq!(error_name(0), "NONE");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(error_name(17), "INVALID_TOPIC_EXCEPTION");
+        assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS");
+        assert_eq!(error_name(68), "NON_EMPTY_GROUP");
+        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE_9999");
+    }
+}
