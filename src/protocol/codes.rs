@@ -95,10 +95,12 @@ pub fn name(code: i16) -> String {
 /// `NotLeaderOrFollower` -> `NOT_LEADER_OR_FOLLOWER`.
 fn upper_snake(camel: &str) -> String {
     let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
+    let mut after_lower = false;
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() && after_lower {
             out.push('_');
         }
+        after_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
         out.push(c.to_ascii_uppercase());
     }
     out
@@ -134,5 +136,7 @@ mod tests {
         assert_eq!(name(29), "TOPIC_AUTHORIZATION_FAILED");
         assert_eq!(name(31), "CLUSTER_AUTHORIZATION_FAILED");
         assert_eq!(name(12_345), "UNKNOWN_ERROR_CODE_12345");
+        assert_eq!(name(17), "INVALID_TOPIC_EXCEPTION");
+        assert_eq!(name(68), "NON_EMPTY_GROUP");
     }
 }

@@ -30,7 +30,8 @@ mod fetch_tests;
 #[cfg(test)]
 mod request_tests;
 
-pub use error::{error_name, EncodeError, FrameError, RequestError};
+pub use codes::name as error_name;
+pub use error::{EncodeError, FrameError, RequestError};
 pub use fetch::{encode_fetch_response, Chunk, EncodedFetch};
 pub use frame::{split_frame, SIZE_PREFIX_LEN};
 pub use request::{

@@ -486,9 +486,7 @@ fn api_name(key: i16) -> String {
 }
 
 /// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`): the core crate's one table.
-pub fn error_name(code: i16) -> String {
-    troupe::protocol::codes::name(code)
-}
+pub use troupe::protocol::error_name;
 
 #[cfg(test)]
 mod tests;
