@@ -45,7 +45,9 @@ pub struct TopicRoute {
 #[derive(Default)]
 pub struct RoutingTable {
     pub image: Arc<MetadataImage>,
-    pub topics: HashMap<String, TopicRoute>,
+    /// Shared with the previous table for every topic the last metadata delta did not
+    /// touch, so publishing a table costs O(changed topics) route builds.
+    pub topics: HashMap<String, Arc<TopicRoute>>,
 }
 
 impl RoutingTable {
@@ -290,10 +292,26 @@ impl BrokerSupervisor {
         })
     }
 
-    fn publish_routes(&self) {
+    /// Publish the routing table of `self.image`. `reuse` (the image the current table
+    /// was built from) lets every topic whose image is the very same `Arc` keep its
+    /// route: its partitions were neither started nor stopped by this delta. `None`
+    /// rebuilds every route (new broker-level defaults, a restart).
+    fn publish_routes(&self, reuse: Option<&MetadataImage>) {
+        let previous = self.routes.borrow().clone();
         let defaults = self.topic_defaults(&self.image);
-        let mut topics: HashMap<String, TopicRoute> = HashMap::new();
-        for t in self.image.topics.values() {
+        let mut topics: HashMap<String, Arc<TopicRoute>> =
+            HashMap::with_capacity(self.image.topics.len());
+        let (mut built, mut kept) = (0usize, 0usize);
+        for (name, t) in &self.image.topics {
+            let same = reuse
+                .and_then(|old| old.topics.get(name))
+                .is_some_and(|old| Arc::ptr_eq(old, t));
+            if let Some(route) = previous.topics.get(name).filter(|_| same) {
+                topics.insert(name.clone(), route.clone());
+                kept += 1;
+                continue;
+            }
+            built += 1;
             let config =
                 TopicConfig::resolve(&defaults, &t.configs).unwrap_or_else(|_| defaults.clone());
             let n = t
@@ -310,13 +328,14 @@ impl BrokerSupervisor {
             }
             topics.insert(
                 t.name.clone(),
-                TopicRoute {
+                Arc::new(TopicRoute {
                     topic_id: t.topic_id,
                     config: Arc::new(config),
                     partitions,
-                },
+                }),
             );
         }
+        tracing::debug!(built, kept, "routing table published");
         self.metrics
             .retain_topics(|t| self.image.topics.contains_key(t));
         self.routes.send_replace(Arc::new(RoutingTable {
@@ -422,8 +441,8 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                     }
                 }
             }
-            act.image = image;
-            act.publish_routes();
+            let previous = std::mem::replace(&mut act.image, image);
+            act.publish_routes((!all).then_some(&*previous));
             act.sync_fetchers();
         })))
     }

@@ -67,3 +67,57 @@ async fn a_newer_image_is_never_overwritten_by_an_older_one_that_finished_later(
     assert!(routes.partition("t", 0).is_none(), "t-0 is gone");
     broker.shutdown().await;
 }
+
+/// A delta that touches one topic rebuilds that topic's route only: the routes of the
+/// others are the very same (`Arc::ptr_eq`) in the new routing table.
+#[actix_rt::test]
+async fn a_delta_rebuilds_only_the_routes_of_the_topics_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = troupe_actors::start(test_config(dir.path().to_path_buf(), &[]))
+        .await
+        .unwrap();
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("kept", 2).await, 0);
+    assert_eq!(c.create_topic("grown", 1).await, 0);
+    let before = broker.context.routes();
+    let node = broker.context.config.node_id;
+
+    // One more partition for "grown", nothing for "kept".
+    let mut next = (*before.image).clone();
+    let mut grown = (**next.topics.get("grown").unwrap()).clone();
+    grown.partitions.insert(
+        1,
+        PartitionImage {
+            partition: 1,
+            replicas: vec![node],
+            isr: vec![node],
+            leader: node,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        },
+    );
+    next.topics.insert("grown".into(), Arc::new(grown));
+    next.last_offset += 1;
+    broker
+        .supervisor
+        .send(ApplyMetadata {
+            image: Arc::new(next),
+        })
+        .await
+        .unwrap();
+
+    let after = broker.context.routes();
+    assert!(
+        after.partition("grown", 1).is_some(),
+        "the new partition is routed"
+    );
+    assert!(
+        Arc::ptr_eq(&before.topics["kept"], &after.topics["kept"]),
+        "an untouched topic keeps its route"
+    );
+    assert!(
+        !Arc::ptr_eq(&before.topics["grown"], &after.topics["grown"]),
+        "the changed topic gets a new route"
+    );
+    broker.shutdown().await;
+}
