@@ -418,11 +418,8 @@ async fn start_quorum_controller(
         .iter()
         .map(|v| (v.id as u64, format!("{}:{}", v.host, v.port)))
         .collect();
-    let mut raft_config = raft::default_config();
-    let election = config.controller_quorum_election_timeout_ms.max(100);
-    raft_config.election_timeout_min = election / 2;
-    raft_config.election_timeout_max = election;
-    raft_config.heartbeat_interval = (election / 10).clamp(20, 200);
+    let raft_config =
+        raft::config_for_election_timeout(config.controller_quorum_election_timeout_ms);
     // Forwarded requests reach this node's Controller actor, once it exists.
     let slot: Arc<std::sync::OnceLock<Addr<Controller>>> = Arc::default();
     let handler_slot = slot.clone();
