@@ -610,6 +610,20 @@ impl Handler<Tick> for Controller {
     }
 }
 
+/// Test hook: stop the controller actor as a failure would; its supervisor restarts
+/// it (requests in flight are answered with a mailbox error, which callers retry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for Controller {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("controller crash requested (fault injection)");
+        ctx.stop();
+    }
+}
+
 /// Any controller request; `forwarded` ones came from another node and are not
 /// forwarded again.
 #[derive(Message)]
