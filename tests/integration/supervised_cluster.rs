@@ -184,14 +184,18 @@ async fn crashed_actors_restart_in_a_running_cluster_and_lose_no_acknowledged_wr
         faults.push(format!("controller actor of node {}", at + 1));
         progress(&acked, 20, "the load after a controller actor crash").await;
         let name = format!("after-controller-crash-{n}");
-        eventually(20, "a topic created through the restarted controller", || {
-            let addr = brokers[at].addr;
-            let name = name.clone();
-            async move {
-                let mut c = Client::connect(addr).await;
-                (c.create_topic_rf(&name, 1, 3).await == 0).then_some(())
-            }
-        })
+        eventually(
+            20,
+            "a topic created through the restarted controller",
+            || {
+                let addr = brokers[at].addr;
+                let name = name.clone();
+                async move {
+                    let mut c = Client::connect(addr).await;
+                    (c.create_topic_rf(&name, 1, 3).await == 0).then_some(())
+                }
+            },
+        )
         .await;
     }
 
@@ -227,7 +231,10 @@ async fn crashed_actors_restart_in_a_running_cluster_and_lose_no_acknowledged_wr
             partition: 0,
         };
         assert!(brokers[at].supervisor.send(crash).await.unwrap());
-        faults.push(format!("partition and log actors of load-0 on node {}", at + 1));
+        faults.push(format!(
+            "partition and log actors of load-0 on node {}",
+            at + 1
+        ));
         progress(&acked, 20, "the load after a partition actor crash").await;
     }
 
@@ -264,7 +271,10 @@ async fn crashed_actors_restart_in_a_running_cluster_and_lose_no_acknowledged_wr
         .filter(|(o, crc)| stored.get(o).map(|(_, c)| c) != Some(crc))
         .collect();
     let mut seen = HashSet::new();
-    let twice = stored.values().filter(|(_, crc)| !seen.insert(*crc)).count();
+    let twice = stored
+        .values()
+        .filter(|(_, crc)| !seen.insert(*crc))
+        .count();
     println!(
         "scenario 7: faults {faults:?}; {} acknowledged, {} batches stored, lost or misplaced {}, \
          stored twice {twice}, gaps {gaps}",
@@ -272,11 +282,17 @@ async fn crashed_actors_restart_in_a_running_cluster_and_lose_no_acknowledged_wr
         stored.len(),
         lost.len()
     );
-    assert!(lost.is_empty(), "acknowledged batches lost or moved: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged batches lost or moved: {lost:?}"
+    );
     assert_eq!(twice, 0, "a batch stored twice");
     assert_eq!(gaps, 0, "offset gaps");
     assert!(acked.len() >= 100, "progress during the faults");
-    for b in Arc::try_unwrap(brokers).ok().expect("the load task is done") {
+    for b in Arc::try_unwrap(brokers)
+        .ok()
+        .expect("the load task is done")
+    {
         b.shutdown().await;
     }
 }
