@@ -25,8 +25,7 @@ pub enum Route {
 /// How one attempt ended without an answer to give back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Miss {
-    /// The node asked does not lead (any more), or this node lost the lead while
-    /// deciding.
+    /// The node a request was forwarded to does not lead (any more).
     NotController,
     /// The leader could not be reached or did not answer in time.
     Unreachable,

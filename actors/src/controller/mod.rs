@@ -347,7 +347,7 @@ impl Controller {
 
     /// The active controller: in turn with every other decision, make sure every
     /// committed record is applied, decide, write, and answer once this node has applied
-    /// the result too. `Err` when this node turned out not to lead.
+    /// the result too (NOT_CONTROLLER when it turned out not to lead).
     fn decide_in_turn(
         &mut self,
         q: Arc<raft::QuorumHandle>,
@@ -358,8 +358,13 @@ impl Controller {
         }
         let ready = ready_to_decide(self.turn.clone(), q.clone());
         Box::pin(ready.into_actor(self).then(move |turn, act, _| {
+            // A node that cannot confirm its lead answers NOT_CONTROLLER rather than
+            // retry: a node cut off from the quorum must not hold a request (and carry
+            // it out once healed) after its sender gave up.
             let out: ResponseActFuture<Self, Result<A, Miss>> = match turn {
-                None => Box::pin(actix::fut::ready(Err(Miss::NotController))),
+                None => Box::pin(actix::fut::ready(Ok(A::NotController {
+                    leader: q.leader().map(|l| l as i32),
+                }))),
                 Some(turn) => {
                     act.become_active(&q);
                     let image = q.images.borrow().clone();
@@ -383,7 +388,6 @@ impl Controller {
                                     Ok(answer.committed_at(offset))
                                 }
                                 Ok(None) => Ok(answer),
-                                Err(A::NotController { .. }) => Err(Miss::NotController),
                                 Err(a) => Ok(a),
                             }
                         }
