@@ -467,11 +467,8 @@ pub(crate) async fn start_quorum_controller(
         .iter()
         .map(|v| (v.id as u64, format!("{}:{}", v.host, v.port)))
         .collect();
-    let mut raft_config = raft::default_config();
-    let election = config.controller_quorum_election_timeout_ms.max(100);
-    raft_config.election_timeout_min = election / 2;
-    raft_config.election_timeout_max = election;
-    raft_config.heartbeat_interval = (election / 10).clamp(20, 200);
+    let raft_config =
+        raft::config_for_election_timeout(config.controller_quorum_election_timeout_ms);
     let dir = metadata_dir.join("raft");
     // Forwarded requests reach this node's Controller actor, once it exists.
     let slot: Arc<std::sync::OnceLock<Addr<Controller>>> = Arc::default();

@@ -27,8 +27,28 @@ pub struct BrokerLiveness {
 impl BrokerLiveness {
     /// For a controller that just became active: every broker counts as heard from now.
     pub fn new_active(image: &MetadataImage, now: i64) -> Self {
+        Self::new_active_with(image, now, &BTreeMap::new())
+    }
+
+    /// [`new_active`](Self::new_active), except for the brokers this node last heard
+    /// from at a known earlier time (`heard`, node → ms): their session runs from then.
+    ///
+    /// The broker heartbeats of the other brokers went to the old controller and are
+    /// lost with it, so their clocks start now, as in Kafka. But where a broker shares
+    /// its process with a controller voter, a voter message from it (the old leader's
+    /// Raft heartbeats) shows that the process was alive then and says nothing of
+    /// later. Timing the old controller's broker from its last such message, instead of
+    /// from the end of the election that replaced it, fences it (and moves its
+    /// leaderships) one session after it fell silent rather than one election plus one
+    /// session. A broker that is in fact alive reaches the new controller within a
+    /// heartbeat interval of learning of it, well inside its session.
+    pub fn new_active_with(image: &MetadataImage, now: i64, heard: &BTreeMap<i32, i64>) -> Self {
         BrokerLiveness {
-            last: image.brokers.keys().map(|b| (*b, now)).collect(),
+            last: image
+                .brokers
+                .keys()
+                .map(|b| (*b, heard.get(b).map_or(now, |t| (*t).min(now))))
+                .collect(),
         }
     }
 

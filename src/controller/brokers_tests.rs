@@ -115,6 +115,44 @@ fn a_silent_broker_is_fenced_after_its_session_and_its_partitions_move() {
 }
 
 #[test]
+fn a_new_controller_times_the_old_controllers_broker_from_its_last_voter_message() {
+    // Node 1 led the quorum and went silent at 1000; node 3 won the election and
+    // became active at 2500. Node 2's heartbeats went to node 1: nothing is known of it
+    // but that it voted, so its session starts at activation. Node 3's own entry, later
+    // than the activation (clocks read apart), counts as the activation.
+    let c = cfg();
+    let s = c.broker_session_timeout_ms;
+    let mut img = cluster(&[(1, None), (2, None), (3, None)]);
+    with_topic(&mut img, "t", &[(&[1, 2, 3], &[1, 2, 3], 1)]);
+    let heard = std::collections::BTreeMap::from([(1, 1000), (3, 9_999_999)]);
+    let live = BrokerLiveness::new_active_with(&img, 2500, &heard);
+    // (now, fenced by the tick)
+    let table: [(i64, &[i32]); 4] = [
+        (1000 + s, &[]),
+        (1000 + s + 1, &[1]),
+        (2500 + s, &[1]),
+        (2500 + s + 1, &[1, 2, 3]),
+    ];
+    for (now, want) in table {
+        let records = fence_expired(&img, &live, &c, now);
+        let mut fenced: Vec<i32> = records
+            .iter()
+            .filter_map(|r| match r {
+                crate::metadata::MetadataRecord::FenceBroker { node_id, .. } => Some(*node_id),
+                _ => None,
+            })
+            .collect();
+        fenced.sort_unstable();
+        assert_eq!(fenced, want, "at {now}");
+    }
+    // Fenced one session after its last message, node 1's leadership moves then.
+    let mut after = img.clone();
+    commit(&mut after, &fence_expired(&img, &live, &c, 1000 + s + 1));
+    let p = &after.topics["t"].partitions[&0];
+    assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
+}
+
+#[test]
 fn two_brokers_expiring_together_are_decided_one_after_the_other() {
     let c = cfg();
     let mut img = cluster(&[(1, None), (2, None), (3, None)]);

@@ -16,6 +16,8 @@
 //!   `unclean.leader.election.enable` allows), AlterPartition (ISR changes, checked
 //!   against leader epoch and partition epoch), ElectLeaders and the preferred-leader
 //!   rebalance.
+//! * [`routing`]: which node decides a request (only the active controller, one
+//!   request at a time) and when a request without an answer is tried again.
 //!
 //! Records are computed against the image that includes every earlier commit: the
 //! shell must apply one request's records before computing the next request's.
@@ -25,6 +27,7 @@ pub mod broker_configs;
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
+pub mod routing;
 pub mod topics;
 
 #[cfg(test)]

@@ -10,3 +10,4 @@ mod metadata_apply;
 mod protocol_edges;
 mod rdkafka_client;
 mod replication;
+mod supervised_cluster;

@@ -10,7 +10,7 @@ use troupe::storage::batch::build_batch;
 use troupe_actors::supervisor::CrashPartition;
 use troupe_actors::BrokerHandle;
 
-fn batch(i: usize) -> bytes::Bytes {
+pub(crate) fn batch(i: usize) -> bytes::Bytes {
     let values: Vec<Vec<u8>> = (0..4).map(|j| format!("r{i}-{j}").into_bytes()).collect();
     let records: Vec<_> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
     build_batch(0, troupe_actors::now_ms(), &records)
@@ -24,7 +24,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<BrokerHandle> {
+pub(crate) async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<BrokerHandle> {
     let cports: Vec<u16> = dirs.iter().map(|_| free_port()).collect();
     let voters = cports
         .iter()
@@ -58,6 +58,8 @@ async fn start_cluster(dirs: &[tempfile::TempDir]) -> Vec<BrokerHandle> {
                 ("default.replication.factor", "3"),
                 ("min.insync.replicas", "2"),
                 ("replica.lag.time.max.ms", "2000"),
+                ("offsets.topic.num.partitions", "3"),
+                ("offsets.topic.replication.factor", "3"),
             ],
         );
         // Voters must all be up before any can elect a controller: start them together.

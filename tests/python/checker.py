@@ -70,10 +70,14 @@ class Load:
                 "acks": "all",
                 "linger.ms": 2,
                 "message.timeout.ms": 60000,
-                # A paused (SIGSTOP) leader keeps its connections open: the requests in
-                # flight to it fail after this, and the producer moves on to the new
-                # leader (librdkafka's default is 30 s).
+                # A paused (SIGSTOP) leader keeps its connections open. librdkafka times
+                # out a ProduceRequest in flight after socket.timeout.ms (default 60 s,
+                # capped by the messages' remaining message.timeout.ms), not after
+                # request.timeout.ms, which only the broker enforces: with the default,
+                # an idempotent producer waits a minute on the paused node before it
+                # moves its partitions to the new leaders (soak seed 11's stall).
                 "request.timeout.ms": 5000,
+                "socket.timeout.ms": 10000,
                 **self.extra,
             }
         )

@@ -76,7 +76,14 @@ class LinkProxy:
                 dst.sendall(data)
         except OSError:
             pass
+        # Shut down before closing: close() alone neither wakes the other pump blocked
+        # in recv() on the same socket nor sends the peer a FIN, so a client would keep
+        # a half-dead connection to a killed node and wait out its own timeouts.
         for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 s.close()
             except OSError:

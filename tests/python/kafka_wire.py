@@ -33,6 +33,7 @@ FETCH = 1
 LIST_OFFSETS = 2
 METADATA = 3
 API_VERSIONS = 18
+CREATE_TOPICS = 19
 
 # Error codes (Kafka protocol constants) used by the tests.
 NONE = 0
@@ -590,4 +591,36 @@ def metadata_v1(sock: socket.socket, topics: list[str] | None, correlation_id: i
                     r.take(">i")
             parts.append(idx)
         out[name] = (err, parts)
+    return out
+
+
+# --------------------------------------------------------------------------- CreateTopics v4
+def create_topics_v4(
+    sock: socket.socket,
+    names: list[str],
+    partitions: int = 1,
+    replication_factor: int = -1,
+    timeout_ms: int = 0,
+    correlation_id: int = 19,
+) -> dict[str, int]:
+    """CreateTopics v4 (non-flexible), no assignments or configs.
+
+    Request body:
+        array topics: string name, int32 num_partitions, int16 replication_factor,
+            array assignments (empty), array configs (empty)
+        int32 timeout_ms          0: answer once committed, without waiting for leaders
+        bool validate_only
+    Response body: int32 throttle_time_ms,
+        array topics: string name, int16 error_code, nullable string error_message
+    Returns {topic: error_code}.
+    """
+    topics = [string(n) + struct.pack(">ihii", partitions, replication_factor, 0, 0) for n in names]
+    body = array(topics) + struct.pack(">ib", timeout_ms, 0)
+    r = roundtrip(sock, request_header_v1(CREATE_TOPICS, 4, correlation_id), body, correlation_id)
+    r.take(">i")
+    out = {}
+    for _ in range(r.take(">i")):
+        name = r.string()
+        out[name] = r.take(">h")
+        r.string()
     return out

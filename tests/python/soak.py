@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=120, help="seconds of faults")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--client-debug", default="", help="librdkafka debug contexts for the load's producer (stderr), e.g. eos,metadata,broker")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     print(f"soak: seed {args.seed}, {args.duration:.0f}s, faults {FAULTS}", flush=True)
@@ -64,7 +65,8 @@ def main() -> int:
         ).values():
             f.result(timeout=20)
         wait_for(lambda: all(leader(c, p, 1) in c.nodes for p in range(args.partitions)), 15, "leaders")
-        load = Load(c.bootstrap(), TOPIC, args.partitions).start()
+        extra = {"debug": args.client_debug} if args.client_debug else {}
+        load = Load(c.bootstrap(), TOPIC, args.partitions, extra=extra).start()
         load.wait_progress(200, 20, "before faults")
         end = time.monotonic() + args.duration
         n = 0

@@ -31,6 +31,9 @@ pub struct BrokerLifecycle {
     fenced: bool,
     /// Set once a controlled shutdown started: no more ordinary heartbeats.
     stopping: bool,
+    /// A registration or heartbeat is waiting for its answer: the next one is skipped,
+    /// not queued (a slow controller must not be answered a backlog of stale ones).
+    beating: bool,
 }
 
 impl BrokerLifecycle {
@@ -49,6 +52,7 @@ impl BrokerLifecycle {
             epoch: None,
             fenced: true,
             stopping: false,
+            beating: false,
         }
     }
 }
@@ -67,11 +71,12 @@ impl Actor for BrokerLifecycle {
 struct Beat;
 
 impl Handler<Beat> for BrokerLifecycle {
-    type Result = AtomicResponse<Self, ()>;
-    fn handle(&mut self, _: Beat, _ctx: &mut Context<Self>) -> Self::Result {
-        if self.stopping {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+    type Result = ();
+    fn handle(&mut self, _: Beat, ctx: &mut Context<Self>) {
+        if self.stopping || self.beating {
+            return;
         }
+        self.beating = true;
         let node_id = self.config.node_id;
         let request = match self.epoch {
             None => Q::RegisterBroker(Registration {
@@ -93,8 +98,9 @@ impl Handler<Beat> for BrokerLifecycle {
             request,
             forwarded: false,
         });
-        AtomicResponse::new(Box::pin(sent.into_actor(self).map(
-            move |answer, act, ctx| match answer {
+        ctx.spawn(sent.into_actor(self).map(move |answer, act, ctx| {
+            act.beating = false;
+            match answer {
                 Ok(A::Registered(Ok(epoch))) => {
                     tracing::info!(
                         node_id,
@@ -135,8 +141,8 @@ impl Handler<Beat> for BrokerLifecycle {
                 }
                 Ok(other) => tracing::debug!(node_id, answer = ?other, "no controller answer"),
                 Err(e) => tracing::warn!(node_id, error = %e, "controller actor unreachable"),
-            },
-        )))
+            }
+        }));
     }
 }
 

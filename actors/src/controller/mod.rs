@@ -9,9 +9,14 @@
 //!   committed. On any other node it is forwarded to the leader over the CONTROLLER
 //!   listener ([`forward`]) and retried across a leader change.
 //!
-//! Requests are handled one at a time (`AtomicResponse`): each decision is made on top
-//! of the previous one's records. The periodic [`Tick`] (fencing of silent brokers,
-//! preferred-leader rebalance) is such a request too.
+//! Decisions are made one at a time, each on top of the previous one's records: single
+//! node, synchronously in the handler; on the active controller, by whoever holds the
+//! `turn` (from the linearizable read to the commit). The periodic [`Tick`] (fencing
+//! of silent brokers, preferred-leader rebalance) takes its turn too. Forwarding is
+//! not a decision: forwards run side by side and never hold the actor's mailbox, so a
+//! paused or unreachable old controller delays only the requests sent to it, and each
+//! of those gives way as soon as this node learns of a new leader
+//! ([`troupe::controller::routing`]).
 
 pub mod forward;
 pub mod lifecycle;
@@ -22,11 +27,14 @@ use crate::errors::*;
 use crate::supervisor::{ApplyMetadata, BrokerSupervisor, RoutingTable};
 use actix::prelude::*;
 use messages::*;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex as AsyncMutex, OwnedMutexGuard, Semaphore};
+use tokio::time::Instant;
 use troupe::config::BrokerConfig;
+use troupe::controller::routing::{self, Miss, Route};
 use troupe::controller::{
     BrokerLiveness, ControllerConfig, ControllerRequest as Q, ControllerResponse as A, Entropy,
 };
@@ -39,6 +47,10 @@ const CONTROLLER_WAIT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the active controller checks for silent brokers.
 const TICK: Duration = Duration::from_millis(250);
+/// Requests forwarded at once, each on its own connection to the active controller:
+/// more wait for a slot (after a broker failure every partition it was in may ask for
+/// an ISR change together).
+const MAX_FORWARDS: usize = 64;
 
 /// Where records are committed.
 enum Backend {
@@ -65,6 +77,11 @@ pub struct Controller {
     last_rebalance: i64,
     /// The broker's routing table: a commit is answered once this node applied it.
     routes: watch::Receiver<Arc<RoutingTable>>,
+    /// Held from the check that this node leads to the commit of what it decided: the
+    /// next decision waits for it and sees those records in the image.
+    turn: Arc<AsyncMutex<()>>,
+    /// Slots for forwards in flight ([`MAX_FORWARDS`]).
+    forwards: Arc<Semaphore>,
     /// Leader elections and restarts are counted here (`None` in tests without one).
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
@@ -132,6 +149,8 @@ impl Controller {
             last_rebalance: 0,
             ticking: false,
             routes,
+            turn: Arc::default(),
+            forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
             metrics: None,
         }
     }
@@ -235,8 +254,7 @@ impl Controller {
             Backend::Local(_) => self.run_local(req),
             Backend::Quorum(q) => {
                 let q = q.clone();
-                let deadline = tokio::time::Instant::now() + CONTROLLER_WAIT;
-                self.run_quorum(q, req, forwarded, deadline)
+                self.attempt(q, req, forwarded, Instant::now())
             }
         }
     }
@@ -255,6 +273,7 @@ impl Controller {
                 },
             )));
         }
+        // Decided and written here, synchronously: the next request sees the records.
         let image = self.image.clone();
         let cfg = self.decisions();
         let (records, answer) = troupe::controller::handle(
@@ -285,121 +304,194 @@ impl Controller {
         }
     }
 
-    fn run_quorum(
+    /// One attempt at `req` (decide here, or forward to the leader), then the next one
+    /// if [`routing::next_attempt`] says so, until [`CONTROLLER_WAIT`] after `started`.
+    fn attempt(
         &mut self,
         q: Arc<raft::QuorumHandle>,
         req: Q,
         forwarded: bool,
-        deadline: tokio::time::Instant,
+        started: Instant,
     ) -> ResponseActFuture<Self, A> {
-        let me = self.node_id();
         let leader = q.leader();
-        if leader == Some(me) {
-            if matches!(req, Q::DescribeQuorum) {
-                return Box::pin(actix::fut::ready(A::Quorum(q.describe())));
-            }
-            return self.decide_as_leader(q, req);
-        }
-        if forwarded {
-            return Box::pin(actix::fut::ready(A::NotController {
-                leader: leader.map(|l| l as i32),
-            }));
-        }
-        // Forward to the leader (when there is one), else wait for an election.
-        let addr = leader.and_then(|l| leader_addr(&self.config, &q, l));
-        let attempt = {
-            let req = req.clone();
-            async move {
-                match addr {
-                    Some(addr) => match forward::forward(&addr, req).await {
-                        Ok(A::NotController { .. }) => None,
-                        Ok(a) => Some(a),
-                        Err(e) => {
-                            tracing::debug!(%addr, error = %e, "forwarding to the controller failed");
-                            None
-                        }
-                    },
-                    None => None,
-                }
-            }
-        };
-        Box::pin(attempt.into_actor(self).then(move |answer, act, _| {
-            let next: ResponseActFuture<Self, A> = match answer {
-                Some(a) => Box::pin(actix::fut::ready(a)),
-                None if tokio::time::Instant::now() >= deadline => {
-                    Box::pin(actix::fut::ready(A::NotController {
-                        leader: q.leader().map(|l| l as i32),
-                    }))
-                }
-                None => {
-                    let pause = tokio::time::sleep(Duration::from_millis(100));
-                    Box::pin(
-                        pause
-                            .into_actor(act)
-                            .then(move |_, act, _| act.run_quorum(q, req, false, deadline)),
+        let deadline = started + CONTROLLER_WAIT;
+        let tried: ResponseActFuture<Self, Result<A, Miss>> =
+            match routing::route(self.node_id(), leader, forwarded) {
+                Route::Decide => self.decide_in_turn(q.clone(), req.clone()),
+                Route::Forward(to) => Box::pin(
+                    forward_to(
+                        self.config.clone(),
+                        q.clone(),
+                        self.forwards.clone(),
+                        to,
+                        req.clone(),
+                        deadline,
                     )
+                    .into_actor(self),
+                ),
+                Route::AwaitLeader => Box::pin(actix::fut::ready(Err(Miss::NoLeader))),
+                Route::NotController => Box::pin(actix::fut::ready(Ok(A::NotController {
+                    leader: leader.map(|l| l as i32),
+                }))),
+            };
+        Box::pin(tried.then(move |tried, act, _| {
+            let next: ResponseActFuture<Self, A> = match tried {
+                Ok(answer) => Box::pin(actix::fut::ready(answer)),
+                Err(miss) => {
+                    let now = started.elapsed().as_millis() as i64;
+                    let wait = CONTROLLER_WAIT.as_millis() as i64;
+                    match routing::next_attempt(miss, forwarded, now, wait) {
+                        None => Box::pin(actix::fut::ready(A::NotController {
+                            leader: q.leader().map(|l| l as i32),
+                        })),
+                        Some(0) => act.attempt(q, req, forwarded, started),
+                        Some(pause) => Box::pin(
+                            tokio::time::sleep(Duration::from_millis(pause))
+                                .into_actor(act)
+                                .then(move |_, act, _| act.attempt(q, req, forwarded, started)),
+                        ),
+                    }
                 }
             };
             next
         }))
     }
 
-    /// The active controller: make sure every committed record is applied, decide,
-    /// write, and answer once this node has applied the result too.
-    fn decide_as_leader(
+    /// The active controller: in turn with every other decision, make sure every
+    /// committed record is applied, decide, write, and answer once this node has applied
+    /// the result too (NOT_CONTROLLER when it turned out not to lead).
+    fn decide_in_turn(
         &mut self,
         q: Arc<raft::QuorumHandle>,
         req: Q,
-    ) -> ResponseActFuture<Self, A> {
-        let q2 = q.clone();
-        // Without a majority this would wait forever: bounded, it answers NOT_CONTROLLER.
-        let ready = async move {
-            let check = q2.raft.ensure_linearizable();
-            matches!(tokio::time::timeout(WRITE_TIMEOUT, check).await, Ok(Ok(_)))
-        };
-        Box::pin(ready.into_actor(self).then(move |ok, act, _| {
-            let out: ResponseActFuture<Self, A> = if !ok {
-                Box::pin(actix::fut::ready(A::NotController {
+    ) -> ResponseActFuture<Self, Result<A, Miss>> {
+        if matches!(req, Q::DescribeQuorum) {
+            return Box::pin(actix::fut::ready(Ok(A::Quorum(q.describe()))));
+        }
+        let ready = ready_to_decide(self.turn.clone(), q.clone());
+        Box::pin(ready.into_actor(self).then(move |turn, act, _| {
+            // A node that cannot confirm its lead answers NOT_CONTROLLER rather than
+            // retry: a node cut off from the quorum must not hold a request (and carry
+            // it out once healed) after its sender gave up.
+            let out: ResponseActFuture<Self, Result<A, Miss>> = match turn {
+                None => Box::pin(actix::fut::ready(Ok(A::NotController {
                     leader: q.leader().map(|l| l as i32),
-                }))
-            } else {
-                act.become_active(&q);
-                let image = q.images.borrow().clone();
-                let cfg = act.decisions();
-                let (records, answer) = troupe::controller::handle(
-                    &image,
-                    &mut act.liveness,
-                    &cfg,
-                    &req,
-                    crate::now_ms(),
-                    &mut Random,
-                );
-                Box::pin(
-                    commit_quorum(q, records, act.routes.clone(), act.metrics.clone())
-                        .into_actor(act)
-                        .map(move |res, _, _| match res {
-                            Ok(Some(offset)) => answer.committed_at(offset),
-                            Ok(None) => answer,
-                            Err(a) => a,
-                        }),
-                )
+                }))),
+                Some(turn) => {
+                    act.become_active(&q);
+                    let image = q.images.borrow().clone();
+                    let cfg = act.decisions();
+                    let (records, answer) = troupe::controller::handle(
+                        &image,
+                        &mut act.liveness,
+                        &cfg,
+                        &req,
+                        crate::now_ms(),
+                        &mut Random,
+                    );
+                    let routes = act.routes.clone();
+                    let metrics = act.metrics.clone();
+                    Box::pin(
+                        async move {
+                            let written = write_quorum(&q, records, metrics).await;
+                            drop(turn);
+                            match written {
+                                Ok(Some(offset)) => {
+                                    wait_applied(routes, offset).await;
+                                    Ok(answer.committed_at(offset))
+                                }
+                                Ok(None) => Ok(answer),
+                                Err(a) => Ok(a),
+                            }
+                        }
+                        .into_actor(act),
+                    )
+                }
             };
             out
         }))
     }
 
-    /// Heartbeat clocks start anew when this node becomes the active controller.
+    /// Heartbeat clocks start anew when this node becomes the active controller, except
+    /// the old leader's: its session runs from the last message this node had from it.
     fn become_active(&mut self, q: &raft::QuorumHandle) {
         if !self.was_active {
             self.was_active = true;
-            self.last_rebalance = crate::now_ms();
-            self.liveness = BrokerLiveness::new_active(&q.images.borrow(), crate::now_ms());
+            let now = crate::now_ms();
+            self.last_rebalance = now;
+            let old_leader = q
+                .leader_contact
+                .take()
+                .filter(|(node, _)| *node != q.node_id);
+            let heard: BTreeMap<i32, i64> = old_leader
+                .iter()
+                .map(|(node, ago)| (*node as i32, now - ago.as_millis() as i64))
+                .collect();
+            self.liveness = BrokerLiveness::new_active_with(&q.images.borrow(), now, &heard);
             tracing::info!(
                 node_id = self.config.node_id,
                 term = q.current_term(),
+                old_leader = ?old_leader.map(|(n, _)| n),
+                old_leader_silent_ms = ?old_leader.map(|(_, ago)| ago.as_millis()),
                 "this node is the active controller"
             );
         }
+    }
+}
+
+/// Wait for the turn to decide, then check that this node still leads with every
+/// committed record applied (bounded: without a majority it would never finish). The
+/// turn, or `None` when this node does not lead.
+async fn ready_to_decide(
+    turn: Arc<AsyncMutex<()>>,
+    q: Arc<raft::QuorumHandle>,
+) -> Option<OwnedMutexGuard<()>> {
+    let turn = turn.lock_owned().await;
+    let check = q.raft.ensure_linearizable();
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, check).await, Ok(Ok(_))).then_some(turn)
+}
+
+/// Send `req` to the leader `to`, giving way as soon as this node knows of another
+/// leader (or an election): a paused old controller keeps sockets open and answers
+/// nothing, and whatever it would say now commits nothing.
+async fn forward_to(
+    config: Arc<BrokerConfig>,
+    q: Arc<raft::QuorumHandle>,
+    slots: Arc<Semaphore>,
+    to: u64,
+    req: Q,
+    deadline: Instant,
+) -> Result<A, Miss> {
+    let Some(addr) = leader_addr(&config, &q, to) else {
+        return Err(Miss::Unreachable);
+    };
+    let mut metrics = q.raft.metrics();
+    let changed = async move {
+        if metrics
+            .wait_for(|m| m.current_leader != Some(to))
+            .await
+            .is_err()
+        {
+            // Raft stopped: no news will come; the deadline ends the attempt.
+            std::future::pending::<()>().await;
+        }
+    };
+    let send = async {
+        // Never closed, so acquiring only waits.
+        let _slot = slots.acquire().await;
+        forward::forward(&addr, req).await
+    };
+    tokio::select! {
+        _ = changed => Err(Miss::LeaderChanged),
+        _ = tokio::time::sleep_until(deadline) => Err(Miss::Unreachable),
+        answer = send => match answer {
+            Ok(A::NotController { .. }) => Err(Miss::NotController),
+            Ok(a) => Ok(a),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "forwarding to the controller failed");
+                Err(Miss::Unreachable)
+            }
+        },
     }
 }
 
@@ -421,12 +513,11 @@ fn leader_addr(config: &BrokerConfig, q: &raft::QuorumHandle, leader: u64) -> Op
         .map(|n| n.addr.clone())
 }
 
-/// Write `records` (if any) and wait until this node's broker applied them: the
-/// committed offset, `None` when there was nothing to write, or the answer to give.
-async fn commit_quorum(
-    q: Arc<raft::QuorumHandle>,
+/// Write `records` (if any): the committed offset (applied to the quorum's image once
+/// this returns), `None` when there was nothing to write, or the answer to give.
+async fn write_quorum(
+    q: &raft::QuorumHandle,
     records: Vec<MetadataRecord>,
-    mut routes: watch::Receiver<Arc<RoutingTable>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<Option<i64>, A> {
     if records.is_empty() {
@@ -441,23 +532,25 @@ async fn commit_quorum(
             "the controller quorum did not commit in time (no majority?)".into(),
         )));
     };
-    let offset = match written {
-        Ok(o) => o,
-        Err(raft::WriteError::NotLeader { leader_id, .. }) => {
-            return Err(A::NotController {
-                leader: leader_id.map(|l| l as i32),
-            })
+    match written {
+        Ok(o) => {
+            if let Some(m) = &metrics {
+                m.elections_committed(elections);
+            }
+            Ok(Some(o))
         }
-        Err(e) => return Err(A::Failed((NOT_CONTROLLER, e.to_string()))),
-    };
-    if let Some(m) = &metrics {
-        m.elections_committed(elections);
+        Err(raft::WriteError::NotLeader { leader_id, .. }) => Err(A::NotController {
+            leader: leader_id.map(|l| l as i32),
+        }),
+        Err(e) => Err(A::Failed((NOT_CONTROLLER, e.to_string()))),
     }
-    // Answer once this node serves what was committed (bounded: the record is
-    // committed either way).
+}
+
+/// Wait until this node's broker serves what was committed at `offset` (bounded: the
+/// record is committed either way).
+async fn wait_applied(mut routes: watch::Receiver<Arc<RoutingTable>>, offset: i64) {
     let applied = routes.wait_for(|r| r.image.last_offset >= offset);
     let _ = tokio::time::timeout(Duration::from_secs(5), applied).await;
-    Ok(Some(offset))
 }
 
 impl Actor for Controller {
@@ -476,7 +569,9 @@ impl Supervised for Controller {
         if let Some(m) = &self.metrics {
             m.actor_restarted(crate::metrics::ActorKind::Controller);
         }
+        // Whatever was in flight was dropped with the old context, turns included.
         self.was_active = false;
+        self.ticking = false;
         if let Err(e) = self.reload() {
             tracing::error!(error = %e, "controller cannot reload the metadata log");
             self.backend = Backend::Local(None);
@@ -490,43 +585,71 @@ impl Supervised for Controller {
 pub struct Tick;
 
 impl Handler<Tick> for Controller {
-    type Result = AtomicResponse<Self, ()>;
-    fn handle(&mut self, _: Tick, _ctx: &mut Context<Self>) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         let Backend::Quorum(q) = &self.backend else {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+            return;
         };
         if self.ticking {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+            return;
         }
         let q = q.clone();
         if q.leader() != Some(self.node_id()) {
             self.was_active = false;
-            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+            return;
         }
-        self.become_active(&q);
-        let image = q.images.borrow().clone();
-        let now = crate::now_ms();
-        let every = self.config.leader_imbalance_check_interval_seconds as i64 * 1000;
-        let rebalance = (self.config.auto_leader_rebalance_enable
-            && now - self.last_rebalance >= every)
-            .then_some(self.config.leader_imbalance_per_broker_percentage);
-        if rebalance.is_some() {
-            self.last_rebalance = now;
-        }
-        let records =
-            troupe::controller::tick(&image, &self.liveness, &self.decisions(), now, rebalance);
-        let routes = self.routes.clone();
-        let metrics = self.metrics.clone();
         self.ticking = true;
-        AtomicResponse::new(Box::pin(
-            async move {
-                if let Err(A::Failed((_, e))) = commit_quorum(q, records, routes, metrics).await {
-                    tracing::warn!(error = %e, "controller tick could not commit");
-                }
+        let ready = ready_to_decide(self.turn.clone(), q.clone());
+        ctx.spawn(ready.into_actor(self).then(move |turn, act, _| {
+            let Some(turn) = turn else {
+                act.ticking = false;
+                return Box::pin(actix::fut::ready(())) as ResponseActFuture<Self, ()>;
+            };
+            act.become_active(&q);
+            let image = q.images.borrow().clone();
+            let now = crate::now_ms();
+            let every = act.config.leader_imbalance_check_interval_seconds as i64 * 1000;
+            let rebalance = (act.config.auto_leader_rebalance_enable
+                && now - act.last_rebalance >= every)
+                .then_some(act.config.leader_imbalance_per_broker_percentage);
+            if rebalance.is_some() {
+                act.last_rebalance = now;
             }
-            .into_actor(self)
-            .map(|_, act, _| act.ticking = false),
-        ))
+            let records =
+                troupe::controller::tick(&image, &act.liveness, &act.decisions(), now, rebalance);
+            let routes = act.routes.clone();
+            let metrics = act.metrics.clone();
+            Box::pin(
+                async move {
+                    let written = write_quorum(&q, records, metrics).await;
+                    drop(turn);
+                    match written {
+                        Ok(Some(offset)) => wait_applied(routes, offset).await,
+                        Ok(None) => {}
+                        Err(A::Failed((_, e))) => {
+                            tracing::warn!(error = %e, "controller tick could not commit")
+                        }
+                        Err(_) => {}
+                    }
+                }
+                .into_actor(act)
+                .map(|_, act, _| act.ticking = false),
+            )
+        }));
+    }
+}
+
+/// Test hook: stop the controller actor as a failure would; its supervisor restarts
+/// it (requests in flight are answered with a mailbox error, which callers retry).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for Controller {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("controller crash requested (fault injection)");
+        ctx.stop();
     }
 }
 
@@ -540,9 +663,9 @@ pub struct Submit {
 }
 
 impl Handler<Submit> for Controller {
-    type Result = AtomicResponse<Self, A>;
+    type Result = ResponseActFuture<Self, A>;
     fn handle(&mut self, msg: Submit, _ctx: &mut Context<Self>) -> Self::Result {
-        AtomicResponse::new(self.run(msg.request, msg.forwarded))
+        self.run(msg.request, msg.forwarded)
     }
 }
 
@@ -569,7 +692,7 @@ fn unanswered(a: A) -> ApiError {
 }
 
 impl Handler<CreateTopics> for Controller {
-    type Result = AtomicResponse<Self, Vec<Result<CreatedTopic, ApiError>>>;
+    type Result = ResponseActFuture<Self, Vec<Result<CreatedTopic, ApiError>>>;
     fn handle(&mut self, msg: CreateTopics, _ctx: &mut Context<Self>) -> Self::Result {
         let n = msg.topics.len();
         let names: Vec<String> = msg.topics.iter().map(|t| t.name.clone()).collect();
@@ -578,7 +701,7 @@ impl Handler<CreateTopics> for Controller {
             topics: msg.topics,
             validate_only,
         };
-        AtomicResponse::new(Box::pin(self.run(req, false).map(move |a, _, _| match a {
+        Box::pin(self.run(req, false).map(move |a, _, _| match a {
             A::CreateTopics(r) => {
                 for (name, res) in names.iter().zip(&r) {
                     if let (Ok(c), false) = (res, validate_only) {
@@ -589,16 +712,16 @@ impl Handler<CreateTopics> for Controller {
                 r
             }
             other => vec![Err(unanswered(other)); n],
-        })))
+        }))
     }
 }
 
 impl Handler<DeleteTopics> for Controller {
-    type Result = AtomicResponse<Self, Vec<Result<(String, uuid::Uuid), ApiError>>>;
+    type Result = ResponseActFuture<Self, Vec<Result<(String, uuid::Uuid), ApiError>>>;
     fn handle(&mut self, msg: DeleteTopics, _ctx: &mut Context<Self>) -> Self::Result {
         let n = msg.topics.len();
         let req = Q::DeleteTopics { topics: msg.topics };
-        AtomicResponse::new(Box::pin(self.run(req, false).map(move |a, _, _| match a {
+        Box::pin(self.run(req, false).map(move |a, _, _| match a {
             A::DeleteTopics(r) => {
                 for (name, _) in r.iter().flatten() {
                     tracing::info!(topic = %name, "topic deleted");
@@ -606,32 +729,32 @@ impl Handler<DeleteTopics> for Controller {
                 r
             }
             other => vec![Err(unanswered(other)); n],
-        })))
+        }))
     }
 }
 
 impl Handler<CreatePartitions> for Controller {
-    type Result = AtomicResponse<Self, Vec<Result<(), ApiError>>>;
+    type Result = ResponseActFuture<Self, Vec<Result<(), ApiError>>>;
     fn handle(&mut self, msg: CreatePartitions, _ctx: &mut Context<Self>) -> Self::Result {
         let n = msg.topics.len();
         let req = Q::CreatePartitions {
             topics: msg.topics,
             validate_only: msg.validate_only,
         };
-        AtomicResponse::new(Box::pin(self.run(req, false).map(move |a, _, _| match a {
+        Box::pin(self.run(req, false).map(move |a, _, _| match a {
             A::CreatePartitions(r) => r,
             other => vec![Err(unanswered(other)); n],
-        })))
+        }))
     }
 }
 
 impl Handler<AllocateProducerIds> for Controller {
-    type Result = AtomicResponse<Self, Result<(i64, i64), ApiError>>;
+    type Result = ResponseActFuture<Self, Result<(i64, i64), ApiError>>;
     fn handle(&mut self, msg: AllocateProducerIds, _ctx: &mut Context<Self>) -> Self::Result {
         let req = Q::AllocateProducerIds {
             node_id: msg.node_id,
         };
-        AtomicResponse::new(Box::pin(self.run(req, false).map(|a, _, _| match a {
+        Box::pin(self.run(req, false).map(|a, _, _| match a {
             A::ProducerIds(r) => {
                 if let Ok((first, size)) = r {
                     tracing::info!(first, size, "producer id block allocated");
@@ -639,12 +762,12 @@ impl Handler<AllocateProducerIds> for Controller {
                 r
             }
             other => Err(unanswered(other)),
-        })))
+        }))
     }
 }
 
 impl Handler<AlterBrokerConfigs> for Controller {
-    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    type Result = ResponseActFuture<Self, Result<(), ApiError>>;
     fn handle(&mut self, msg: AlterBrokerConfigs, _ctx: &mut Context<Self>) -> Self::Result {
         let req = Q::AlterBrokerConfigs {
             resource: msg.resource,
@@ -652,15 +775,15 @@ impl Handler<AlterBrokerConfigs> for Controller {
             replace_all: msg.replace_all,
             validate_only: msg.validate_only,
         };
-        AtomicResponse::new(Box::pin(self.run(req, false).map(|a, _, _| match a {
+        Box::pin(self.run(req, false).map(|a, _, _| match a {
             A::AlterBrokerConfigs(r) => r,
             other => Err(unanswered(other)),
-        })))
+        }))
     }
 }
 
 impl Handler<AlterTopicConfigs> for Controller {
-    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    type Result = ResponseActFuture<Self, Result<(), ApiError>>;
     fn handle(&mut self, msg: AlterTopicConfigs, _ctx: &mut Context<Self>) -> Self::Result {
         let req = Q::AlterTopicConfigs {
             topic: msg.topic,
@@ -668,9 +791,9 @@ impl Handler<AlterTopicConfigs> for Controller {
             replace_all: msg.replace_all,
             validate_only: msg.validate_only,
         };
-        AtomicResponse::new(Box::pin(self.run(req, false).map(|a, _, _| match a {
+        Box::pin(self.run(req, false).map(|a, _, _| match a {
             A::AlterTopicConfigs(r) => r,
             other => Err(unanswered(other)),
-        })))
+        }))
     }
 }

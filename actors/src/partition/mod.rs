@@ -756,16 +756,27 @@ impl Handler<FromLeader> for PartitionActor {
                         None => Ok(None),
                         Some(f) => match f.await {
                             Ok(Ok(info)) => Ok(Some(info)),
-                            Ok(Err(e)) => Err((e.is_disk_full(), e.to_string())),
-                            Err(e) => Err((false, e.to_string())),
+                            Ok(Err(e)) => Err((e.is_disk_full(), e.to_string(), log_end_past(&e))),
+                            Err(e) => Err((false, e.to_string(), None)),
                         },
                     }
                 };
                 Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
-                    let info = res.map_err(|(full, e)| {
+                    let info = res.map_err(|(full, e, log_end)| {
                         // A full disk is logged by the log actor, once; the fetcher
                         // keeps retrying until space is freed.
-                        if !full {
+                        if let Some(log_end) = log_end {
+                            // The log holds records past where this follower fetches
+                            // from: an append from its time as leader that landed after
+                            // the role changed (and after any truncation). Nothing past
+                            // this replica's end offset was counted (it is at or above
+                            // the high watermark), and the leader's copy replaces it:
+                            // cut it, as a follower facing a new leader does.
+                            tracing::warn!(topic = %act.topic, partition = act.partition,
+                                log_end_offset = log_end, truncate_to = leo,
+                                "follower log runs past its fetch position, truncating");
+                            act.log.do_send(logm::TruncateTo { offset: leo });
+                        } else if !full {
                             tracing::warn!(topic = %act.topic, partition = act.partition,
                                 error = %e, "follower append failed");
                         } else if !act.disk_full {
@@ -926,6 +937,19 @@ impl Handler<Crash> for PartitionActor {
         tracing::warn!(topic = %self.topic, partition = self.partition, "crash requested (fault injection)");
         self.log.do_send(logm::Crash);
         ctx.stop();
+    }
+}
+
+/// Where a follower append failed because the log already runs past the append's first
+/// offset: the log's end offset.
+fn log_end_past(e: &troupe::storage::StorageError) -> Option<i64> {
+    match e {
+        troupe::storage::StorageError::UnexpectedAppendOffset { expected, first }
+            if expected > first =>
+        {
+            Some(*expected)
+        }
+        _ => None,
     }
 }
 

@@ -27,7 +27,7 @@ mod tests;
 pub use log_store::LogStore;
 pub use network::{
     serve_controller, serve_controller_with, serve_voter, ControllerReply, ControllerRpc,
-    OtherHandler,
+    LeaderContact, OtherHandler,
 };
 pub use state_machine::StateMachine;
 pub use types::{MetaRaft, MetadataApplied, MetadataBatch};
@@ -113,12 +113,34 @@ pub fn default_config() -> openraft::Config {
     }
 }
 
+/// Raft timings for `controller.quorum.election.timeout.ms` = `election_ms` (taken as at
+/// least 100): how long a voter waits without hearing from its leader before it calls an
+/// election.
+///
+/// An openraft follower that knows a leader waits for the leader lease (openraft sets it
+/// to `election_timeout_max`) plus its random election timeout (between min and max)
+/// before it stands. With max = E/2 and min = E/4 that is 3E/4 to E, so the setting
+/// bounds the wait as documented (min = E/2, max = E waited 1.5 E to 2 E: a second more
+/// with the default, on every failover of the controller). Heartbeats go out every E/10
+/// (10 to 200 ms), at least two per election timeout.
+pub fn config_for_election_timeout(election_ms: u64) -> openraft::Config {
+    let e = election_ms.max(100);
+    openraft::Config {
+        election_timeout_min: e / 4,
+        election_timeout_max: e / 2,
+        heartbeat_interval: (e / 10).clamp(10, 200),
+        ..default_config()
+    }
+}
+
 /// A running voter of the controller quorum.
 pub struct QuorumHandle {
     pub node_id: u64,
     pub raft: Raft<MetaRaft>,
     /// The image after every applied entry (and after a snapshot is installed).
     pub images: watch::Receiver<Arc<MetadataImage>>,
+    /// The leader last heard from (as a follower), and when.
+    pub leader_contact: Arc<LeaderContact>,
     /// The CONTROLLER listener: aborting it closes every connection it accepted. Taken by
     /// `shutdown`, which waits for it to be gone.
     server: Mutex<Option<JoinHandle<()>>>,
@@ -162,11 +184,18 @@ pub async fn start_quorum_with(
     let sm = StateMachine::open(&dir, publish).await.map_err(storage)?;
     let network = network::Network::new(node_id).with_addresses(voters.clone());
     let raft = Raft::new(node_id, config, network.clone(), log, sm).await?;
+    let contacts = Arc::new(LeaderContact::default());
     let server = tokio::spawn({
-        let raft = raft.clone();
+        let (raft, contacts) = (raft.clone(), contacts.clone());
         async move {
             tokio::join!(
-                serve_voter(listener, raft.clone(), options.other, Some(network.clone())),
+                serve_voter(
+                    listener,
+                    raft.clone(),
+                    options.other,
+                    contacts,
+                    Some(network.clone())
+                ),
                 add_attached_learners(raft, network, node_id),
             );
         }
@@ -175,6 +204,7 @@ pub async fn start_quorum_with(
         node_id,
         raft,
         images,
+        leader_contact: contacts,
         server: Mutex::new(Some(server)),
     };
     if pristine {
@@ -241,6 +271,8 @@ pub async fn start_learner(
         raft,
         images,
         server: Mutex::new(Some(attach)),
+        // A learner never becomes the controller: no old leader to time a session from.
+        leader_contact: Arc::default(),
     })
 }
 

@@ -113,19 +113,49 @@ pub async fn write_frame<S: AsyncWriteExt + Unpin>(s: &mut S, body: &[u8]) -> io
     s.flush().await
 }
 
+/// The leader this node last received AppendEntries or InstallSnapshot from, and when:
+/// evidence that the leader's process was alive then. Leaders send these without pause
+/// (heartbeats), so when this node becomes the leader in turn, the time of the last one
+/// is when the old leader fell silent, as far as this node knows. The new active
+/// controller times the old one's broker session from it
+/// ([`troupe::controller::BrokerLiveness::new_active_with`]).
+#[derive(Debug, Default)]
+pub struct LeaderContact {
+    last: Mutex<Option<(NodeId, std::time::Instant)>>,
+}
+
+impl LeaderContact {
+    fn heard(&self, leader: Option<NodeId>) {
+        if let Some(leader) = leader {
+            // Poison is harmless: the value is a plain pair, written whole.
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            *last = Some((leader, std::time::Instant::now()));
+        }
+    }
+
+    /// The last leader heard from and how long ago, forgotten once taken: a later
+    /// activation must not time that node from a message of an older term.
+    pub fn take(&self) -> Option<(NodeId, Duration)> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.take().map(|(n, t)| (n, t.elapsed()))
+    }
+}
+
 /// Serve Raft RPCs on `listener` until the task is dropped or aborted (which also closes
 /// every connection it accepted).
 pub async fn serve_controller(listener: TcpListener, raft: Raft<MetaRaft>) {
-    serve_controller_with(listener, raft, None).await
+    serve_controller_with(listener, raft, None, Arc::default()).await
 }
 
-/// [`serve_controller`], answering [`ControllerRpc::Other`] with `other`.
+/// [`serve_controller`], answering [`ControllerRpc::Other`] with `other` and noting in
+/// `contacts` which leader was last heard from, and when.
 pub async fn serve_controller_with(
     listener: TcpListener,
     raft: Raft<MetaRaft>,
     other: Option<OtherHandler>,
+    contacts: Arc<LeaderContact>,
 ) {
-    serve_voter(listener, raft, other, None).await
+    serve_voter(listener, raft, other, contacts, None).await
 }
 
 /// [`serve_controller_with`], also taking connections learners attach into `network`'s
@@ -134,6 +164,7 @@ pub async fn serve_voter(
     listener: TcpListener,
     raft: Raft<MetaRaft>,
     other: Option<OtherHandler>,
+    contacts: Arc<LeaderContact>,
     network: Option<Network>,
 ) {
     let mut conns = JoinSet::new();
@@ -141,7 +172,13 @@ pub async fn serve_voter(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(serve_connection(stream, raft.clone(), other.clone(), network.clone()));
+                    conns.spawn(serve_connection(
+                        stream,
+                        raft.clone(),
+                        other.clone(),
+                        network.clone(),
+                        contacts.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: pause rather than spin.
@@ -161,6 +198,7 @@ pub(crate) async fn serve_connection(
     raft: Raft<MetaRaft>,
     other: Option<OtherHandler>,
     network: Option<Network>,
+    contacts: Arc<LeaderContact>,
 ) {
     let _ = stream.set_nodelay(true);
     loop {
@@ -181,10 +219,12 @@ pub(crate) async fn serve_connection(
         };
         let reply = match request {
             ControllerRpc::AppendEntries(req) => {
+                contacts.heard(req.vote.leader_id().voted_for());
                 ControllerReply::AppendEntries(raft.append_entries(req).await)
             }
             ControllerRpc::Vote(req) => ControllerReply::Vote(raft.vote(req).await),
             ControllerRpc::InstallSnapshot(req) => {
+                contacts.heard(req.vote.leader_id().voted_for());
                 ControllerReply::InstallSnapshot(raft.install_snapshot(req).await)
             }
             ControllerRpc::Other(req) => match &other {
@@ -485,7 +525,7 @@ pub async fn attach_to_voter(node_id: NodeId, addr: String, raft: Raft<MetaRaft>
         match attach_once(node_id, &addr).await {
             Ok(stream) => {
                 backoff = FIRST_BACKOFF;
-                serve_connection(stream, raft.clone(), None, None).await;
+                serve_connection(stream, raft.clone(), None, None, Arc::default()).await;
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !refused_logged => {
                 refused_logged = true;

@@ -1,7 +1,10 @@
 //! Three voters on loopback: election, writes through any node, leader loss, and a
 //! restarted voter catching up through a snapshot.
 
-use super::super::{default_config, start_quorum_with, QuorumHandle, QuorumOptions, WriteError};
+use super::super::{
+    config_for_election_timeout, default_config, start_quorum_with, QuorumHandle, QuorumOptions,
+    WriteError,
+};
 use super::topic_record;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, SnapshotPolicy};
@@ -191,6 +194,92 @@ async fn three_voters_elect_replicate_fail_over_and_catch_up() {
         has_topic(&nodes[&leader], "c") && images.windows(2).all(|w| w[0] == w[1])
     })
     .await;
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+}
+
+/// `controller.quorum.election.timeout.ms` bounds how long the voters go without a
+/// leader after theirs stops: openraft's leader lease comes on top of its election
+/// timeout, and [`config_for_election_timeout`] accounts for it. The new leader also
+/// knows which leader it last heard from, and when: that is when the old one stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_elect_a_new_leader_within_the_election_timeout() {
+    const ELECTION_MS: u64 = 1000;
+    for e in [100, 150, 1000, 9000, 60_000] {
+        let c = config_for_election_timeout(e)
+            .validate()
+            .expect("valid timings");
+        // openraft waits lease (= max) + a timeout in [min, max) with a leader known.
+        assert!(2 * c.election_timeout_max <= e.max(100), "{e}: {c:?}");
+        assert!(
+            c.heartbeat_interval * 2 <= c.election_timeout_min,
+            "{e}: {c:?}"
+        );
+    }
+    let mut listeners = BTreeMap::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        voters.insert(id, l.local_addr().unwrap().to_string());
+        listeners.insert(id, l);
+    }
+    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=3)
+        .map(|id| (id, tempfile::tempdir().unwrap()))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        let options = QuorumOptions {
+            config: config_for_election_timeout(ELECTION_MS),
+            other: None,
+        };
+        let dir = dirs[&id].path().to_path_buf();
+        let node = start_quorum_with(id, voters.clone(), dir, listener, options)
+            .await
+            .expect("start a voter");
+        nodes.insert(id, node);
+    }
+    wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
+    let leader = agreed_leader(&nodes).unwrap();
+    // Followers hear from the leader all the time (heartbeats).
+    for (id, node) in &nodes {
+        if *id != leader {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (from, ago) = node.leader_contact.take().expect("heard from the leader");
+            assert_eq!(from, leader);
+            assert!(ago < Duration::from_millis(500), "last heard {ago:?} ago");
+        }
+    }
+    let stopped = nodes.remove(&leader).unwrap();
+    stopped.shutdown().await;
+    let t0 = Instant::now();
+    drop(stopped);
+    wait_for("a new leader", || async {
+        agreed_leader(&nodes).is_some_and(|l| l != leader)
+    })
+    .await;
+    let took = t0.elapsed();
+    let new = agreed_leader(&nodes).unwrap();
+    // The last heartbeat came at most 100 ms before the stop, the vote takes a round
+    // trip: 300 ms of slack. The old timings (lease 1 s + timeout 0.5-1 s) took at
+    // least 1.5 s after the last heartbeat, 1.4 s after the stop.
+    assert!(
+        took < Duration::from_millis(ELECTION_MS + 300),
+        "no leader for {took:?}"
+    );
+    let (from, ago) = nodes[&new]
+        .leader_contact
+        .take()
+        .expect("the new leader heard from the old one");
+    assert_eq!(
+        from, leader,
+        "the last leader heard from is the stopped one"
+    );
+    assert!(
+        ago >= t0.elapsed().saturating_sub(Duration::from_millis(50)),
+        "last heard {ago:?} ago, stopped {:?} ago",
+        t0.elapsed()
+    );
     for node in nodes.values() {
         node.shutdown().await;
     }
