@@ -45,6 +45,9 @@ pub struct ReadInfo {
     pub log_end_offset: i64,
 }
 
+/// Flush durations a [`Log`] keeps until its owner takes them.
+pub const FLUSH_TIMES_KEPT: usize = 64;
+
 /// A partition's log directory, opened and recovered.
 #[derive(Debug)]
 pub struct Log {
@@ -61,6 +64,8 @@ pub struct Log {
     pub(super) epochs: LeaderEpochCache,
     /// Records appended since the last fsync (`flush.messages`).
     pub(super) unflushed_messages: u64,
+    /// How long each flush since the last [`Log::take_flush_times`] took (bounded).
+    pub(super) flush_times: Vec<std::time::Duration>,
     /// Time of the last fsync (`flush.ms`).
     pub(super) last_flush_ms: i64,
 }
@@ -397,6 +402,7 @@ impl Log {
     /// fsync the segments written since the last flush, then advance and checkpoint
     /// the recovery point to the log end offset.
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         let rp = self.recovery_point;
         for seg in self
             .segments
@@ -414,7 +420,17 @@ impl Log {
             self.recovery_point = leo;
             write_offset(&self.dir.join(RECOVERY_POINT_FILE), leo)?;
         }
+        // Kept for the owner to report (LogFlushRateAndTimeMs); a few suffice between
+        // two reports, so an owner that never asks holds a bounded list.
+        if self.flush_times.len() < FLUSH_TIMES_KEPT {
+            self.flush_times.push(started.elapsed());
+        }
         Ok(())
+    }
+
+    /// The durations of the flushes since the last call (at most [`FLUSH_TIMES_KEPT`]).
+    pub fn take_flush_times(&mut self) -> Vec<std::time::Duration> {
+        std::mem::take(&mut self.flush_times)
     }
 
     /// Flush, trim the active segment's indexes and write the checkpoints.

@@ -139,6 +139,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         recovery_point,
         epochs,
         unflushed_messages: 0,
+        flush_times: Vec::new(),
         last_flush_ms: now_ms,
     };
     // Epoch entries of appends after the recovery point may not have reached the

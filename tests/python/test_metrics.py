@@ -103,6 +103,21 @@ def test_produced_records_show_in_the_metrics(broker, admin, topic):
     assert value(final, "kafka_server_brokertopicmetrics_failed_fetch_requests_total", topic=topic) >= 1
 
 
+def test_log_flushes_are_timed(broker, admin, topic):
+    """A topic with flush.messages=1 fsyncs after every append: each flush is counted in
+    the flush-time histogram (Kafka's LogFlushRateAndTimeMs)."""
+    create_topic(admin, topic, partitions=1, config={"flush.messages": "1"})
+    before = value(scrape(broker), "kafka_log_logflushstats_log_flush_time_seconds_count") or 0
+    n = 20
+    for i in range(n):  # one produce request (one append, one flush) each
+        produce(broker.bootstrap, topic, [(str(i).encode(), b"v")])
+    after = scrape(broker)
+    flushes = value(after, "kafka_log_logflushstats_log_flush_time_seconds_count") - before
+    assert flushes >= n, flushes
+    took = value(after, "kafka_log_logflushstats_log_flush_time_seconds_sum")
+    assert took > 0, took
+
+
 def make_lagging_group(broker, admin, topic, produced: int, read: int):
     """A group whose member read and committed `read` of `produced` records; returns
     the open consumer (the group stays Stable) and what the client says it lags."""

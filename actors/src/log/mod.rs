@@ -250,6 +250,11 @@ impl LogActor {
         if self.closed || self.log.is_none() {
             return r;
         }
+        if let (Some((_, m)), Some(log)) = (&self.metrics, self.log.as_mut()) {
+            for took in log.take_flush_times() {
+                m.log_flush_time.observe(took.as_secs_f64());
+            }
+        }
         match &r {
             Err(e) if e.is_disk_full() => {
                 // Not a match guard: a repeated refusal must not fall through to a restart.

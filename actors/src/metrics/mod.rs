@@ -152,6 +152,7 @@ pub struct Metrics {
 
     pub log_size: IntGaugeVec,
     pub log_segments: IntGaugeVec,
+    pub log_flush_time: Histogram,
 
     pub groups: IntGaugeVec,
     pub rebalances: IntCounter,
@@ -195,6 +196,15 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
         .register(Box::new(g.clone()))
         .expect("each metric is registered once");
     g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let h = Histogram::with_opts(opts).expect("valid metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("each metric is registered once");
+    h
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str) -> HistogramVec {
@@ -282,6 +292,8 @@ impl Metrics {
                 "Bytes of a partition's log segments on this broker (Log Size).", &["topic", "partition"]),
             log_segments: gauge_vec(&r, "kafka_log_log_num_log_segments",
                 "Segments of a partition's log on this broker (NumLogSegments).", &["topic", "partition"]),
+            log_flush_time: histogram(&r, "kafka_log_logflushstats_log_flush_time_seconds",
+                "Time of each log flush (fsync of the unflushed segments and the recovery-point checkpoint) (LogFlushRateAndTimeMs)."),
 
             groups: gauge_vec(&r, "kafka_coordinator_group_groupmetadatamanager_num_groups",
                 "Consumer groups coordinated by this broker, by state.", &["state"]),
