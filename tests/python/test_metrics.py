@@ -413,3 +413,48 @@ def test_cluster_under_replication_elections_and_the_status_page(request, tmp_pa
                    for i in others) == 0
     finally:
         c.close()
+
+
+def test_lag_of_partitions_led_by_other_brokers(request):
+    """Three nodes, a topic with one replica per partition spread over the brokers: the
+    group's coordinator hosts at most one of its partitions, yet exports the lag of
+    every committed partition (the others' high watermarks come from their leaders)."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    from cluster import Cluster
+
+    c = Cluster(3, name=request.node.name[:30])
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        admin = c.admin()
+        admin.create_topics([NewTopic("spread", 3, 1, config={"min.insync.replicas": "1"})], operation_timeout=10)["spread"].result(timeout=20)
+        meta = wait_for(lambda: (m := c.metadata(c.live()[0].node_id).topics.get("spread"))
+                        and len(m.partitions) == 3 and all(p.leader in c.nodes for p in m.partitions.values())
+                        and m, 20, "3 partitions with leaders")
+        assert len({p.leader for p in meta.partitions.values()}) >= 2, "partitions spread over brokers"
+        bootstrap = ",".join(b.bootstrap for b in c.nodes.values())
+        produced = {0: 40, 1: 50, 2: 60}
+        for p, n in produced.items():
+            produce(bootstrap, "spread", [(None, b"v")] * n, partition=p)
+        committed = {0: 10, 1: 25, 2: 0}
+        group = "lag-spread"
+        cons = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "log_level": 3})
+        cons.commit(offsets=[TopicPartition("spread", p, o) for p, o in committed.items()], asynchronous=False)
+        cons.close()
+
+        def lags():
+            for s in (scrape(b) for b in c.nodes.values()):
+                got = {p: value(s, "kafka_consumergroup_lag", consumergroup=group, topic="spread", partition=p)
+                       for p in produced}
+                if any(v is not None for v in got.values()):
+                    return got
+            return None
+
+        want = {p: float(produced[p] - committed[p]) for p in produced}
+        got = wait_for(lambda: (g := lags()) == want and g, 20, f"lag {want} exported by the coordinator")
+        assert got == want
+    finally:
+        c.close()

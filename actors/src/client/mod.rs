@@ -18,6 +18,7 @@
 pub mod cluster;
 pub mod connection;
 pub mod error;
+pub mod offsets;
 pub mod records;
 
 #[cfg(test)]

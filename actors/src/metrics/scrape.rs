@@ -33,13 +33,14 @@ pub struct GroupPartition {
     pub topic: String,
     pub partition: i32,
     pub committed: i64,
-    /// The partition's high watermark, when this broker hosts a replica of it.
+    /// The partition's high watermark: this broker's replica's, else its leader's
+    /// (ListOffsets); `None` when neither could be had.
     pub high_watermark: Option<i64>,
 }
 
 impl GroupPartition {
     /// Records the group has not read (committed) yet; `None` when the high watermark
-    /// is not known here.
+    /// could not be had.
     pub fn lag(&self) -> Option<i64> {
         self.high_watermark.map(|hw| (hw - self.committed).max(0))
     }
@@ -100,8 +101,61 @@ pub async fn groups(ctx: &BrokerContext) -> Vec<GroupView> {
             });
         }
     }
+    fill_remote_high_watermarks(ctx, &mut out).await;
     out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     out
+}
+
+/// How long a scrape waits for the high watermarks of partitions led elsewhere.
+const REMOTE_OFFSETS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The lag of a committed partition this broker hosts no replica of needs its high
+/// watermark from the leader: one ListOffsets (latest) per leader, through the shared
+/// client, bootstrapped from this broker. Partitions whose leader does not answer in
+/// time keep no lag (rather than a wrong one).
+async fn fill_remote_high_watermarks(ctx: &BrokerContext, groups: &mut [GroupView]) {
+    let mut missing: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for p in groups.iter().flat_map(|g| &g.partitions) {
+        if p.high_watermark.is_none() {
+            missing
+                .entry(p.topic.clone())
+                .or_default()
+                .push(p.partition);
+        }
+    }
+    if missing.is_empty() {
+        return;
+    }
+    let bootstrap = format!("{}:{}", ctx.advertised.0, ctx.advertised.1);
+    let work = async {
+        let mut client =
+            crate::client::KafkaClient::connect(&bootstrap, "troupe-lag", REMOTE_OFFSETS_TIMEOUT)
+                .await
+                .ok()?;
+        let mut found: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for (topic, mut parts) in missing {
+            parts.sort_unstable();
+            parts.dedup();
+            let latest = crate::client::offsets::LATEST;
+            match crate::client::offsets::list_offsets(&mut client, &topic, &parts, latest).await {
+                Ok(offsets) => {
+                    found.extend(offsets.into_iter().map(|(p, o)| ((topic.clone(), p), o)))
+                }
+                Err(e) => {
+                    tracing::debug!(%topic, error = %e, "no high watermarks for the lag metrics")
+                }
+            }
+        }
+        Some(found)
+    };
+    let Ok(Some(found)) = tokio::time::timeout(REMOTE_OFFSETS_TIMEOUT * 2, work).await else {
+        return;
+    };
+    for p in groups.iter_mut().flat_map(|g| g.partitions.iter_mut()) {
+        if p.high_watermark.is_none() {
+            p.high_watermark = found.get(&(p.topic.clone(), p.partition)).copied();
+        }
+    }
 }
 
 /// Kafka's group states, so every state has a series (zero included).
