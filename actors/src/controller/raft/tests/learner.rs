@@ -66,6 +66,13 @@ async fn a_learner_follows_the_committed_log_across_a_leader_change() {
         (0..12).all(|i| has_topic(&learner, &format!("before{i}")))
     })
     .await;
+    // The snapshot it caught up from may predate its own add-learner entry, which
+    // follows in the log tail.
+    wait_for("the learner to see itself in the membership", || async {
+        let m = learner.raft.metrics().borrow().clone();
+        m.membership_config.membership().get_node(&4).is_some()
+    })
+    .await;
     let m = learner.raft.metrics().borrow().clone();
     assert!(m.snapshot.is_some(), "caught up through a snapshot");
     let membership = m.membership_config.membership().clone();

@@ -250,6 +250,9 @@ async fn voters_elect_a_new_leader_within_the_election_timeout() {
             assert!(ago < Duration::from_millis(500), "last heard {ago:?} ago");
         }
     }
+    // The contacts were taken above: let every follower hear at least one more
+    // heartbeat before the leader stops, or the last one checked may have none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let stopped = nodes.remove(&leader).unwrap();
     stopped.shutdown().await;
     let t0 = Instant::now();
