@@ -372,7 +372,10 @@ impl PartitionActor {
                         std::cmp::Ordering::Greater => act.env.metrics.isr_expands.inc(),
                         std::cmp::Ordering::Equal => {}
                     }
-                    if p.leader_epoch >= act.image.leader_epoch {
+                    // Metadata may have brought a newer image meanwhile: keep it.
+                    if (p.leader_epoch, p.partition_epoch)
+                        >= (act.image.leader_epoch, act.image.partition_epoch)
+                    {
                         act.image = p.clone();
                     }
                     act.apply_image(&p, ctx);
