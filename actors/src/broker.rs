@@ -485,7 +485,7 @@ pub(crate) async fn start_quorum_controller(
             Some(cluster_id.to_string()),
         )
         .await
-            .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
+        .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
         tracing::info!(node_id = config.node_id, dir = %dir.display(),
             voters = config.controller_quorum_voters.len(),
             "broker-only node: following the metadata log as a learner of the controller quorum");

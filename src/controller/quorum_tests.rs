@@ -16,16 +16,76 @@ fn learners_leave_the_membership_only_when_fenced_and_silent_past_the_bound() {
         FailingSince(i64),
     }
     let table: &[(&str, u64, Link, i64, bool)] = &[
-        ("live broker, long silent: fencing comes first", 4, Link::AnsweredAt(0), 60_000, false),
-        ("fenced, silent past the bound", 5, Link::AnsweredAt(0), BOUND + 1, true),
-        ("fenced, silent exactly the bound", 5, Link::AnsweredAt(0), BOUND, false),
-        ("fenced but answering (alive, kept fenced)", 5, Link::AnsweredAt(50_000), 50_100, false),
-        ("fenced, re-attached after a restart", 5, Link::AttachedAt(20_000), 20_500, false),
-        ("fenced, never answered this leader", 5, Link::FailingSince(1_000), 1_000 + BOUND + 1, true),
-        ("fenced, failing but not for long", 5, Link::FailingSince(1_000), 2_000, false),
-        ("fenced, unknown to this new leader", 5, Link::Never, 60_000, false),
-        ("never registered, silent past the bound", 6, Link::AnsweredAt(0), BOUND + 1, true),
-        ("never registered, recently attached", 6, Link::AttachedAt(5_000), 6_000, false),
+        (
+            "live broker, long silent: fencing comes first",
+            4,
+            Link::AnsweredAt(0),
+            60_000,
+            false,
+        ),
+        (
+            "fenced, silent past the bound",
+            5,
+            Link::AnsweredAt(0),
+            BOUND + 1,
+            true,
+        ),
+        (
+            "fenced, silent exactly the bound",
+            5,
+            Link::AnsweredAt(0),
+            BOUND,
+            false,
+        ),
+        (
+            "fenced but answering (alive, kept fenced)",
+            5,
+            Link::AnsweredAt(50_000),
+            50_100,
+            false,
+        ),
+        (
+            "fenced, re-attached after a restart",
+            5,
+            Link::AttachedAt(20_000),
+            20_500,
+            false,
+        ),
+        (
+            "fenced, never answered this leader",
+            5,
+            Link::FailingSince(1_000),
+            1_000 + BOUND + 1,
+            true,
+        ),
+        (
+            "fenced, failing but not for long",
+            5,
+            Link::FailingSince(1_000),
+            2_000,
+            false,
+        ),
+        (
+            "fenced, unknown to this new leader",
+            5,
+            Link::Never,
+            60_000,
+            false,
+        ),
+        (
+            "never registered, silent past the bound",
+            6,
+            Link::AnsweredAt(0),
+            BOUND + 1,
+            true,
+        ),
+        (
+            "never registered, recently attached",
+            6,
+            Link::AttachedAt(5_000),
+            6_000,
+            false,
+        ),
     ];
     for (case, node, link, now, removed) in table {
         let mut links = ReplicaLinks::default();
@@ -48,7 +108,11 @@ fn learners_leave_the_membership_only_when_fenced_and_silent_past_the_bound() {
 #[test]
 fn a_link_change_is_reported_once_and_times_follow_the_answers() {
     let mut links = ReplicaLinks::default();
-    assert_eq!(links.on_reply(4, 100, Some(5), 5), None, "up from the start");
+    assert_eq!(
+        links.on_reply(4, 100, Some(5), 5),
+        None,
+        "up from the start"
+    );
     assert_eq!(links.on_failure(4, 200), Some(LinkChange::Lost));
     for t in [700, 1200, 1700] {
         assert_eq!(links.on_failure(4, t), None, "no change, no report");
@@ -61,7 +125,10 @@ fn a_link_change_is_reported_once_and_times_follow_the_answers() {
         })
     );
     let l = *links.get(4).unwrap();
-    assert_eq!((l.last_fetch_ms, l.last_caught_up_ms), (Some(2000), Some(100)));
+    assert_eq!(
+        (l.last_fetch_ms, l.last_caught_up_ms),
+        (Some(2000), Some(100))
+    );
     // A heartbeat answered at the leader's end: caught up.
     assert_eq!(links.on_reply(4, 2100, Some(8), 8), None);
     assert_eq!(links.get(4).unwrap().last_caught_up_ms, Some(2100));
@@ -77,19 +144,48 @@ fn a_link_change_is_reported_once_and_times_follow_the_answers() {
 
 #[test]
 fn attach_is_refused_for_voters_and_other_clusters() {
-    let table: &[(&str, bool, Option<&str>, Option<&str>, Option<&str>)] = &[
+    // (case, a voter's id, our cluster, theirs, a word of the refusal or None)
+    type Row = (
+        &'static str,
+        bool,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let table: &[Row] = &[
         ("same cluster", false, Some("abc"), Some("abc"), None),
         ("a node too old to say", false, Some("abc"), None, None),
-        ("another cluster", false, Some("abc"), Some("xyz"), Some("cluster.id=xyz")),
-        ("a voter's id", true, Some("abc"), Some("abc"), Some("voter")),
-        ("a voter's id, old node", true, Some("abc"), None, Some("voter")),
+        (
+            "another cluster",
+            false,
+            Some("abc"),
+            Some("xyz"),
+            Some("cluster.id=xyz"),
+        ),
+        (
+            "a voter's id",
+            true,
+            Some("abc"),
+            Some("abc"),
+            Some("voter"),
+        ),
+        (
+            "a voter's id, old node",
+            true,
+            Some("abc"),
+            None,
+            Some("voter"),
+        ),
         ("no cluster id here (tests)", false, None, Some("xyz"), None),
     ];
     for (case, voter, ours, theirs, refused) in table {
         let got = attach_refusal(4, *voter, *ours, *theirs);
         match refused {
             None => assert_eq!(got, None, "{case}"),
-            Some(word) => assert!(got.as_deref().is_some_and(|m| m.contains(word)), "{case}: {got:?}"),
+            Some(word) => assert!(
+                got.as_deref().is_some_and(|m| m.contains(word)),
+                "{case}: {got:?}"
+            ),
         }
     }
 }

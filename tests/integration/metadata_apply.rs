@@ -180,8 +180,15 @@ async fn a_delta_syncs_the_fetchers_of_the_partitions_it_changed_only() {
         .await
         .unwrap();
     let (visited, fetching) = stats().await.unwrap();
-    assert_eq!(visited, 1, "only small-0 is looked at, not big's 30 partitions");
-    assert_eq!(fetching, BTreeMap::from([(99, 1)]), "small-0 fetched from 99");
+    assert_eq!(
+        visited, 1,
+        "only small-0 is looked at, not big's 30 partitions"
+    );
+    assert_eq!(
+        fetching,
+        BTreeMap::from([(99, 1)]),
+        "small-0 fetched from 99"
+    );
 
     // Led here now: the fetcher of 99 has nothing left and stops.
     let mut last = (*next).clone();

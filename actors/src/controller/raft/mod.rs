@@ -312,7 +312,10 @@ pub async fn start_learner(
 async fn track_log_end(raft: Raft<MetaRaft>, network: network::Network) {
     let mut metrics = raft.metrics();
     loop {
-        let end = metrics.borrow_and_update().last_log_index.map_or(0, |i| i + 1);
+        let end = metrics
+            .borrow_and_update()
+            .last_log_index
+            .map_or(0, |i| i + 1);
         network.set_log_end(end);
         if metrics.changed().await.is_err() {
             return;
@@ -388,7 +391,9 @@ impl Learners {
                             "broker-only node fenced and silent: removed from the learners of the metadata log until it attaches again"
                         );
                     }
-                    Err(e) => tracing::debug!(learner = id, error = %e, "cannot remove learner yet"),
+                    Err(e) => {
+                        tracing::debug!(learner = id, error = %e, "cannot remove learner yet")
+                    }
                 }
             }
         }

@@ -299,7 +299,7 @@ pub struct Network {
     log_end: Arc<AtomicU64>,
     /// Refused attaches already logged (node, cluster id): a refused learner retries
     /// every second, the log says it once.
-    refusals_logged: Arc<Mutex<HashSet<(NodeId, Option<String>)>>>,
+    refusals_logged: Arc<Mutex<HashSet<RefusedAttach>>>,
 }
 
 impl Network {
@@ -374,6 +374,9 @@ impl Network {
         self
     }
 }
+
+/// A refused attach, as logged: the node id and the cluster id it gave.
+type RefusedAttach = (NodeId, Option<String>);
 
 /// Distinct refused attaches (node, cluster id) logged; later ones are refused quietly.
 const MAX_REFUSALS_LOGGED: usize = 1024;

@@ -3,11 +3,10 @@
 //! old one stops, and never votes. A voter's id cannot attach as a learner.
 
 use super::super::network::{read_frame, write_frame};
-use super::super::{start_learner, ControllerReply, ControllerRpc, QuorumError, WriteError};
 use super::super::QuorumHandle;
+use super::super::{start_learner, ControllerReply, ControllerRpc, QuorumError, WriteError};
 use super::quorum::{
-    agreed_leader, has_topic, options, start, wait_for, write_via, LEARNER_REMOVAL_MS,
-    TEST_CLUSTER,
+    agreed_leader, has_topic, options, start, wait_for, write_via, LEARNER_REMOVAL_MS, TEST_CLUSTER,
 };
 use super::topic_record;
 use crate::controller::raft::files::{decode, encode};
@@ -81,14 +80,31 @@ async fn a_dead_learner_leaves_the_membership_and_rejoins_after_restart() {
     // Fenced but answering: kept well past the bound, and listed as an observer with
     // its log end and fetch times.
     tokio::time::sleep(Duration::from_millis(3 * LEARNER_REMOVAL_MS as u64)).await;
-    assert_eq!(is_member(&nodes, 4), Some(true), "an answering learner is kept");
+    assert_eq!(
+        is_member(&nodes, 4),
+        Some(true),
+        "an answering learner is kept"
+    );
     let leader = agreed_leader(&nodes).unwrap();
     let q = nodes[&leader].describe();
-    let leo = q.observers.iter().find(|(id, _)| *id == 4).map(|(_, leo)| *leo);
-    assert!(leo.is_some_and(|l| l >= q.high_watermark), "observers {:?}, hw {}", q.observers, q.high_watermark);
+    let leo = q
+        .observers
+        .iter()
+        .find(|(id, _)| *id == 4)
+        .map(|(_, leo)| *leo);
+    assert!(
+        leo.is_some_and(|l| l >= q.high_watermark),
+        "observers {:?}, hw {}",
+        q.observers,
+        q.high_watermark
+    );
     let (fetch, caught_up) = q.times[&4];
     let now = crate::now_ms();
-    assert!(now - fetch < 1000 && now - caught_up < 1000, "times {:?} at {now}", q.times[&4]);
+    assert!(
+        now - fetch < 1000 && now - caught_up < 1000,
+        "times {:?} at {now}",
+        q.times[&4]
+    );
 
     learner.shutdown().await;
     drop(learner);
@@ -121,7 +137,9 @@ async fn a_dead_learner_leaves_the_membership_and_rejoins_after_restart() {
         node_id: 7,
         cluster_id: Some("other-cluster".into()),
     };
-    write_frame(&mut s, &encode(&attach).unwrap()).await.unwrap();
+    write_frame(&mut s, &encode(&attach).unwrap())
+        .await
+        .unwrap();
     let reply = read_frame(&mut s).await.unwrap().unwrap();
     assert!(matches!(
         decode::<ControllerReply>(&reply).unwrap(),
@@ -167,7 +185,14 @@ async fn a_learner_follows_the_committed_log_across_a_leader_change() {
 
     // A voter's id is refused as a learner, both at start and on the wire.
     assert!(matches!(
-        start_learner(2, voters.clone(), dirs[&4].path().into(), options().config, cluster()).await,
+        start_learner(
+            2,
+            voters.clone(),
+            dirs[&4].path().into(),
+            options().config,
+            cluster()
+        )
+        .await,
         Err(QuorumError::IsAVoter(2))
     ));
     let mut s = TcpStream::connect(&voters[&1]).await.unwrap();
@@ -187,9 +212,15 @@ async fn a_learner_follows_the_committed_log_across_a_leader_change() {
         ControllerReply::Attached(Err(e)) if e.contains("voter")
     ));
 
-    let learner = start_learner(4, voters.clone(), dirs[&4].path().into(), options().config, cluster())
-        .await
-        .expect("start the learner");
+    let learner = start_learner(
+        4,
+        voters.clone(),
+        dirs[&4].path().into(),
+        options().config,
+        cluster(),
+    )
+    .await
+    .expect("start the learner");
     wait_for("the learner to catch up", || async {
         (0..12).all(|i| has_topic(&learner, &format!("before{i}")))
     })
