@@ -67,6 +67,7 @@ pub async fn start_controller_only(config: BrokerConfig) -> Result<ControllerNod
     let metadata_dir = config.log_dirs[0].join("__cluster_metadata-0");
     let (controller, quorum) = start_quorum_controller(
         &config,
+        &cluster_id,
         metadata_dir,
         supervisor.clone(),
         routes_rx,
