@@ -1,9 +1,11 @@
 //! Starting and stopping one broker: the wiring of arbiters and actors.
 //!
 //! ```text
-//! main arbiter:    BrokerSupervisor, Controller, Gateway (+ one task per connection),
-//!                  PartitionLeader per partition
-//! storage arbiter: Log per partition (file IO, fsync, mmapped indexes)
+//! main arbiter:    BrokerSupervisor, Gateway (+ one task per connection),
+//!                  PartitionLeader per partition, Controller (quorum mode: its Raft
+//!                  storage does file IO on blocking threads)
+//! storage arbiter: Log per partition (file IO, fsync, mmapped indexes), and the
+//!                  single-node Controller (its metadata log appends and fsyncs)
 //! ```
 //! Tests start brokers in-process with [`start`] on port 0; the binary does the same.
 
@@ -356,7 +358,9 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         )?
         .with_metrics(metrics.clone());
         let image = controller.image();
-        let controller = Supervisor::start(move |_| controller);
+        // Its commits append to the metadata log and fsync: blocking file work, which
+        // runs on the storage arbiter, not on the main one with the connections.
+        let controller = Supervisor::start_in_arbiter(&storage.handle(), move |_| controller);
         supervisor.do_send(crate::supervisor::SetController(controller.clone()));
         supervisor
             .send(ApplyMetadata { image })
