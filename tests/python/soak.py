@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ def main() -> int:
         load.wait_progress(200, 20, "before faults")
         end = time.monotonic() + args.duration
         n = 0
+        took_by_fault: dict[str, list[float]] = {}
         while time.monotonic() < end:
             n += 1
             fault = rng.choice(FAULTS)
@@ -82,6 +84,7 @@ def main() -> int:
             last = f"#{n} {fault} node {target} (partition {p})"
             others = [i for i in c.nodes if i != target]
             t0 = time.monotonic()
+            at = time.strftime("%H:%M:%S", time.gmtime())  # UTC, as the broker logs
             if fault.startswith("kill9"):
                 c.kill9(target)
             elif fault == "sigstop-leader":
@@ -95,6 +98,7 @@ def main() -> int:
             else:
                 wait_for(lambda: leader(c, p, others[0]) in others, 20, "a new leader")
             took = time.monotonic() - t0
+            took_by_fault.setdefault(fault, []).append(took)
             load.wait_progress(100, 30, f"during {last}")
             if fault == "sigstop-leader":
                 c.sigcont(target)
@@ -103,10 +107,16 @@ def main() -> int:
             else:
                 c.restart(target)
             wait_for(lambda: healed(c, args.partitions), 40, f"healing after {last}")
-            print(f"{last}: new leader/controller after {took:.2f}s; {load.acked_count()} acked", flush=True)
+            print(f"{last} at {at}: new leader/controller after {took:.2f}s; {load.acked_count()} acked", flush=True)
         load.stop()
         figures = verify(load, c.bootstrap(), min_acked=1)
-        print(f"soak passed: seed {args.seed}, {n} faults, {figures}")
+        for fault, times in sorted(took_by_fault.items()):
+            print(
+                f"time to a new {'controller' if fault == 'kill9-controller' else 'leader'} after {fault}: "
+                f"median {statistics.median(times):.2f}s, max {max(times):.2f}s ({len(times)} faults)"
+            )
+        injected = sum(len(t) for t in took_by_fault.values())
+        print(f"soak passed: seed {args.seed}, {injected} faults, {figures}")
         return 0
     except Exception as e:  # noqa: BLE001 - report the seed whatever broke
         keep = Path(f"/tmp/troupe-soak-{args.seed}-logs")
