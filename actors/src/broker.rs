@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use troupe::config::{BrokerConfig, CleanupPolicy, DynamicLayers, TimestampType, TopicConfig};
+use troupe::storage::log_dir::LogDirLock;
 use troupe::storage::LogConfig;
 
 /// What every connection needs to serve requests.
@@ -77,6 +78,8 @@ pub struct BrokerHandle {
     storage: Arbiter,
     /// Cluster mode: the quorum voter and this broker's registration.
     cluster: Option<ClusterParts>,
+    /// This node owns its log dirs until the handle is gone (after `shutdown`).
+    _log_dir_locks: Vec<LogDirLock>,
     /// Where `/metrics`, the health checks and the status page are served
     /// (`metrics.http.listener`; `None`: turned off).
     pub metrics_addr: Option<SocketAddr>,
@@ -95,6 +98,9 @@ struct ClusterParts {
 pub enum StartError {
     #[error("cannot create log dir {0}: {1}")]
     LogDir(std::path::PathBuf, std::io::Error),
+    /// Another process (or another node of this one) holds the log dir's `.lock`.
+    #[error("log dir {0} is in use: another process holds its .lock (is a broker already running with this log.dirs?); refusing to start")]
+    LogDirLocked(std::path::PathBuf),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
     #[error("metadata: {0}")]
@@ -263,16 +269,25 @@ fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
-/// Create the log dirs and sweep what unfinished deletes left there.
-pub(crate) fn prepare_log_dirs(config: &BrokerConfig) -> Result<(), StartError> {
+/// Create the log dirs, lock each (held until the returned locks drop: for the life of
+/// the node), and sweep what unfinished deletes left there.
+pub(crate) fn prepare_log_dirs(config: &BrokerConfig) -> Result<Vec<LogDirLock>, StartError> {
+    let mut locks = Vec::new();
     for d in &config.log_dirs {
         std::fs::create_dir_all(d).map_err(|e| StartError::LogDir(d.clone(), e))?;
+        locks.push(LogDirLock::acquire(d).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                StartError::LogDirLocked(d.clone())
+            } else {
+                StartError::LogDir(d.join(troupe::storage::log_dir::LOCK_FILE), e)
+            }
+        })?);
         let swept = troupe::storage::identity::sweep_deleted(d);
         if swept > 0 {
             tracing::info!(dir = %d.display(), swept, "removed partition directories left by unfinished deletes");
         }
     }
-    Ok(())
+    Ok(locks)
 }
 
 /// Start a broker (`process.roles` with `broker`) inside the current actix System; a
@@ -287,7 +302,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         ));
     }
     let config = Arc::new(config);
-    prepare_log_dirs(&config)?;
+    let log_dir_locks = prepare_log_dirs(&config)?;
     let cluster_id = cluster_id(&config)?;
     // No setting may be ignored silently: name those that change nothing yet.
     match troupe::config::applied::not_applied_line(&config) {
@@ -450,6 +465,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         cluster,
         metrics_addr,
         ops_http,
+        _log_dir_locks: log_dir_locks,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct ControllerNode {
     supervisor: Addr<BrokerSupervisor>,
     follower: tokio::task::JoinHandle<()>,
     storage: Arbiter,
+    /// This node owns its log dirs until the handle is gone (after `shutdown`).
+    _log_dir_locks: Vec<troupe::storage::log_dir::LogDirLock>,
 }
 
 /// Start whatever `process.roles` asks for.
@@ -54,7 +56,7 @@ pub async fn start_controller_only(config: BrokerConfig) -> Result<ControllerNod
         ));
     }
     let config = Arc::new(config);
-    prepare_log_dirs(&config)?;
+    let log_dir_locks = prepare_log_dirs(&config)?;
     let cluster_id = cluster_id(&config)?;
     let storage = Arbiter::new();
     // Counted, not yet served: a controller-only node has no metrics listener.
@@ -85,6 +87,7 @@ pub async fn start_controller_only(config: BrokerConfig) -> Result<ControllerNod
         supervisor,
         follower,
         storage,
+        _log_dir_locks: log_dir_locks,
     })
 }
 

@@ -8,6 +8,10 @@
 //!   first one is still heartbeating is refused (DUPLICATE_BROKER_REGISTRATION): two
 //!   processes configured with one node id. Once the first has been silent for a
 //!   session, the new one replaces it (a restart), and the old one's leaderships move.
+//!   A restart that proves the earlier process dead replaces it at once: its
+//!   registration names the broker epoch of the registered incarnation as its previous
+//!   broker epoch, read from the log dir it holds locked (Kafka only learns this from a
+//!   clean shutdown, KIP-966; here a kill -9 is covered too).
 //! * A broker silent for `broker.session.timeout.ms` is fenced: it leaves every ISR it
 //!   is in (unless it is the last member) and its leaderships move. A heartbeat asking
 //!   to shut down does the same at once (controlled shutdown) and is told it may stop.
@@ -82,6 +86,13 @@ pub struct Registration {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// The broker epoch of this node's previous registration, as the broker recorded it
+    /// in its log dir (Kafka's PreviousBrokerEpoch, BrokerRegistrationRequest v2,
+    /// KIP-966; `None` is Kafka's -1). The broker holds an exclusive lock on its log
+    /// dir, so a new process that can read this has outlived the one that wrote it.
+    /// Absent from registrations encoded before it existed.
+    #[serde(default)]
+    pub previous_broker_epoch: Option<i64>,
 }
 
 /// BrokerRegistration: the records to commit (the broker epoch is the offset they
@@ -102,7 +113,10 @@ pub fn register(
         }
         let silent = liveness.expired(req.node_id, now, cfg.broker_session_timeout_ms)
             || !liveness.last.contains_key(&req.node_id);
-        if !old.fenced && !silent {
+        // The new process names the registration it replaces: it holds the log dir
+        // that registration was recorded in, so the process behind it is gone.
+        let replaces_current = req.previous_broker_epoch == Some(old.epoch);
+        if !old.fenced && !silent && !replaces_current {
             return Err((
                 codes::DUPLICATE_BROKER_REGISTRATION,
                 format!(
@@ -112,6 +126,13 @@ pub fn register(
             ));
         }
         if !old.fenced {
+            if replaces_current && !silent {
+                tracing::info!(
+                    node_id = req.node_id,
+                    previous_broker_epoch = old.epoch,
+                    "a restarted broker names its previous registration: replacing it now"
+                );
+            }
             // The earlier incarnation is gone (a restart): its leaderships move first.
             records.extend(on_broker_gone(image, cfg, req.node_id));
         }

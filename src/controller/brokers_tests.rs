@@ -13,6 +13,7 @@ fn reg(node: i32, incarnation: u8) -> Registration {
         host: "127.0.0.1".into(),
         port: 9000 + node as u16,
         rack: None,
+        previous_broker_epoch: None,
     }
 }
 
@@ -74,6 +75,153 @@ fn duplicate_node_ids_are_refused_while_the_first_heartbeats() {
     commit(&mut img, &records);
     assert!(img.brokers[&1].fenced);
     assert_eq!(img.brokers[&1].incarnation_id, [2; 16]);
+}
+
+#[test]
+fn a_restart_naming_the_registered_epoch_replaces_it_at_once() {
+    let c = cfg();
+    let mut img = cluster(&[(1, None), (2, None), (3, None)]);
+    with_topic(
+        &mut img,
+        "t",
+        &[(&[1, 2, 3], &[1, 2, 3], 1), (&[1, 2], &[1], 1)],
+    );
+    let live = BrokerLiveness::new_active(&img, 0);
+    let registered = img.brokers[&1].epoch;
+    // Node 1 still heartbeats (its session runs from 0) when a new process with node
+    // id 1 registers at 1000. (previous broker epoch, accepted at once)
+    let table = [
+        (None, false),                  // nothing recorded: Kafka's rule
+        (Some(registered - 1), false),  // an older registration: not proof
+        (Some(registered + 10), false), // one the controller never made
+        (Some(-1), false),
+        (Some(registered), true), // the registered incarnation's own epoch
+    ];
+    for (previous, accepted) in table {
+        let mut r = reg(1, 7);
+        r.previous_broker_epoch = previous;
+        let got = register(&img, &mut live.clone(), &c, &r, 1000);
+        match got {
+            Ok(records) => assert!(accepted && !records.is_empty(), "{previous:?}"),
+            Err((code, _)) => {
+                assert!(!accepted, "{previous:?}");
+                assert_eq!(code, DUPLICATE_BROKER_REGISTRATION, "{previous:?}");
+            }
+        }
+    }
+    let mut live = live;
+    let mut r = reg(1, 7);
+    r.previous_broker_epoch = Some(registered);
+    let records = register(&img, &mut live, &c, &r, 1000).unwrap();
+    commit(&mut img, &records);
+    // Replaced in the same commit: the new incarnation registered (fenced), the old
+    // one's leaderships moved and it left the ISRs, except where it is the last member.
+    let b = &img.brokers[&1];
+    assert!(b.fenced && b.incarnation_id == [7; 16] && b.epoch > registered);
+    let t = &img.topics["t"];
+    let (p0, p1) = (&t.partitions[&0], &t.partitions[&1]);
+    assert_eq!(
+        (p0.leader, p0.isr.clone(), p0.leader_epoch),
+        (2, vec![2, 3], 1)
+    );
+    assert_eq!((p1.leader, p1.isr.clone()), (NO_LEADER, vec![1]));
+    // The old process's heartbeat (were it alive) names a stale epoch.
+    let mut zombie = hb(&img, 1, img.last_offset);
+    zombie.broker_epoch = registered;
+    let (records, a) = heartbeat(&img, &mut live, &c, &zombie, 1100);
+    assert!(records.is_empty());
+    assert_eq!(a.error, STALE_BROKER_EPOCH);
+    // The new one catches up: unfenced, and it leads the partition only it has.
+    let (records, a) = heartbeat(&img, &mut live, &c, &hb(&img, 1, img.last_offset), 1200);
+    assert!(!a.is_fenced);
+    commit(&mut img, &records);
+    let p1 = &img.topics["t"].partitions[&1];
+    assert_eq!(
+        (p1.leader, p1.isr.clone(), p1.leader_epoch),
+        (1, vec![1], 2)
+    );
+    // A retry of that registration (same incarnation) changes nothing.
+    assert_eq!(register(&img, &mut live, &c, &r, 1300), Ok(vec![]));
+}
+
+#[test]
+fn a_previous_broker_epoch_changes_nothing_once_the_old_one_is_fenced_or_silent() {
+    let c = cfg();
+    let s = c.broker_session_timeout_ms;
+    // (fence the old one first, registered at, previous epoch names it)
+    let table = [
+        (true, 1000, false),
+        (true, 1000, true),
+        (false, s + 1, false),
+        (false, s + 1, true),
+    ];
+    for (fenced, at, names_it) in table {
+        let mut img = cluster(&[(1, None), (2, None)]);
+        with_topic(&mut img, "t", &[(&[1, 2], &[1, 2], 1)]);
+        if fenced {
+            fence(&mut img, 1);
+        }
+        let mut live = BrokerLiveness::new_active(&img, 0);
+        let mut r = reg(1, 7);
+        r.previous_broker_epoch = names_it.then_some(img.brokers[&1].epoch);
+        let records = register(&img, &mut live, &c, &r, at).unwrap();
+        commit(&mut img, &records);
+        let b = &img.brokers[&1];
+        assert!(
+            b.fenced && b.incarnation_id == [7; 16],
+            "{fenced} {at} {names_it}"
+        );
+    }
+}
+
+/// A registration as brokers encoded it before `previous_broker_epoch` existed (a
+/// mirror of the old struct, same variant name) still decodes: the field is `None`.
+#[test]
+fn registrations_encoded_before_previous_broker_epoch_decode() {
+    #[derive(serde::Serialize)]
+    struct OldRegistration {
+        node_id: i32,
+        incarnation_id: [u8; 16],
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    }
+    #[derive(serde::Serialize)]
+    enum OldRequest {
+        RegisterBroker(OldRegistration),
+    }
+    let old = OldRequest::RegisterBroker(OldRegistration {
+        node_id: 3,
+        incarnation_id: [5; 16],
+        host: "127.0.0.1".into(),
+        port: 9093,
+        rack: Some("r1".into()),
+    });
+    let bytes = rmp_serde::to_vec_named(&old).unwrap();
+    let req: crate::controller::ControllerRequest = rmp_serde::from_slice(&bytes).unwrap();
+    let crate::controller::ControllerRequest::RegisterBroker(r) = req else {
+        panic!("decoded as another request: {req:?}");
+    };
+    let mut want = reg(3, 5);
+    want.port = 9093;
+    want.rack = Some("r1".into());
+    assert_eq!(r, want);
+    // And the frozen bytes of that encoding.
+    assert_eq!(bytes, hex(OLD_REGISTRATION));
+}
+
+/// `rmp_serde::to_vec_named` of a RegisterBroker request before the new field.
+const OLD_REGISTRATION: &str = concat!(
+    "81ae526567697374657242726f6b657285a76e6f64655f696403ae696e6361726e6174696f6e5f69",
+    "64dc001005050505050505050505050505050505a4686f7374a93132372e302e302e31a4706f7274",
+    "cd2385a47261636ba27231",
+);
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]

@@ -43,6 +43,10 @@ struct Broker {
     incarnation: u8,
     /// Registered epoch as this broker knows it (None: must register).
     epoch: Option<i64>,
+    /// The broker epoch its log dir recorded at its last registration: sent as the
+    /// previous broker epoch after a restart. Survives crashes (sometimes lost, as a
+    /// write the crash cut short, to keep the session rule exercised too).
+    recorded: Option<i64>,
     /// The metadata this broker has applied (lags the controller's).
     view: MetadataImage,
 }
@@ -198,6 +202,7 @@ impl Sim {
                     host: "h".into(),
                     port: 1,
                     rack: None,
+                    previous_broker_epoch: b.recorded,
                 };
                 // Registration is a synchronous RPC here (retried until it works).
                 let incarnation = b.incarnation;
@@ -209,6 +214,7 @@ impl Sim {
                     if reg.incarnation_id == [incarnation; 16] {
                         let b = self.brokers.get_mut(id).expect("known");
                         b.epoch = Some(reg.epoch);
+                        b.recorded = Some(reg.epoch);
                         b.view = self.image.clone();
                     }
                 }
@@ -308,6 +314,9 @@ impl Sim {
                 b.up = true;
                 b.incarnation = b.incarnation.wrapping_add(1);
                 b.epoch = None;
+                if self.rng.chance(20) {
+                    b.recorded = None;
+                }
             }
         }
         if self.rng.chance(1) {
@@ -343,6 +352,7 @@ fn run(seed: u64, steps: usize, unclean: bool) {
                     up: true,
                     incarnation: b.incarnation_id[0],
                     epoch: Some(b.epoch),
+                    recorded: Some(b.epoch),
                     view: image.clone(),
                 },
             )

@@ -45,6 +45,9 @@ struct Node {
     up: bool,
     incarnation: u8,
     epoch: Option<i64>,
+    /// The broker epoch its log dir recorded at its last registration. Survives
+    /// crashes: a restart sends it as its previous broker epoch.
+    recorded_epoch: Option<i64>,
     /// The log: (leader epoch, value) by offset. Survives crashes.
     log: Vec<(i32, u64)>,
     /// The high-watermark checkpoint. Survives crashes.
@@ -169,6 +172,7 @@ impl Sim {
                         host: "h".into(),
                         port: 1,
                         rack: None,
+                        previous_broker_epoch: self.nodes[&id].recorded_epoch,
                     };
                     if let Ok(records) =
                         register(&self.image, &mut self.liveness, &cfg(), &reg, self.now)
@@ -177,7 +181,9 @@ impl Sim {
                         let b = &self.image.brokers[&id];
                         if b.incarnation_id == [incarnation; 16] {
                             let e = b.epoch;
-                            self.nodes.get_mut(&id).expect("node").epoch = Some(e);
+                            let n = self.nodes.get_mut(&id).expect("node");
+                            n.epoch = Some(e);
+                            n.recorded_epoch = Some(e);
                         }
                     }
                 }
@@ -387,6 +393,7 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
                     up: true,
                     incarnation: b.incarnation_id[0],
                     epoch: Some(b.epoch),
+                    recorded_epoch: Some(b.epoch),
                     log: Vec::new(),
                     hw_checkpoint: 0,
                     machine: PartitionMachine::new(id, CONFIG, 0, 0),

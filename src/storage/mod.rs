@@ -32,6 +32,7 @@ mod error;
 pub mod identity;
 pub mod index;
 mod log;
+pub mod log_dir;
 mod maintenance;
 pub mod records;
 mod recovery;

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,8 +42,15 @@ def leader(c: Cluster, p: int, via: int) -> int:
 
 
 def healed(c: Cluster, partitions: int) -> bool:
-    md = c.metadata(c.live()[0].node_id)
-    return all(sorted(md.topics[TOPIC].partitions[p].isrs) == sorted(c.nodes) for p in range(partitions))
+    """Every partition led, every ISR full, as every live node sees it: one node's view
+    may be stale (a node just back from SIGSTOP or isolation), and the next fault must
+    start from a cluster that is healed in fact."""
+    for b in c.live():
+        parts = c.metadata(b.node_id).topics[TOPIC].partitions
+        for p in range(partitions):
+            if parts[p].leader not in c.nodes or sorted(parts[p].isrs) != sorted(c.nodes):
+                return False
+    return True
 
 
 def main() -> int:
@@ -68,8 +76,14 @@ def main() -> int:
         extra = {"debug": args.client_debug} if args.client_debug else {}
         load = Load(c.bootstrap(), TOPIC, args.partitions, extra=extra).start()
         load.wait_progress(200, 20, "before faults")
+        wait_for(lambda: healed(c, args.partitions), 40, "every ISR full before faults")
         end = time.monotonic() + args.duration
         n = 0
+        took_by_fault: dict[str, list[float]] = {}
+        # Partitions left offline by a fault because their ISR had shrunk to the target
+        # alone (a lagging follower is dropped after replica.lag.time.max.ms): with
+        # unclean election off, Kafka's answer is to wait for that replica.
+        offline = 0
         while time.monotonic() < end:
             n += 1
             fault = rng.choice(FAULTS)
@@ -82,6 +96,7 @@ def main() -> int:
             last = f"#{n} {fault} node {target} (partition {p})"
             others = [i for i in c.nodes if i != target]
             t0 = time.monotonic()
+            at = time.strftime("%H:%M:%S", time.gmtime())  # UTC, as the broker logs
             if fault.startswith("kill9"):
                 c.kill9(target)
             elif fault == "sigstop-leader":
@@ -90,11 +105,25 @@ def main() -> int:
                 c.isolate(target)
             else:
                 c.nodes[target].stop()
+            def moved():
+                part = c.metadata(others[0]).topics[TOPIC].partitions[p]
+                if part.leader in others:
+                    return "moved"
+                if part.leader == -1 and list(part.isrs) == [target]:
+                    return "offline"
+                return None
+
             if fault == "kill9-controller":
                 wait_for(lambda: c.controller(others[0]) in others, 20, "a new controller")
+                outcome = "moved"
             else:
-                wait_for(lambda: leader(c, p, others[0]) in others, 20, "a new leader")
+                outcome = wait_for(moved, 20, "a new leader")
             took = time.monotonic() - t0
+            if outcome == "moved":
+                took_by_fault.setdefault(fault, []).append(took)
+            else:
+                offline += 1
+                print(f"{last} at {at}: partition {p} offline, its ISR was node {target} alone; waiting for it", flush=True)
             load.wait_progress(100, 30, f"during {last}")
             if fault == "sigstop-leader":
                 c.sigcont(target)
@@ -103,10 +132,16 @@ def main() -> int:
             else:
                 c.restart(target)
             wait_for(lambda: healed(c, args.partitions), 40, f"healing after {last}")
-            print(f"{last}: new leader/controller after {took:.2f}s; {load.acked_count()} acked", flush=True)
+            print(f"{last} at {at}: new leader/controller after {took:.2f}s; {load.acked_count()} acked", flush=True)
         load.stop()
         figures = verify(load, c.bootstrap(), min_acked=1)
-        print(f"soak passed: seed {args.seed}, {n} faults, {figures}")
+        for fault, times in sorted(took_by_fault.items()):
+            print(
+                f"time to a new {'controller' if fault == 'kill9-controller' else 'leader'} after {fault}: "
+                f"median {statistics.median(times):.2f}s, max {max(times):.2f}s ({len(times)} faults)"
+            )
+        injected = sum(len(t) for t in took_by_fault.values()) + offline
+        print(f"soak passed: seed {args.seed}, {injected} faults ({offline} left a partition offline until its last ISR member returned), {figures}")
         return 0
     except Exception as e:  # noqa: BLE001 - report the seed whatever broke
         keep = Path(f"/tmp/troupe-soak-{args.seed}-logs")

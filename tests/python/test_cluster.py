@@ -110,6 +110,44 @@ def test_a_killed_controller_is_replaced_and_its_broker_fenced_then_back(cluster
     assert cluster.controller(old) in cluster.nodes
 
 
+def test_a_restart_after_kill9_replaces_its_registration_at_once(request):
+    """A broker killed with -9 and restarted at once does not wait out its session: the
+    new process holds the log dir's lock, so the broker epoch its predecessor recorded
+    there proves that predecessor dead. The controller replaces the registration and
+    moves its leaderships in the same commit (Kafka refuses the restart with
+    DUPLICATE_BROKER_REGISTRATION until `broker.session.timeout.ms` has passed)."""
+    session = 10.0
+    c = Cluster(3, name=request.node.name[:30], overrides={"broker.session.timeout.ms": str(int(session * 1000))})
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        create(c, 1, "quick", partitions=3)
+        ctl = c.controller()
+        victim = next(i for i in c.nodes if i != ctl)
+        led = [p.id for p in partitions(c, ctl, "quick").values() if p.leader == victim]
+        assert led, "the victim leads a partition (leaders are spread)"
+        t0 = time.monotonic()
+        c.kill9(victim)
+        c.restart(victim)
+
+        def new_process_log():
+            return c.nodes[victim].log_text().split("===== start #2")[1]
+
+        # Serving again: registered (a new broker epoch) and unfenced once caught up.
+        wait_for(lambda: "unfenced and serving" in new_process_log(), session + 10, "the restarted broker serving")
+        back = time.monotonic() - t0
+        log = new_process_log()
+        assert "broker registration refused" not in log, log
+        assert "previous_broker_epoch" in log, log
+        for p in partitions(c, ctl, "quick").values():
+            assert p.leader in c.nodes, f"quick-{p.id}: leader {p.leader}"
+        print(f"\nbroker {victim} killed, restarted and serving again after {back:.2f}s (session {session:.0f}s)")
+        assert back < session - 2, f"took {back:.2f}s: waited out the session"
+        assert "replacing it now" in c.nodes[ctl].log_text()
+    finally:
+        c.close()
+
+
 def test_sigterm_moves_leadership_away_first(cluster):
     create(cluster, 1, "moving", partitions=3)
     leaders = {p.id: p.leader for p in partitions(cluster, 1, "moving").values()}

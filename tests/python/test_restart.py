@@ -57,6 +57,27 @@ def test_restart_twice_and_empty_topic_survives(make_broker, topic):
     assert watermarks(b.bootstrap, topic, 2) == (0, 0)
 
 
+def test_a_second_process_on_a_log_dir_in_use_refuses_to_start(make_broker, topic):
+    """Each log dir is locked (`.lock`, flock) by the broker using it: a second process
+    pointed at it stops at start-up saying so, touches nothing, and the first serves on."""
+    b = make_broker()
+    create_topic(admin_for(b), topic, partitions=1)
+    produce(b.bootstrap, topic, [(None, b"kept")], partition=0, acks="all")
+    second = make_broker({"log.dirs": str(b.log_dir)}, start=False)
+    second.start_process()
+    code = second.proc.wait(30)
+    second.proc = None
+    text = second.log_text()
+    assert code != 0, text
+    assert "is in use" in text and ".lock" in text and str(b.log_dir) in text, text
+    assert [m.value() for m in consume(b.bootstrap, topic, 0, OFFSET_BEGINNING, 1)] == [b"kept"]
+    # Once the first is gone (kill -9: the kernel drops its lock), the dir is free.
+    b.kill9()
+    second.start()
+    got = wait_for(lambda: consume(second.bootstrap, topic, 0, OFFSET_BEGINNING, 1), 15, "the record served by the second")
+    assert [m.value() for m in got] == [b"kept"]
+
+
 @pytest.mark.slow
 def test_kill9_during_produce_loses_no_acked_record(make_broker, topic):
     b = make_broker({"log.segment.bytes": "65536"})

@@ -1,7 +1,10 @@
 //! `BrokerLifecycle`: this broker's side of Kafka's broker registration.
 //!
 //! It registers with the active controller (any node forwards there) with a random
-//! incarnation id, then heartbeats every `broker.heartbeat.interval.ms` with the offset
+//! incarnation id and, as its previous broker epoch, the epoch of the last registration
+//! recorded in its (locked) log dir, so the controller can replace a registration this
+//! node's earlier process left behind without waiting out its session. Each accepted
+//! registration is recorded there in turn. Then it heartbeats every `broker.heartbeat.interval.ms` with the offset
 //! of the last metadata record this broker applied; the controller unfences it once it
 //! has caught up. A heartbeat answered STALE_BROKER_EPOCH (the controller fenced and
 //! replaced this registration) makes it register again. At shutdown,
@@ -18,6 +21,7 @@ use troupe::config::BrokerConfig;
 use troupe::controller::{
     ControllerRequest as Q, ControllerResponse as A, Heartbeat, Registration,
 };
+use troupe::storage::log_dir::RecordedRegistration;
 
 pub struct BrokerLifecycle {
     config: Arc<BrokerConfig>,
@@ -27,6 +31,9 @@ pub struct BrokerLifecycle {
     incarnation: [u8; 16],
     /// The broker epoch of the current registration.
     epoch: Option<i64>,
+    /// The broker epoch of the last registration recorded in the log dir: by the
+    /// previous process at start, by this one once it registered.
+    previous_epoch: Option<i64>,
     /// Whether the controller last said this broker is fenced.
     fenced: bool,
     /// Set once a controlled shutdown started: no more ordinary heartbeats.
@@ -43,6 +50,14 @@ impl BrokerLifecycle {
         routes: watch::Receiver<Arc<RoutingTable>>,
         advertised: (String, u16),
     ) -> Self {
+        let recorded = RecordedRegistration::read(&config.log_dirs[0], config.node_id);
+        if let Some(r) = &recorded {
+            tracing::info!(
+                node_id = r.node_id,
+                previous_broker_epoch = r.broker_epoch,
+                "found the registration of this node's previous process in its log dir"
+            );
+        }
         BrokerLifecycle {
             config,
             controller,
@@ -50,6 +65,7 @@ impl BrokerLifecycle {
             advertised,
             incarnation: *troupe::metadata::random_uuid().as_bytes(),
             epoch: None,
+            previous_epoch: recorded.map(|r| r.broker_epoch),
             fenced: true,
             stopping: false,
             beating: false,
@@ -85,6 +101,7 @@ impl Handler<Beat> for BrokerLifecycle {
                 host: self.advertised.0.clone(),
                 port: self.advertised.1,
                 rack: self.config.broker_rack.clone(),
+                previous_broker_epoch: self.previous_epoch,
             }),
             Some(epoch) => Q::BrokerHeartbeat(Heartbeat {
                 node_id,
@@ -108,6 +125,7 @@ impl Handler<Beat> for BrokerLifecycle {
                         "registered with the controller"
                     );
                     act.epoch = Some(epoch);
+                    act.record(epoch);
                     // Heartbeat as soon as this broker applied its own registration:
                     // the controller unfences a caught-up broker.
                     let mut routes = act.routes.clone();
@@ -143,6 +161,29 @@ impl Handler<Beat> for BrokerLifecycle {
                 Err(e) => tracing::warn!(node_id, error = %e, "controller actor unreachable"),
             }
         }));
+    }
+}
+
+impl BrokerLifecycle {
+    /// Record an accepted registration in the log dir, off the event loop. A write that
+    /// fails (or a crash before it lands) leaves the earlier epoch there: the next
+    /// start is then not recognised at once and waits out the session, as in Kafka.
+    fn record(&mut self, epoch: i64) {
+        if self.previous_epoch == Some(epoch) {
+            return;
+        }
+        self.previous_epoch = Some(epoch);
+        let r = RecordedRegistration {
+            node_id: self.config.node_id,
+            incarnation_id: self.incarnation,
+            broker_epoch: epoch,
+        };
+        let dir = self.config.log_dirs[0].clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = r.write(&dir) {
+                tracing::warn!(error = %e, "cannot record the broker registration in the log dir");
+            }
+        });
     }
 }
 
