@@ -149,6 +149,10 @@ pub struct Metrics {
     pub leader_elections: IntCounter,
     pub unclean_leader_elections: IntCounter,
     pub metadata_offset: IntGauge,
+    /// Requests this node forwarded to the active controller, and the connections it
+    /// opened for them (reused: far fewer than requests).
+    pub forwarded_requests: IntCounter,
+    pub forward_connections: IntCounter,
 
     pub log_size: IntGaugeVec,
     pub log_segments: IntGaugeVec,
@@ -287,6 +291,10 @@ impl Metrics {
                 "Of those, leaders chosen from outside the ISR (UncleanLeaderElectionsPerSec)."),
             metadata_offset: gauge(&r, "kafka_server_metadata_last_applied_offset",
                 "Offset of the last metadata record this broker applied."),
+            forwarded_requests: counter(&r, "troupe_controller_forwarded_requests_total",
+                "Controller requests (registration, heartbeats, admin) this node sent to the active controller."),
+            forward_connections: counter(&r, "troupe_controller_forward_connections_created_total",
+                "Connections this node opened to the active controller to forward requests (kept and reused)."),
 
             log_size: gauge_vec(&r, "kafka_log_log_size",
                 "Bytes of a partition's log segments on this broker (Log Size).", &["topic", "partition"]),
