@@ -201,6 +201,8 @@ def test_controller_only_nodes_serve_metrics_health_and_the_status_page(request)
             assert value(s[i], "kafka_controller_kafkacontroller_offline_partitions_count") == 0, i
             assert value(s[i], "kafka_server_metadata_last_applied_offset") >= 0, i
             assert value(s[i], "troupe_actor_restarts_total", kind="controller") == 0, i
+            assert value(s[i], "process_resident_memory_bytes") > 1 << 20, i
+            assert value(s[i], "process_open_fds") > 0 and value(s[i], "process_start_time_seconds") > 1.6e9, i
             # Nothing a broker exports: no partitions, no client connections.
             for broker_only in ("kafka_server_replicamanager_partition_count",
                                 "kafka_server_socket_server_metrics_connection_count",

@@ -14,6 +14,7 @@
 //! * [`http`] serves `/metrics`, `/health/live`, `/health/ready` and `/` ([`status`]).
 
 pub mod http;
+pub mod process;
 pub mod scrape;
 pub mod status;
 
@@ -183,6 +184,8 @@ pub struct Metrics {
     pub request_bytes_in_flight: IntGauge,
 
     restarts: IntCounterVec,
+    /// `process_*`: CPU, memory, file descriptors, threads (every node).
+    pub process: process::ProcessMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -360,6 +363,7 @@ impl Metrics {
 
             restarts: counter_vec(&r, "troupe_actor_restarts_total",
                 "Restarts of supervised actors, by kind.", &["kind"]),
+            process: process::ProcessMetrics::register(&r),
             registry: r,
             broker_registry: b,
             is_broker,

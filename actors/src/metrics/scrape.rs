@@ -335,6 +335,7 @@ pub async fn refresh(ops: &Ops) {
     m.active_controller
         .set(i64::from(ops.active_controller() == Some(node)));
     m.metadata_offset.set(image.last_offset);
+    m.process.refresh();
     match ops.raft() {
         Some(r) => {
             // The Raft term is the controller epoch.
