@@ -210,6 +210,7 @@ def test_controller_only_nodes_serve_metrics_health_and_the_status_page(request)
                 assert value(s[i], broker_only) is None, (i, broker_only)
         # The broker is not the active controller (KRaft: only the active one counts 1),
         # whatever Metadata tells clients.
+        wait_for(lambda: http_get(f"{broker.metrics_url}/health/ready")[0] == 200, 10, "broker 4 ready")
         sb = scrape(broker)
         assert value(sb, "kafka_controller_kafkacontroller_active_controller_count") == 0
         assert value(sb, "kafka_server_raft_metrics_current_state", state="observer") == 1
