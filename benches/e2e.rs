@@ -79,6 +79,9 @@ struct Options {
     scale_only: bool,
     /// Run the 3-broker cluster rows.
     cluster: bool,
+    /// Skip runs 1-5 and the scale run: the cluster rows alone (chasing a cluster
+    /// problem with `--reps N`).
+    cluster_only: bool,
     /// `key=value` settings every cluster node gets on top of `config/cluster`.
     cluster_set: Vec<String>,
     baseline_bytes: u64,
@@ -105,6 +108,7 @@ impl Options {
                 scale_msgs: 100_000,
                 scale_only: false,
                 cluster: true,
+                cluster_only: false,
                 cluster_set: Vec::new(),
                 baseline_bytes: 1 << 30,
                 max_secs: 20.0,
@@ -125,6 +129,7 @@ impl Options {
                 scale_msgs: 500_000,
                 scale_only: false,
                 cluster: true,
+                cluster_only: false,
                 cluster_set: Vec::new(),
                 baseline_bytes: 4 << 30,
                 max_secs: 60.0,
@@ -155,6 +160,7 @@ impl Options {
                 "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
                 "--scale-only" => o.scale_only = true,
                 "--no-cluster" => o.cluster = false,
+                "--cluster-only" => o.cluster_only = true,
                 "--cluster-set" => {
                     let kv = val(&a)?;
                     if !kv.contains('=') {
@@ -178,7 +184,7 @@ impl Options {
 const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT] [--broker PATH]
   [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
   [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
-  [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-set KEY=VALUE]...
+  [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-only] [--cluster-set KEY=VALUE]...
   [--baseline-mb MB] [--max-secs S]";
 
 fn main() {
@@ -243,7 +249,7 @@ fn run(o: &Options) -> Result<(), String> {
         base.loopback_mb, base.append_mb
     );
 
-    let (mut table, lat) = if o.scale_only {
+    let (mut table, lat) = if o.scale_only || o.cluster_only {
         (report::Table::new(base), Vec::new())
     } else {
         runs::run(o, bin.as_deref(), &root, base)?
@@ -270,7 +276,7 @@ fn run(o: &Options) -> Result<(), String> {
         if !o.scale.is_empty() {
             eprintln!("[scale] open files limit: {fd_limit}");
         }
-        for &n in &o.scale {
+        for &n in o.scale.iter().filter(|_| !o.cluster_only) {
             eprintln!("[scale] {n} partitions");
             // A failure is reported, not fatal: the results above are already printed.
             match scale::run(bin, &root, n, o.scale_msgs, o.max_secs, fd_limit) {

@@ -353,6 +353,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     } else {
         let (controller, quorum) = start_quorum_controller(
             &config,
+            &cluster_id,
             metadata_dir,
             supervisor.clone(),
             routes_rx.clone(),
@@ -436,6 +437,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
 /// ([`crate::controller::raft::start_learner`]) and forwards its requests to the leader.
 pub(crate) async fn start_quorum_controller(
     config: &Arc<BrokerConfig>,
+    cluster_id: &str,
     metadata_dir: std::path::PathBuf,
     supervisor: Addr<BrokerSupervisor>,
     routes: watch::Receiver<Arc<RoutingTable>>,
@@ -454,11 +456,17 @@ pub(crate) async fn start_quorum_controller(
     // Forwarded requests reach this node's Controller actor, once it exists.
     let slot: Arc<std::sync::OnceLock<Addr<Controller>>> = Arc::default();
     let quorum = if config.is_controller() {
-        start_voter(config, voters, &dir, raft_config, slot.clone()).await?
+        start_voter(config, cluster_id, voters, &dir, raft_config, slot.clone()).await?
     } else {
-        let quorum = raft::start_learner(config.node_id as u64, voters, dir.clone(), raft_config)
-            .await
-            .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
+        let quorum = raft::start_learner(
+            config.node_id as u64,
+            voters,
+            dir.clone(),
+            raft_config,
+            Some(cluster_id.to_string()),
+        )
+        .await
+        .map_err(|e| StartError::Other(format!("controller quorum: {e}")))?;
         tracing::info!(node_id = config.node_id, dir = %dir.display(),
             voters = config.controller_quorum_voters.len(),
             "broker-only node: following the metadata log as a learner of the controller quorum");
@@ -498,6 +506,7 @@ pub(crate) async fn start_quorum_controller(
 /// forward are answered by the Controller actor put in `slot`.
 async fn start_voter(
     config: &Arc<BrokerConfig>,
+    cluster_id: &str,
     voters: std::collections::BTreeMap<u64, String>,
     dir: &std::path::Path,
     raft_config: openraft::Config,
@@ -548,6 +557,11 @@ async fn start_voter(
         raft::QuorumOptions {
             config: raft_config,
             other: Some(other),
+            cluster_id: Some(cluster_id.to_string()),
+            // A dead broker-only node is fenced after a session without heartbeats and
+            // leaves the learners once its Raft link has been silent as long (both
+            // clocks start when it dies; `learners_to_remove` says why this bound).
+            learner_removal_ms: config.broker_session_timeout_ms.min(i64::MAX as u64) as i64,
         },
     )
     .await

@@ -26,6 +26,7 @@ pub mod gateway;
 pub mod group;
 pub mod handlers;
 pub mod log;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod node;

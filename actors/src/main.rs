@@ -53,10 +53,9 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            troupe_actors::logging::log_filter(std::env::var("RUST_LOG").ok().as_deref()),
+        ))
         .init();
     serve(command.0, command.1)
 }

@@ -73,6 +73,7 @@ pub async fn start_controller_only(config: BrokerConfig) -> Result<ControllerNod
     let active_controller = Arc::new(std::sync::atomic::AtomicI32::new(-1));
     let (controller, quorum) = start_quorum_controller(
         &config,
+        &cluster_id,
         metadata_dir,
         supervisor.clone(),
         routes_rx.clone(),

@@ -14,7 +14,7 @@ use crate::partition::messages::{Shutdown as PartitionShutdown, UpdatePartition}
 use crate::partition::{PartitionActor, PartitionEnv, PartitionState};
 use crate::replica_fetcher::{FetchedPartition, ReplicaFetcher, SetPartitions};
 use actix::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,11 +87,10 @@ struct Running {
     config: TopicConfig,
 }
 
-/// One replica fetcher: the endpoint it fetches from and what it fetches.
+/// One replica fetcher: the endpoint it fetches from.
 struct Fetcher {
     endpoint: String,
     addr: Addr<ReplicaFetcher>,
-    partitions: Vec<(Uuid, i32)>,
 }
 
 pub struct BrokerSupervisor {
@@ -104,6 +103,13 @@ pub struct BrokerSupervisor {
     controller: Option<Addr<Controller>>,
     /// Replica fetchers by source broker.
     fetchers: HashMap<i32, Fetcher>,
+    /// The leader each followed partition is fetched from (and its topic), so a delta
+    /// moves only the partitions it touched between fetchers.
+    followed: HashMap<(Uuid, i32), (i32, String)>,
+    /// What the fetcher of each source broker is to fetch, by (topic, partition).
+    wanted: HashMap<i32, BTreeMap<(String, i32), FetchedPartition>>,
+    /// Partitions the last [`Self::sync_fetchers`] looked at (see [`FetcherSyncStats`]).
+    fetch_sync_visits: usize,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -122,29 +128,59 @@ impl BrokerSupervisor {
             image: Arc::default(),
             controller: None,
             fetchers: HashMap::new(),
+            followed: HashMap::new(),
+            wanted: HashMap::new(),
+            fetch_sync_visits: 0,
             metrics,
         }
     }
 
     /// Start, update or stop replica fetchers so that every partition this broker
-    /// follows is fetched from its leader, one fetcher per leader.
-    fn sync_fetchers(&mut self) {
+    /// follows is fetched from its leader, one fetcher per leader. Only the partitions in
+    /// `touched` (those of the topics the delta changed) are looked at; the fetchers of
+    /// every leader all are when `brokers_changed` (an endpoint may have moved, or its
+    /// broker been fenced or unfenced), which costs O(brokers).
+    fn sync_fetchers(&mut self, touched: &HashSet<(Uuid, i32)>, brokers_changed: bool) {
         let node_id = self.config.node_id;
-        let mut wanted: HashMap<i32, Vec<FetchedPartition>> = HashMap::new();
-        for ((topic_id, partition), r) in &self.running {
-            if r.image.leader == node_id || r.image.leader < 0 {
-                continue;
+        // Leaders whose set of partitions changed.
+        let mut moved: HashSet<i32> = HashSet::new();
+        self.fetch_sync_visits = touched.len();
+        for key in touched {
+            let want = self
+                .running
+                .get(key)
+                .filter(|r| r.image.leader != node_id && r.image.leader >= 0);
+            let old = self.followed.get(key).map(|(l, _)| *l);
+            if let (Some(old), Some(r)) = (old, want) {
+                if old == r.image.leader {
+                    continue;
+                }
             }
-            wanted
-                .entry(r.image.leader)
-                .or_default()
-                .push(FetchedPartition {
-                    topic: r.topic.clone(),
-                    topic_id: *topic_id,
-                    partition: *partition,
-                    actor: r.route.leader.clone(),
-                    state: r.route.state.clone(),
-                });
+            if let Some((leader, topic)) = self.followed.remove(key) {
+                if let Some(w) = self.wanted.get_mut(&leader) {
+                    w.remove(&(topic, key.1));
+                }
+                moved.insert(leader);
+            }
+            if let Some(r) = want {
+                let leader = r.image.leader;
+                self.followed.insert(*key, (leader, r.topic.clone()));
+                self.wanted.entry(leader).or_default().insert(
+                    (r.topic.clone(), key.1),
+                    FetchedPartition {
+                        topic: r.topic.clone(),
+                        topic_id: key.0,
+                        partition: key.1,
+                        actor: r.route.leader.clone(),
+                        state: r.route.state.clone(),
+                    },
+                );
+                moved.insert(leader);
+            }
+        }
+        let mut dirty = moved.clone();
+        if brokers_changed {
+            dirty.extend(self.wanted.keys().chain(self.fetchers.keys()).copied());
         }
         let endpoint = |id: i32| {
             self.image
@@ -153,46 +189,38 @@ impl BrokerSupervisor {
                 .filter(|b| !b.fenced)
                 .map(|b| format!("{}:{}", b.host, b.port))
         };
-        // Fetchers of leaders no longer followed, or now reached elsewhere, stop.
-        let stale: Vec<i32> = self
-            .fetchers
-            .iter()
-            .filter(|(id, f)| {
-                !wanted.contains_key(id) || endpoint(**id).as_deref() != Some(&f.endpoint)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            if let Some(f) = self.fetchers.remove(&id) {
-                tracing::info!(leader = id, endpoint = %f.endpoint, "stopping replica fetcher");
-                f.addr.do_send(SetPartitions(Vec::new()));
-            }
-        }
-        for (leader, mut parts) in wanted {
-            let Some(ep) = endpoint(leader) else { continue };
-            parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-            let keys: Vec<(Uuid, i32)> = parts.iter().map(|p| (p.topic_id, p.partition)).collect();
-            match self.fetchers.get_mut(&leader) {
-                Some(f) if f.partitions == keys => {}
-                Some(f) => {
-                    f.partitions = keys;
-                    f.addr.do_send(SetPartitions(parts));
+        for leader in dirty {
+            let parts = self.wanted.get(&leader).filter(|w| !w.is_empty());
+            let ep = parts.and(endpoint(leader));
+            // A fetcher with nothing to fetch, or whose leader moved or is fenced, stops.
+            let stale = self
+                .fetchers
+                .get(&leader)
+                .is_some_and(|f| ep.as_deref() != Some(&f.endpoint));
+            if stale {
+                if let Some(f) = self.fetchers.remove(&leader) {
+                    tracing::info!(leader, endpoint = %f.endpoint, "stopping replica fetcher");
+                    f.addr.do_send(SetPartitions(Vec::new()));
                 }
+            }
+            let Some(parts) = parts else {
+                self.wanted.remove(&leader);
+                continue;
+            };
+            let Some(ep) = ep else { continue };
+            let list = || -> Vec<FetchedPartition> { parts.values().cloned().collect() };
+            match self.fetchers.get(&leader) {
+                Some(f) if moved.contains(&leader) => f.addr.do_send(SetPartitions(list())),
+                Some(_) => {}
                 None => {
-                    tracing::info!(leader, endpoint = %ep, partitions = parts.len(), "starting replica fetcher");
+                    let list = list();
+                    tracing::info!(leader, endpoint = %ep, partitions = list.len(), "starting replica fetcher");
                     let (cfg, e, m) = (self.config.clone(), ep.clone(), self.metrics.clone());
                     let addr = Supervisor::start(move |_| {
                         ReplicaFetcher::new(cfg, leader, e).with_metrics(m)
                     });
-                    addr.do_send(SetPartitions(parts));
-                    self.fetchers.insert(
-                        leader,
-                        Fetcher {
-                            endpoint: ep,
-                            addr,
-                            partitions: keys,
-                        },
-                    );
+                    addr.do_send(SetPartitions(list));
+                    self.fetchers.insert(leader, Fetcher { endpoint: ep, addr });
                 }
             }
         }
@@ -378,7 +406,9 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                 .get(name)
                 .is_some_and(|old| Arc::ptr_eq(old, t))
         };
-        let stop: Vec<(Uuid, i32)> = self
+        // Every partition of the old image's changed topics: those followed until now
+        // among them may have to move (more are added below: the new image's).
+        let mut touched: HashSet<(Uuid, i32)> = self
             .image
             .topics
             .iter()
@@ -389,6 +419,10 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                     .is_some_and(|new| Arc::ptr_eq(old, new))
             })
             .flat_map(|(_, old)| old.partitions.keys().map(|p| (old.topic_id, *p)))
+            .collect();
+        let stop: Vec<(Uuid, i32)> = touched
+            .iter()
+            .copied()
             .filter(|key| self.running.contains_key(key))
             .filter(|(id, p)| {
                 image
@@ -430,6 +464,7 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
                     }
                 };
                 for p in t.partitions.values().filter(|p| p.replicas.contains(&node_id)) {
+                    touched.insert((t.topic_id, p.partition));
                     match act.running.get_mut(&(t.topic_id, p.partition)) {
                         None => act.start_partition(&t.name, t.topic_id, p, config.clone()),
                         Some(r) if r.image != *p || r.config != config => {
@@ -443,7 +478,8 @@ impl Handler<ApplyMetadata> for BrokerSupervisor {
             }
             let previous = std::mem::replace(&mut act.image, image);
             act.publish_routes((!all).then_some(&*previous));
-            act.sync_fetchers();
+            let brokers_changed = previous.brokers != act.image.brokers;
+            act.sync_fetchers(&touched, brokers_changed);
         })))
     }
 }
@@ -471,6 +507,8 @@ impl Handler<StopAll> for BrokerSupervisor {
         for (_, f) in self.fetchers.drain() {
             f.addr.do_send(SetPartitions(Vec::new()));
         }
+        self.followed.clear();
+        self.wanted.clear();
         let shutdowns: Vec<_> = self
             .running
             .drain()
@@ -488,6 +526,25 @@ impl Handler<StopAll> for BrokerSupervisor {
                 act.routes.send_replace(Arc::new(RoutingTable::default()));
             }),
         ))
+    }
+}
+
+/// Test hook: how many partitions the last metadata delta made the supervisor look at
+/// to keep the replica fetchers right (the partitions of the topics it changed), and
+/// how many partitions each running fetcher fetches, by source broker.
+#[derive(Message)]
+#[rtype(result = "(usize, BTreeMap<i32, usize>)")]
+pub struct FetcherSyncStats;
+
+impl Handler<FetcherSyncStats> for BrokerSupervisor {
+    type Result = MessageResult<FetcherSyncStats>;
+    fn handle(&mut self, _: FetcherSyncStats, _ctx: &mut Context<Self>) -> Self::Result {
+        let fetching = self
+            .fetchers
+            .keys()
+            .map(|l| (*l, self.wanted.get(l).map_or(0, |w| w.len())))
+            .collect();
+        MessageResult((self.fetch_sync_visits, fetching))
     }
 }
 

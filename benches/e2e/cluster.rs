@@ -20,9 +20,10 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(bin: &Path, root: &Path, extra: &[String]) -> Result<Cluster, String> {
         let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster");
-        let ports: Vec<(u16, u16)> = (0..3)
+        let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| {
                 Ok::<_, String>((
+                    free_port().map_err(|e| e.to_string())?,
                     free_port().map_err(|e| e.to_string())?,
                     free_port().map_err(|e| e.to_string())?,
                 ))
@@ -31,15 +32,22 @@ impl Cluster {
         let voters = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .map(|(i, (_, c, _))| format!("{}@127.0.0.1:{c}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut brokers = Vec::new();
-        for (i, (p, c)) in ports.iter().enumerate() {
+        for (i, (p, c, m)) in ports.iter().enumerate() {
+            // A known metrics port per node, printed, so a run can be watched from
+            // outside (`curl` its /metrics while a row runs).
+            eprintln!(
+                "[cluster] node {}: 127.0.0.1:{p}, metrics http://127.0.0.1:{m}/metrics",
+                i + 1
+            );
             let mut overrides = vec![
                 format!("listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}"),
                 format!("advertised.listeners=PLAINTEXT://127.0.0.1:{p}"),
                 format!("controller.quorum.voters={voters}"),
+                format!("metrics.http.listener=127.0.0.1:{m}"),
             ];
             overrides.extend(extra.iter().cloned());
             let cfg = config_dir.join(format!("node-{}.properties", i + 1));

@@ -66,6 +66,14 @@ pub struct QuorumState {
     pub high_watermark: i64,
     /// `(node id, log end offset)` of every voter (-1: not known to the leader).
     pub voters: Vec<(i32, i64)>,
+    /// `(node id, log end offset)` of every observer: the learners (broker-only nodes)
+    /// that follow the log without voting. Absent from older nodes' answers.
+    #[serde(default)]
+    pub observers: Vec<(i32, i64)>,
+    /// Node id → (last fetch, last caught up), ms since the epoch (-1: unknown), as
+    /// Kafka's DescribeQuorum v1 reports them.
+    #[serde(default)]
+    pub times: std::collections::BTreeMap<i32, (i64, i64)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -16,6 +16,8 @@
 //!   `unclean.leader.election.enable` allows), AlterPartition (ISR changes, checked
 //!   against leader epoch and partition epoch), ElectLeaders and the preferred-leader
 //!   rebalance.
+//! * [`quorum`]: the Raft leader's view of each replica's link (DescribeQuorum's
+//!   timestamps), which dead learners leave the membership, who may attach.
 //! * [`routing`]: which node decides a request (only the active controller, one
 //!   request at a time) and when a request without an answer is tried again.
 //!
@@ -27,6 +29,7 @@ pub mod broker_configs;
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
+pub mod quorum;
 pub mod routing;
 pub mod topics;
 
@@ -36,6 +39,8 @@ mod broker_configs_tests;
 mod brokers_tests;
 #[cfg(test)]
 mod partitions_tests;
+#[cfg(test)]
+mod quorum_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

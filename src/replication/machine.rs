@@ -164,6 +164,19 @@ impl PartitionMachine {
     }
 
     /// The set the high watermark counts: the ISR plus any replica being added.
+    /// The ISR change waiting for the controller's answer, if any.
+    pub fn pending_isr(&self) -> Option<&[i32]> {
+        self.pending_isr.as_deref()
+    }
+
+    /// Each follower's log end offset as its last fetch showed it (-1: none yet).
+    pub fn follower_offsets(&self) -> Vec<(i32, i64)> {
+        self.progress
+            .iter()
+            .map(|(r, p)| (*r, p.log_end_offset))
+            .collect()
+    }
+
     fn maximal_isr(&self) -> Vec<i32> {
         let mut m = self.isr.clone();
         if let Some(p) = &self.pending_isr {
@@ -242,8 +255,16 @@ impl PartitionMachine {
     }
 
     /// The local log grew to `log_end_offset` (leader append, or follower append).
+    ///
+    /// Reports may come out of order: the shell completes concurrent appends in
+    /// whatever order its runtime polls them (actix reorders an actor's ready futures),
+    /// so an earlier append's lower end can be reported after a later one's. It never
+    /// moves the log end back; only [`on_local_truncate`](Self::on_local_truncate)
+    /// does. (It did once: the leader's end stuck below its log's, the high watermark
+    /// could not pass it, and the last acks=all produce of a burst waited for its whole
+    /// timeout.)
     pub fn on_local_append(&mut self, log_end_offset: i64, now_ms: i64) -> Vec<Output> {
-        self.log_end_offset = log_end_offset;
+        self.log_end_offset = self.log_end_offset.max(log_end_offset);
         let mut out = Vec::new();
         if self.role == Role::Leader {
             self.advance_high_watermark(now_ms, &mut out);

@@ -107,6 +107,34 @@ fn a_follower_rejoins_once_it_reaches_the_high_watermark() {
 }
 
 /// (name, min ISR, ISR, what happens, answer to the acks=all produce)
+/// Two appends complete and the shell reports the later one first: the log end stays
+/// at the later end, so the high watermark reaches it and both produces are answered
+/// (with the end moved back, the second waited for its whole timeout).
+#[test]
+fn appends_reported_out_of_order_never_move_the_log_end_back() {
+    let mut m = leader(2);
+    m.on_local_append(20, 1);
+    m.on_local_append(10, 1);
+    assert_eq!(m.log_end_offset(), 20);
+    let mut out = m.wait_for_replication(1, 9, 1000);
+    out.extend(m.wait_for_replication(2, 19, 1000));
+    for r in [2, 3] {
+        out.extend(fetch(&mut m, r, 20, 2));
+    }
+    let answered: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Complete(id, code) => Some((*id, *code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, vec![(1, NONE), (2, NONE)]);
+    assert_eq!(m.high_watermark(), 20);
+    // Only a truncation moves it back.
+    m.on_local_truncate(15);
+    assert_eq!(m.log_end_offset(), 15);
+}
+
 #[test]
 fn acks_all_answers() {
     #[derive(Clone, Copy, Debug)]

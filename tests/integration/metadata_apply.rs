@@ -4,8 +4,8 @@
 use crate::common::{client::Client, test_config};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use troupe::metadata::{MetadataImage, PartitionImage, TopicImage};
-use troupe_actors::supervisor::ApplyMetadata;
+use troupe::metadata::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+use troupe_actors::supervisor::{ApplyMetadata, FetcherSyncStats};
 use uuid::Uuid;
 
 #[actix_rt::test]
@@ -119,5 +119,95 @@ async fn a_delta_rebuilds_only_the_routes_of_the_topics_it_changed() {
         !Arc::ptr_eq(&before.topics["grown"], &after.topics["grown"]),
         "the changed topic gets a new route"
     );
+    broker.shutdown().await;
+}
+
+/// Replica fetchers follow a delta by looking at the partitions of the topics it
+/// changed only: with 30 partitions of another topic running, a delta that makes one
+/// partition followed (led by another broker), then led here again, visits that one
+/// partition each time, and starts then stops the fetcher for its leader.
+#[actix_rt::test]
+async fn a_delta_syncs_the_fetchers_of_the_partitions_it_changed_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = troupe_actors::start(test_config(dir.path().to_path_buf(), &[]))
+        .await
+        .unwrap();
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("big", 30).await, 0);
+    let node = broker.context.config.node_id;
+    let stats = || broker.supervisor.send(FetcherSyncStats);
+
+    // Broker 99 (a port nothing listens on) leads "small"-0, which has a replica here.
+    let mut next = (*broker.context.routes().image).clone();
+    next.brokers.insert(
+        99,
+        BrokerRegistration {
+            node_id: 99,
+            host: "127.0.0.1".into(),
+            port: 9,
+            rack: None,
+            epoch: next.last_offset + 1,
+            incarnation_id: [99; 16],
+            fenced: false,
+        },
+    );
+    let small_id = Uuid::from_bytes([7; 16]);
+    let mut p0 = PartitionImage {
+        partition: 0,
+        replicas: vec![99, node],
+        isr: vec![99, node],
+        leader: 99,
+        leader_epoch: 1,
+        partition_epoch: 1,
+    };
+    next.topics.insert(
+        "small".into(),
+        Arc::new(TopicImage {
+            name: "small".into(),
+            topic_id: small_id,
+            partitions: BTreeMap::from([(0, p0.clone())]),
+            configs: BTreeMap::new(),
+        }),
+    );
+    next.topic_names.insert(small_id, "small".into());
+    next.last_offset += 1;
+    let next = Arc::new(next);
+    broker
+        .supervisor
+        .send(ApplyMetadata {
+            image: next.clone(),
+        })
+        .await
+        .unwrap();
+    let (visited, fetching) = stats().await.unwrap();
+    assert_eq!(
+        visited, 1,
+        "only small-0 is looked at, not big's 30 partitions"
+    );
+    assert_eq!(
+        fetching,
+        BTreeMap::from([(99, 1)]),
+        "small-0 fetched from 99"
+    );
+
+    // Led here now: the fetcher of 99 has nothing left and stops.
+    let mut last = (*next).clone();
+    p0.leader = node;
+    p0.leader_epoch += 1;
+    p0.partition_epoch += 1;
+    let mut small = (*last.topics["small"]).clone();
+    small.partitions.insert(0, p0);
+    last.topics.insert("small".into(), Arc::new(small));
+    last.last_offset += 1;
+    broker
+        .supervisor
+        .send(ApplyMetadata {
+            image: Arc::new(last),
+        })
+        .await
+        .unwrap();
+    let (visited, fetching) = stats().await.unwrap();
+    assert_eq!(visited, 1);
+    assert!(fetching.is_empty(), "no fetcher left: {fetching:?}");
     broker.shutdown().await;
 }

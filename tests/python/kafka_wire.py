@@ -557,6 +557,33 @@ def describe_quorum_v0(sock: socket.socket, topic: str = "__cluster_metadata", p
     return error, parts
 
 
+def describe_quorum_v1(sock: socket.socket, correlation_id: int = 18):
+    """DescribeQuorum v1 for __cluster_metadata-0: (error, leader, epoch, high_watermark,
+    voters, observers), each replica (id, log end offset, last fetch ms, last caught-up ms)."""
+    part = struct.pack(">i", 0) + uvarint(0)
+    topics = compact_string("__cluster_metadata") + uvarint(2) + part + uvarint(0)
+    body = uvarint(2) + topics + uvarint(0)
+    r = roundtrip(sock, request_header_v2(DESCRIBE_QUORUM, 1, correlation_id), body, correlation_id)
+    read_uvarint(r)
+
+    def replicas():
+        out = []
+        for _ in range(read_uvarint(r) - 1):
+            out.append(r.take(">iqqq"))
+            read_uvarint(r)
+        return out
+
+    error = r.take(">h")
+    if read_uvarint(r) - 1 != 1:
+        return error, None
+    name_len = read_uvarint(r) - 1
+    r.pos += name_len  # topic name
+    assert read_uvarint(r) - 1 == 1
+    _idx, perr, leader, epoch, hw = r.take(">ihiiq")
+    voters, observers = replicas(), replicas()
+    return (error or perr), (leader, epoch, hw, voters, observers)
+
+
 # --------------------------------------------------------------------------- Metadata v1
 def metadata_v1(sock: socket.socket, topics: list[str] | None, correlation_id: int = 11) -> dict[str, tuple[int, list[int]]]:
     """Metadata v1 (no auto-create flag: v1 always allows auto-creation).

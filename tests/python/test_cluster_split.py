@@ -116,22 +116,61 @@ def test_dedicated_controllers_and_brokers_from_the_shipped_configs(split):
     wait_for(caught_up, 15, f"controller {active} back in the quorum")
 
 
+def quorum(c: SplitCluster, via: int = 4):
+    """DescribeQuorum v1 through broker `via`: (leader, epoch, hw, voters, observers)."""
+    import kafka_wire as wire
+
+    with wire.connect("127.0.0.1", c.nodes[via].port) as s:
+        err, q = wire.describe_quorum_v1(s)
+    assert err == 0 and q is not None, err
+    return q
+
+
+def observers_caught_up(c: SplitCluster, ids: set[int]):
+    """The observers DescribeQuorum lists, when they are exactly `ids`, each at the high
+    watermark and heard from within the last 5 s (else None)."""
+    leader, _, hw, voters, observers = quorum(c)
+    now = time.time() * 1000
+    if {o[0] for o in observers} != ids:
+        return None
+    if not all(leo >= hw and now - fetch < 5000 and caught_up > 0 for _, leo, fetch, caught_up in observers):
+        return None
+    return leader, voters, observers
+
+
 def test_a_killed_broker_is_fenced_and_rejoins(split):
     """A broker-only node killed with kill -9 is fenced by the controller quorum after
-    broker.session.timeout.ms (unlisted, leads nothing); restarted, it follows the
-    metadata log again from where it was, and is listed once caught up."""
+    broker.session.timeout.ms (unlisted, leads nothing) and, silent as long on its Raft
+    link, leaves the quorum's observers (the Raft learners): the leader stops retrying
+    it, quietly. Restarted, it attaches again, follows the metadata log from where it
+    was, is an observer again and is listed once caught up."""
     create(split, 4, "fence", partitions=3, rf=3)
     wait_for(lambda: leaders(split, 4, "fence"), 10, "fence's partitions")
+    # DescribeQuorum lists the broker-only nodes as observers, with Kafka's v1 times;
+    # the leader's own times are now.
+    leader, voters, _ = wait_for(lambda: observers_caught_up(split, {4, 5, 6}), 10, "observers 4, 5, 6")
+    now = time.time() * 1000
+    assert {v[0] for v in voters} == set(split.controller_ids), voters
+    (me,) = [v for v in voters if v[0] == leader]
+    assert abs(me[2] - now) < 5000 and abs(me[3] - now) < 5000, me
+    active = split.nodes[leader]
+    log_start = len(active.log_file.read_text(errors="replace"))
     t0 = time.monotonic()
     split.kill9(6)
     split.wait_brokers({4, 5}, 15)
     fenced = time.monotonic() - t0
     ps = leaders(split, 4, "fence")
     assert all(leader in (4, 5) for leader, _ in ps.values()), ps
+    wait_for(lambda: observers_caught_up(split, {4, 5}), 15, "broker 6 gone from the observers")
+    removed = time.monotonic() - t0
+    window = active.log_file.read_text(errors="replace")[log_start:].splitlines()
+    assert not [l for l in window if "openraft::replication" in l], "openraft's per-retry lines are quiet"
     t1 = time.monotonic()
     split.nodes[6].start()
     split.wait_brokers({4, 5, 6}, 20)
-    print(f"\nbroker 6 fenced after {fenced:.2f}s, listed again {time.monotonic() - t1:.2f}s after restart")
+    wait_for(lambda: observers_caught_up(split, {4, 5, 6}), 15, "broker 6 an observer again")
+    print(f"\nbroker 6 fenced after {fenced:.2f}s, left the learners after {removed:.2f}s "
+          f"({len(window)} log lines on the leader meanwhile), listed again {time.monotonic() - t1:.2f}s after restart")
     # It serves what the quorum decided while it was away.
     create(split, 4, "while-back", partitions=1, rf=3)
     wait_for(lambda: leaders(split, 6, "while-back"), 10, "broker 6 sees the new topic")

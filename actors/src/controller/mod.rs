@@ -274,6 +274,8 @@ impl Controller {
                     leader_epoch: 1,
                     high_watermark: end,
                     voters: vec![(me, end)],
+                    observers: Vec::new(),
+                    times: BTreeMap::from([(me, (crate::now_ms(), crate::now_ms()))]),
                 },
             )));
         }

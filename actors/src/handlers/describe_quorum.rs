@@ -1,6 +1,9 @@
 //! DescribeQuorum (v0-2, KIP-595/836): the metadata quorum (`__cluster_metadata-0`)
-//! as its active controller sees it: leader, term (leader epoch), high watermark and
-//! each voter's log end offset. Any broker forwards it to the active controller.
+//! as its active controller sees it: leader, term (leader epoch), high watermark, each
+//! voter's log end offset, and the observers: the broker-only nodes that follow the log
+//! as Raft learners. v1+ adds each replica's last fetch and last caught-up times (the
+//! leader's own are now; a replica "fetches" when it answers the leader's Raft RPCs).
+//! Any broker forwards it to the active controller.
 
 use super::sb;
 use crate::broker::BrokerContext;
@@ -41,17 +44,16 @@ pub async fn handle(req: DescribeQuorumRequest, ctx: &BrokerContext) -> Describe
                 .with_error_message(Some(sb("no active controller answered")))
         }
     };
-    let voters = q
-        .voters
-        .iter()
-        .map(|(id, leo)| {
-            ReplicaState::default()
-                .with_replica_id(BrokerId(*id))
-                .with_log_end_offset(*leo)
-                .with_last_fetch_timestamp(-1)
-                .with_last_caught_up_timestamp(-1)
-        })
-        .collect();
+    let replica = |(id, leo): &(i32, i64)| {
+        let (fetch, caught_up) = q.times.get(id).copied().unwrap_or((-1, -1));
+        ReplicaState::default()
+            .with_replica_id(BrokerId(*id))
+            .with_log_end_offset(*leo)
+            .with_last_fetch_timestamp(fetch)
+            .with_last_caught_up_timestamp(caught_up)
+    };
+    let voters = q.voters.iter().map(replica).collect();
+    let observers = q.observers.iter().map(replica).collect();
     DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
         .with_topic_name(TopicName(sb(METADATA_TOPIC)))
         .with_partitions(vec![PartitionData::default()
@@ -59,5 +61,6 @@ pub async fn handle(req: DescribeQuorumRequest, ctx: &BrokerContext) -> Describe
             .with_leader_id(BrokerId(q.leader_id))
             .with_leader_epoch(q.leader_epoch)
             .with_high_watermark(q.high_watermark)
-            .with_current_voters(voters)])])
+            .with_current_voters(voters)
+            .with_observers(observers)])])
 }

@@ -311,6 +311,7 @@ impl PartitionActor {
                     tracing::warn!(topic = %self.topic, partition = self.partition, timed_out,
                         still_waiting = m.waiting(), high_watermark = m.high_watermark(),
                         log_end_offset = m.log_end_offset(), isr = ?m.isr(),
+                        pending_isr = ?m.pending_isr(), followers = ?m.follower_offsets(),
                         leader_epoch = m.leader_epoch(), "acks=all produces timed out waiting for replication");
                 }
             }
@@ -371,7 +372,10 @@ impl PartitionActor {
                         std::cmp::Ordering::Greater => act.env.metrics.isr_expands.inc(),
                         std::cmp::Ordering::Equal => {}
                     }
-                    if p.leader_epoch >= act.image.leader_epoch {
+                    // Metadata may have brought a newer image meanwhile: keep it.
+                    if (p.leader_epoch, p.partition_epoch)
+                        >= (act.image.leader_epoch, act.image.partition_epoch)
+                    {
                         act.image = p.clone();
                     }
                     act.apply_image(&p, ctx);
@@ -546,7 +550,8 @@ impl Handler<Produce> for PartitionActor {
                         if info.bytes > 0 {
                             act.disk_full = false;
                         }
-                        act.log_start_offset = info.log_start_offset;
+                        // Concurrent appends complete in any order: never back.
+                        act.log_start_offset = act.log_start_offset.max(info.log_start_offset);
                         // A duplicate of an idempotent batch wrote nothing (no headers):
                         // the log end offset stays where it is.
                         if let Some(last) = info.batches.last() {
@@ -556,6 +561,11 @@ impl Handler<Produce> for PartitionActor {
                             m.bytes_in.inc_by(request_bytes);
                             act.latest_epoch = last.partition_leader_epoch.max(act.latest_epoch);
                             if let Some(m) = act.machine.as_mut() {
+                                if info.last_offset + 1 < m.log_end_offset() {
+                                    tracing::debug!(topic = %act.topic, partition = act.partition,
+                                        reported = info.last_offset + 1, log_end_offset = m.log_end_offset(),
+                                        "an earlier append completed after a later one");
+                                }
                                 let out = m.on_local_append(info.last_offset + 1, now);
                                 act.carry_out(out, ctx);
                             }

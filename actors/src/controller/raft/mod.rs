@@ -6,7 +6,10 @@
 //! * [`network`]: Raft RPCs over the CONTROLLER listener, client and server.
 //!
 //! [`start_quorum`] puts them together for a voter; [`start_learner`] for a broker-only
-//! node, which follows the committed log as a Raft learner and never votes. A write goes to the leader's
+//! node, which follows the committed log as a Raft learner and never votes. The leader
+//! adds every node that attached as a learner, and removes one whose broker is fenced
+//! once its link has been silent for `broker.session.timeout.ms`; it comes back by
+//! attaching again. A write goes to the leader's
 //! [`QuorumHandle::write`]; once a majority has it, every voter applies it to its image and
 //! publishes the new image on [`QuorumHandle::images`]. The Raft term is the controller
 //! epoch: records carry it, and so does the image.
@@ -90,13 +93,25 @@ pub struct QuorumOptions {
     pub config: openraft::Config,
     /// Answers broker → controller requests arriving as [`ControllerRpc::Other`].
     pub other: Option<OtherHandler>,
+    /// This cluster's id: learners that attach saying another one are refused (`None`:
+    /// any is taken).
+    pub cluster_id: Option<String>,
+    /// A learner whose broker is fenced (or unregistered) and that answered no Raft RPC
+    /// for this long leaves the membership
+    /// ([`troupe::controller::quorum::learners_to_remove`]): `broker.session.timeout.ms`.
+    pub learner_removal_ms: i64,
 }
+
+/// Kafka's default `broker.session.timeout.ms`.
+const DEFAULT_LEARNER_REMOVAL_MS: i64 = 9000;
 
 impl Default for QuorumOptions {
     fn default() -> Self {
         QuorumOptions {
             config: default_config(),
             other: None,
+            cluster_id: None,
+            learner_removal_ms: DEFAULT_LEARNER_REMOVAL_MS,
         }
     }
 }
@@ -141,6 +156,8 @@ pub struct QuorumHandle {
     pub images: watch::Receiver<Arc<MetadataImage>>,
     /// The leader last heard from (as a follower), and when.
     pub leader_contact: Arc<LeaderContact>,
+    /// A voter's Raft network: how each replica's link fares (DescribeQuorum).
+    network: Option<network::Network>,
     /// The CONTROLLER listener: aborting it closes every connection it accepted. Taken by
     /// `shutdown`, which waits for it to be gone.
     server: Mutex<Option<JoinHandle<()>>>,
@@ -182,11 +199,20 @@ pub async fn start_quorum_with(
     let pristine = log.is_pristine();
     let (publish, images) = watch::channel(Arc::new(MetadataImage::new()));
     let sm = StateMachine::open(&dir, publish).await.map_err(storage)?;
-    let network = network::Network::new(node_id).with_addresses(voters.clone());
+    let network = network::Network::new(node_id)
+        .with_addresses(voters.clone())
+        .with_cluster_id(options.cluster_id.clone());
     let raft = Raft::new(node_id, config, network.clone(), log, sm).await?;
     let contacts = Arc::new(LeaderContact::default());
     let server = tokio::spawn({
-        let (raft, contacts) = (raft.clone(), contacts.clone());
+        let (raft, contacts, network) = (raft.clone(), contacts.clone(), network.clone());
+        let learners = Learners {
+            raft: raft.clone(),
+            network: network.clone(),
+            me: node_id,
+            images: images.clone(),
+            removal_ms: options.learner_removal_ms,
+        };
         async move {
             tokio::join!(
                 serve_voter(
@@ -196,7 +222,8 @@ pub async fn start_quorum_with(
                     contacts,
                     Some(network.clone())
                 ),
-                add_attached_learners(raft, network, node_id),
+                learners.run(),
+                track_log_end(raft, network),
             );
         }
     });
@@ -205,6 +232,7 @@ pub async fn start_quorum_with(
         raft,
         images,
         leader_contact: contacts,
+        network: Some(network),
         server: Mutex::new(Some(server)),
     };
     if pristine {
@@ -229,11 +257,13 @@ pub async fn start_quorum_with(
 /// as a learner and replicates the committed metadata log (or a snapshot) over them, so
 /// its images follow the log like a voter's, but it never votes and never leads. It
 /// needs no listener of its own: as in Kafka, brokers dial the controllers.
+/// `cluster_id` goes with every attach: voters of another cluster refuse it.
 pub async fn start_learner(
     node_id: u64,
     voters: BTreeMap<u64, String>,
     dir: PathBuf,
     config: openraft::Config,
+    cluster_id: Option<String>,
 ) -> Result<QuorumHandle, QuorumError> {
     if voters.contains_key(&node_id) {
         return Err(QuorumError::IsAVoter(node_id));
@@ -258,6 +288,7 @@ pub async fn start_learner(
                 for _ in 0..2 {
                     links.spawn(network::attach_to_voter(
                         node_id,
+                        cluster_id.clone(),
                         addr.clone(),
                         raft.clone(),
                     ));
@@ -273,37 +304,97 @@ pub async fn start_learner(
         server: Mutex::new(Some(attach)),
         // A learner never becomes the controller: no old leader to time a session from.
         leader_contact: Arc::default(),
+        network: None,
     })
 }
 
-/// On the leader: make every node that attached connections a learner (once its
-/// membership change commits, the leader replicates the metadata log to it).
-async fn add_attached_learners(raft: Raft<MetaRaft>, network: network::Network, me: u64) {
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(300));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Keep the network's idea of this node's log end current (for caught-up times).
+async fn track_log_end(raft: Raft<MetaRaft>, network: network::Network) {
+    let mut metrics = raft.metrics();
     loop {
-        every.tick().await;
-        let missing: Vec<u64> = {
-            let metrics = raft.metrics();
-            let m = metrics.borrow();
-            if m.current_leader != Some(me) {
-                continue;
+        let end = metrics
+            .borrow_and_update()
+            .last_log_index
+            .map_or(0, |i| i + 1);
+        network.set_log_end(end);
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The leader's care of learners (broker-only nodes).
+struct Learners {
+    raft: Raft<MetaRaft>,
+    network: network::Network,
+    me: u64,
+    images: watch::Receiver<Arc<MetadataImage>>,
+    removal_ms: i64,
+}
+
+impl Learners {
+    /// On the leader, every 300 ms: make every node that attached connections a learner
+    /// (once its membership change commits, the leader replicates the metadata log to
+    /// it), and remove the learners that are dead
+    /// ([`troupe::controller::quorum::learners_to_remove`]).
+    async fn run(self) {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(300));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let (missing, learners): (Vec<u64>, Vec<u64>) = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                if m.current_leader != Some(self.me) {
+                    continue;
+                }
+                let members = m.membership_config.membership();
+                let missing = self
+                    .network
+                    .attached_learners()
+                    .into_iter()
+                    .filter(|id| members.get_node(id).is_none())
+                    .collect();
+                (missing, members.learner_ids().collect())
+            };
+            for id in missing {
+                match self.raft.add_learner(id, BasicNode::new(""), false).await {
+                    Ok(r) => tracing::info!(
+                        learner = id,
+                        log_index = r.log_id.index,
+                        "broker-only node added as a learner of the metadata log"
+                    ),
+                    Err(e) => tracing::debug!(learner = id, error = %e, "cannot add learner yet"),
+                }
             }
-            let members = m.membership_config.membership();
-            network
-                .attached_learners()
-                .into_iter()
-                .filter(|id| members.get_node(id).is_none())
-                .collect()
-        };
-        for id in missing {
-            match raft.add_learner(id, BasicNode::new(""), false).await {
-                Ok(r) => tracing::info!(
-                    learner = id,
-                    log_index = r.log_id.index,
-                    "broker-only node added as a learner of the metadata log"
-                ),
-                Err(e) => tracing::debug!(learner = id, error = %e, "cannot add learner yet"),
+            let now = crate::now_ms();
+            let dead = {
+                let image = self.images.borrow().clone();
+                let links = self.network.lock_links();
+                troupe::controller::quorum::learners_to_remove(
+                    &image,
+                    learners,
+                    &links,
+                    now,
+                    self.removal_ms,
+                )
+            };
+            for id in dead {
+                let silent_ms = self.network.lock_links().silent_ms(id, now);
+                let remove = openraft::ChangeMembers::RemoveNodes([id].into());
+                match self.raft.change_membership(remove, false).await {
+                    Ok(_) => {
+                        self.network.forget(id);
+                        tracing::info!(
+                            learner = id,
+                            silent_ms,
+                            "broker-only node fenced and silent: removed from the learners of the metadata log until it attaches again"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::debug!(learner = id, error = %e, "cannot remove learner yet")
+                    }
+                }
             }
         }
     }
@@ -354,11 +445,49 @@ impl QuorumHandle {
             })
             .collect();
         voters.sort_unstable();
+        let membership = m.membership_config.membership();
+        let observers: Vec<(i32, i64)> = membership
+            .learner_ids()
+            .map(|id| {
+                let leo = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned())
+                    .flatten()
+                    .map_or(-1, |l| l.index as i64 + 1);
+                (id as i32, leo)
+            })
+            .collect();
+        // Kafka's last fetch / last caught-up times: the leader's own are now; the
+        // others' come from their answers to its RPCs (-1: none seen by this node).
+        let now = crate::now_ms();
+        let times = voters
+            .iter()
+            .chain(&observers)
+            .map(|(id, _)| {
+                let t = if *id as u64 == m.id {
+                    (now, now)
+                } else {
+                    self.network
+                        .as_ref()
+                        .and_then(|n| n.link(*id as u64))
+                        .map_or((-1, -1), |l| {
+                            (
+                                l.last_fetch_ms.unwrap_or(-1),
+                                l.last_caught_up_ms.unwrap_or(-1),
+                            )
+                        })
+                };
+                (*id, t)
+            })
+            .collect();
         troupe::controller::QuorumState {
             leader_id: m.current_leader.map_or(-1, |l| l as i32),
             leader_epoch: m.current_term as i32,
             high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
             voters,
+            observers,
+            times,
         }
     }
 

@@ -9,6 +9,13 @@
 //! [`ControllerRpc::Attach`] on connections it opens to every voter, and after the
 //! `Attached(Ok)` reply the voter keeps that connection in its peer pool and becomes the
 //! client on it, so the leader replicates the metadata log to this Raft learner over it.
+//! The Attach names the learner's cluster id: a voter refuses one of another cluster, or
+//! one under a voter's id (logging each refusal once).
+//!
+//! Every RPC's outcome goes to the [`ReplicaLinks`] table: DescribeQuorum's last fetch
+//! and last caught-up times come from it, the leader removes dead learners by it, and a
+//! link that fails or recovers is logged once per change (openraft's own per-retry lines
+//! are off by default: `crate::logging`).
 //!
 //! Broker → controller requests (registration, heartbeats, forwarded admin requests) go
 //! through [`ControllerRpc::Other`] to the [`OtherHandler`] given to
@@ -27,16 +34,18 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use troupe::controller::quorum::{attach_refusal, LinkChange, ReplicaLink, ReplicaLinks};
 
 /// The largest frame either side accepts (snapshot chunks are 3 MiB by default).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -57,6 +66,10 @@ pub enum ControllerRpc {
     /// it Raft RPCs: after an `Attached(Ok)` reply the roles on the connection swap.
     Attach {
         node_id: NodeId,
+        /// The cluster the learner's log dir was formatted for: a voter of another
+        /// cluster refuses it. Absent (`None`) in the encoding of older nodes.
+        #[serde(default)]
+        cluster_id: Option<String>,
     },
 }
 
@@ -71,7 +84,8 @@ pub enum ControllerReply {
     Other(Vec<u8>),
     /// The server could not handle the request at all (e.g. no handler for `Other`).
     Error(String),
-    /// The answer to [`ControllerRpc::Attach`]: refused when the node id is a voter's.
+    /// The answer to [`ControllerRpc::Attach`]: refused when the node id is a voter's
+    /// or the cluster id another cluster's.
     Attached(Result<(), String>),
 }
 
@@ -231,13 +245,13 @@ pub(crate) async fn serve_connection(
                 Some(handler) => ControllerReply::Other(handler(req).await),
                 None => ControllerReply::Error("no handler for this request".into()),
             },
-            ControllerRpc::Attach { node_id } => {
+            ControllerRpc::Attach {
+                node_id,
+                cluster_id,
+            } => {
                 let refusal = match &network {
                     None => Some("this node takes no learners".to_string()),
-                    Some(n) if n.addresses.contains_key(&node_id) => Some(format!(
-                        "node {node_id} is a voter of controller.quorum.voters, not a learner"
-                    )),
-                    Some(_) => None,
+                    Some(n) => n.attach_refusal(node_id, cluster_id),
                 };
                 let reply = ControllerReply::Attached(refusal.clone().map_or(Ok(()), Err));
                 let written = match encode(&reply) {
@@ -275,6 +289,17 @@ pub struct Network {
     /// addresses in the replicated membership, which are those of whichever voter
     /// wrote it (the static voter list is each node's local setting, as in Kafka).
     addresses: Arc<HashMap<NodeId, String>>,
+    /// This quorum's cluster id: learners of another cluster are refused (`None`: any).
+    cluster_id: Option<Arc<str>>,
+    /// How each replica's link has fared (shared by every client the factory makes):
+    /// DescribeQuorum's times, which learners are dead, link changes to log once.
+    links: Arc<Mutex<ReplicaLinks>>,
+    /// The end of this node's log (last index + 1), kept up to date by the quorum:
+    /// an answer covering it shows the replica caught up.
+    log_end: Arc<AtomicU64>,
+    /// Refused attaches already logged (node, cluster id): a refused learner retries
+    /// every second, the log says it once.
+    refusals_logged: Arc<Mutex<HashSet<RefusedAttach>>>,
 }
 
 impl Network {
@@ -283,7 +308,64 @@ impl Network {
             node_id,
             pool: Pool::default(),
             addresses: Arc::default(),
+            cluster_id: None,
+            links: Arc::default(),
+            log_end: Arc::default(),
+            refusals_logged: Arc::default(),
         }
+    }
+
+    /// Refuse learners that say they belong to another cluster.
+    pub fn with_cluster_id(mut self, cluster_id: Option<String>) -> Self {
+        self.cluster_id = cluster_id.map(Arc::from);
+        self
+    }
+
+    /// The end of this node's log (last index + 1) changed.
+    pub fn set_log_end(&self, end: u64) {
+        self.log_end.store(end, Ordering::Relaxed);
+    }
+
+    /// What is known of `node`'s link.
+    pub fn link(&self, node: NodeId) -> Option<ReplicaLink> {
+        self.lock_links().get(node).copied()
+    }
+
+    /// The link table (poison is harmless: every update is a whole small step).
+    pub(crate) fn lock_links(&self) -> std::sync::MutexGuard<'_, ReplicaLinks> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `node` left the membership: drop its connections and what was known of its
+    /// link; it is added again when it attaches anew.
+    pub fn forget(&self, node: NodeId) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&node);
+        self.lock_links().forget(node);
+    }
+
+    /// Why `node_id` may not attach (logged once per node and cluster id), or `None`.
+    fn attach_refusal(&self, node_id: NodeId, cluster_id: Option<String>) -> Option<String> {
+        let refusal = attach_refusal(
+            node_id,
+            self.addresses.contains_key(&node_id),
+            self.cluster_id.as_deref(),
+            cluster_id.as_deref(),
+        )?;
+        let first = {
+            let mut logged = self
+                .refusals_logged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // Bounded: a peer making up cluster ids must not grow it without end.
+            logged.len() < MAX_REFUSALS_LOGGED && logged.insert((node_id, cluster_id))
+        };
+        if first {
+            tracing::warn!(node_id, reason = %refusal, "refused a learner's attach on the controller listener");
+        }
+        Some(refusal)
     }
 
     /// Reach voters at these addresses (node id → `host:port`).
@@ -292,6 +374,12 @@ impl Network {
         self
     }
 }
+
+/// A refused attach, as logged: the node id and the cluster id it gave.
+type RefusedAttach = (NodeId, Option<String>);
+
+/// Distinct refused attaches (node, cluster id) logged; later ones are refused quietly.
+const MAX_REFUSALS_LOGGED: usize = 1024;
 
 /// Connections kept per learner: what it attached, newest first, the oldest dropped.
 const ATTACHED_PER_LEARNER: usize = 4;
@@ -306,6 +394,8 @@ impl Network {
         if conns.len() > ATTACHED_PER_LEARNER {
             conns.remove(0);
         }
+        drop(pool);
+        self.lock_links().on_attach(node_id, crate::now_ms());
     }
 
     /// Nodes that attached connections and are not voters: learners to add.
@@ -331,6 +421,8 @@ impl RaftNetworkFactory<MetaRaft> for Network {
                 .cloned()
                 .unwrap_or_else(|| node.addr.clone()),
             pool: self.pool.clone(),
+            links: self.links.clone(),
+            log_end: self.log_end.clone(),
         }
     }
 }
@@ -341,6 +433,8 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     pool: Pool,
+    links: Arc<Mutex<ReplicaLinks>>,
+    log_end: Arc<AtomicU64>,
 }
 
 /// Why an RPC got no reply.
@@ -354,6 +448,35 @@ enum CallError {
 }
 
 impl PeerClient {
+    /// Note an RPC's outcome in the link table, and log when the link changes (openraft
+    /// logs every failed retry; its replication modules are quiet by default, see
+    /// `log_filter`, so this is the one line an operator sees per change).
+    fn note(&self, answered: Result<Option<u64>, &dyn std::fmt::Display>, log_end: u64) {
+        let now = crate::now_ms();
+        let change = {
+            let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            match answered {
+                Ok(end) => links.on_reply(self.target, now, end, log_end),
+                Err(_) => links.on_failure(self.target, now),
+            }
+        };
+        match (change, answered) {
+            (Some(LinkChange::Lost), Err(e)) => tracing::warn!(
+                from = self.from,
+                target = self.target,
+                error = %e,
+                "controller quorum: lost the link to a replica of the metadata log (retrying quietly)"
+            ),
+            (Some(LinkChange::Back { silent_ms }), _) => tracing::info!(
+                from = self.from,
+                target = self.target,
+                silent_ms,
+                "controller quorum: a replica of the metadata log answers again"
+            ),
+            _ => {}
+        }
+    }
+
     fn take_idle(&self) -> Option<TcpStream> {
         // Poison is harmless: the map only ever gains or loses whole connections.
         self.pool
@@ -464,16 +587,32 @@ impl RaftNetwork<MetaRaft> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let ttl = option.hard_ttl();
-        let reply = self
-            .call(&ControllerRpc::AppendEntries(rpc), ttl)
-            .await
-            .map_err(|e| self.to_rpc_error(e, RPCTypes::AppendEntries, ttl))?;
-        match reply {
-            ControllerReply::AppendEntries(r) => {
+        let log_end = self.log_end.load(Ordering::Relaxed);
+        // What the replica holds once it accepts: up to the last entry sent, or up to
+        // the entry before them (a heartbeat sends none).
+        let sent_end = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index + 1)
+            .or(rpc.prev_log_id.map(|l| l.index + 1))
+            .unwrap_or(0);
+        let reply = self.call(&ControllerRpc::AppendEntries(rpc), ttl).await;
+        let result = match reply {
+            Err(e) => Err(self.to_rpc_error(e, RPCTypes::AppendEntries, ttl)),
+            Ok(ControllerReply::AppendEntries(r)) => {
                 r.map_err(|e| RemoteError::new(self.target, e).into())
             }
-            other => Err(self.unexpected(other)),
+            Ok(other) => Err(self.unexpected(other)),
+        };
+        match &result {
+            Ok(AppendEntriesResponse::Success) => self.note(Ok(Some(sent_end)), log_end),
+            Ok(AppendEntriesResponse::PartialSuccess(matching)) => {
+                self.note(Ok(Some(matching.map_or(0, |l| l.index + 1))), log_end)
+            }
+            Ok(_) => self.note(Ok(None), log_end),
+            Err(e) => self.note(Err(e as &dyn std::fmt::Display), log_end),
         }
+        result
     }
 
     async fn install_snapshot(
@@ -485,16 +624,19 @@ impl RaftNetwork<MetaRaft> for PeerClient {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         let ttl = option.hard_ttl();
-        let reply = self
-            .call(&ControllerRpc::InstallSnapshot(rpc), ttl)
-            .await
-            .map_err(|e| self.to_rpc_error(e, RPCTypes::InstallSnapshot, ttl))?;
-        match reply {
-            ControllerReply::InstallSnapshot(r) => {
+        let reply = self.call(&ControllerRpc::InstallSnapshot(rpc), ttl).await;
+        let result = match reply {
+            Err(e) => Err(self.to_rpc_error(e, RPCTypes::InstallSnapshot, ttl)),
+            Ok(ControllerReply::InstallSnapshot(r)) => {
                 r.map_err(|e| RemoteError::new(self.target, e).into())
             }
-            other => Err(self.unexpected(other)),
+            Ok(other) => Err(self.unexpected(other)),
+        };
+        match &result {
+            Ok(_) => self.note(Ok(None), 0),
+            Err(e) => self.note(Err(e as &dyn std::fmt::Display), 0),
         }
+        result
     }
 
     async fn vote(
@@ -503,26 +645,34 @@ impl RaftNetwork<MetaRaft> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let ttl = option.hard_ttl();
-        let reply = self
-            .call(&ControllerRpc::Vote(rpc), ttl)
-            .await
-            .map_err(|e| self.to_rpc_error(e, RPCTypes::Vote, ttl))?;
-        match reply {
-            ControllerReply::Vote(r) => r.map_err(|e| RemoteError::new(self.target, e).into()),
-            other => Err(self.unexpected(other)),
+        let reply = self.call(&ControllerRpc::Vote(rpc), ttl).await;
+        let result = match reply {
+            Err(e) => Err(self.to_rpc_error(e, RPCTypes::Vote, ttl)),
+            Ok(ControllerReply::Vote(r)) => r.map_err(|e| RemoteError::new(self.target, e).into()),
+            Ok(other) => Err(self.unexpected(other)),
+        };
+        match &result {
+            Ok(_) => self.note(Ok(None), 0),
+            Err(e) => self.note(Err(e as &dyn std::fmt::Display), 0),
         }
+        result
     }
 }
 
 /// The learner's side of [`ControllerRpc::Attach`]: keep one connection attached to the
 /// voter at `addr` and answer the Raft RPCs it sends over it; attach again when it
 /// closes or cannot be made (backing off up to a second). Runs until aborted.
-pub async fn attach_to_voter(node_id: NodeId, addr: String, raft: Raft<MetaRaft>) {
+pub async fn attach_to_voter(
+    node_id: NodeId,
+    cluster_id: Option<String>,
+    addr: String,
+    raft: Raft<MetaRaft>,
+) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     let mut backoff = FIRST_BACKOFF;
     let mut refused_logged = false;
     loop {
-        match attach_once(node_id, &addr).await {
+        match attach_once(node_id, cluster_id.clone(), &addr).await {
             Ok(stream) => {
                 backoff = FIRST_BACKOFF;
                 serve_connection(stream, raft.clone(), None, None, Arc::default()).await;
@@ -538,11 +688,19 @@ pub async fn attach_to_voter(node_id: NodeId, addr: String, raft: Raft<MetaRaft>
     }
 }
 
-async fn attach_once(node_id: NodeId, addr: &str) -> io::Result<TcpStream> {
+async fn attach_once(
+    node_id: NodeId,
+    cluster_id: Option<String>,
+    addr: &str,
+) -> io::Result<TcpStream> {
     let work = async {
         let mut s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        write_frame(&mut s, &encode(&ControllerRpc::Attach { node_id })?).await?;
+        let attach = ControllerRpc::Attach {
+            node_id,
+            cluster_id,
+        };
+        write_frame(&mut s, &encode(&attach)?).await?;
         let frame = read_frame(&mut s)
             .await?
             .ok_or_else(|| io::Error::other("controller closed the connection"))?;

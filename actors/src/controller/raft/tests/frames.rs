@@ -124,3 +124,36 @@ async fn single_voter_runs_on_an_actix_runtime() {
     assert_eq!(node.leader(), Some(1));
     node.shutdown().await;
 }
+
+/// `Attach` as the previous version wrote it (no cluster id; the enum mirrors the old
+/// one, variants in the same order) still decodes, with no cluster id; and a reader of
+/// the previous version skips the new field.
+#[test]
+fn attach_written_by_the_previous_version_decodes() {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[allow(dead_code)]
+    enum OldRpc {
+        AppendEntries(()),
+        Vote(()),
+        InstallSnapshot(()),
+        Other(Vec<u8>),
+        Attach { node_id: u64 },
+    }
+    let old = encode(&OldRpc::Attach { node_id: 4 }).unwrap();
+    assert!(matches!(
+        decode::<ControllerRpc>(&old).unwrap(),
+        ControllerRpc::Attach {
+            node_id: 4,
+            cluster_id: None
+        }
+    ));
+    let new = encode(&ControllerRpc::Attach {
+        node_id: 5,
+        cluster_id: Some("abc".into()),
+    })
+    .unwrap();
+    assert!(matches!(
+        decode::<OldRpc>(&new).unwrap(),
+        OldRpc::Attach { node_id: 5 }
+    ));
+}

@@ -3,12 +3,154 @@
 //! old one stops, and never votes. A voter's id cannot attach as a learner.
 
 use super::super::network::{read_frame, write_frame};
+use super::super::QuorumHandle;
 use super::super::{start_learner, ControllerReply, ControllerRpc, QuorumError, WriteError};
-use super::quorum::{agreed_leader, has_topic, options, start, wait_for, write_via};
+use super::quorum::{
+    agreed_leader, has_topic, options, start, wait_for, write_via, LEARNER_REMOVAL_MS, TEST_CLUSTER,
+};
 use super::topic_record;
 use crate::controller::raft::files::{decode, encode};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
+use troupe::metadata::MetadataRecord;
+
+fn cluster() -> Option<String> {
+    Some(TEST_CLUSTER.into())
+}
+
+/// Three voters on loopback, started, with a leader; their directories (ids 1..=4, the
+/// fourth for a learner) live as long as the returned guard.
+async fn three_voters() -> (
+    BTreeMap<u64, QuorumHandle>,
+    BTreeMap<u64, String>,
+    BTreeMap<u64, tempfile::TempDir>,
+) {
+    let mut listeners = BTreeMap::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        voters.insert(id, l.local_addr().unwrap().to_string());
+        listeners.insert(id, l);
+    }
+    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=4)
+        .map(|id| (id, tempfile::tempdir().unwrap()))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        let dir = dirs[&id].path().to_path_buf();
+        nodes.insert(id, start(id, &voters, dir, listener).await);
+    }
+    wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
+    (nodes, voters, dirs)
+}
+
+/// Whether the leader's membership holds `id` (`None`: no agreed leader).
+fn is_member(nodes: &BTreeMap<u64, QuorumHandle>, id: u64) -> Option<bool> {
+    let leader = agreed_leader(nodes)?;
+    let m = nodes[&leader].raft.metrics().borrow().clone();
+    Some(m.membership_config.membership().get_node(&id).is_some())
+}
+
+/// A learner whose broker is fenced keeps its place while it answers; stopped, it
+/// leaves the membership once silent for the bound (and DescribeQuorum no longer lists
+/// it as an observer); restarted from its directory it attaches, is added again and
+/// catches up with what was committed meanwhile. An attach from another cluster is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_learner_leaves_the_membership_and_rejoins_after_restart() {
+    let (nodes, voters, dirs) = three_voters().await;
+    let fenced_broker = MetadataRecord::RegisterBroker {
+        node_id: 4,
+        host: "127.0.0.1".into(),
+        port: 1,
+        rack: None,
+        incarnation_id: [4; 16],
+        fenced: true,
+    };
+    write_via(&nodes, &voters, 1, vec![fenced_broker]).await;
+    let dir = dirs[&4].path().to_path_buf();
+    let learner = start_learner(4, voters.clone(), dir.clone(), options().config, cluster())
+        .await
+        .expect("start the learner");
+    wait_for("the learner added", || async {
+        is_member(&nodes, 4) == Some(true)
+    })
+    .await;
+    // Fenced but answering: kept well past the bound, and listed as an observer with
+    // its log end and fetch times.
+    tokio::time::sleep(Duration::from_millis(3 * LEARNER_REMOVAL_MS as u64)).await;
+    assert_eq!(
+        is_member(&nodes, 4),
+        Some(true),
+        "an answering learner is kept"
+    );
+    let leader = agreed_leader(&nodes).unwrap();
+    let q = nodes[&leader].describe();
+    let leo = q
+        .observers
+        .iter()
+        .find(|(id, _)| *id == 4)
+        .map(|(_, leo)| *leo);
+    assert!(
+        leo.is_some_and(|l| l >= q.high_watermark),
+        "observers {:?}, hw {}",
+        q.observers,
+        q.high_watermark
+    );
+    let (fetch, caught_up) = q.times[&4];
+    let now = crate::now_ms();
+    assert!(
+        now - fetch < 1000 && now - caught_up < 1000,
+        "times {:?} at {now}",
+        q.times[&4]
+    );
+
+    learner.shutdown().await;
+    drop(learner);
+    let stopped = Instant::now();
+    wait_for("the dead learner removed", || async {
+        is_member(&nodes, 4) == Some(false)
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(
+        took >= Duration::from_millis(LEARNER_REMOVAL_MS as u64 - 200),
+        "removed after {took:?}, before the bound"
+    );
+    let leader = agreed_leader(&nodes).unwrap();
+    assert!(nodes[&leader].describe().observers.is_empty());
+
+    // Committed while it was away, then it comes back from its directory.
+    write_via(&nodes, &voters, leader, vec![topic_record("while-away", 9)]).await;
+    let learner = start_learner(4, voters.clone(), dir, options().config, cluster())
+        .await
+        .expect("restart the learner");
+    wait_for("the learner back and caught up", || async {
+        is_member(&nodes, 4) == Some(true) && has_topic(&learner, "while-away")
+    })
+    .await;
+
+    // A node formatted for another cluster is refused, saying which.
+    let mut s = TcpStream::connect(&voters[&leader]).await.unwrap();
+    let attach = ControllerRpc::Attach {
+        node_id: 7,
+        cluster_id: Some("other-cluster".into()),
+    };
+    write_frame(&mut s, &encode(&attach).unwrap())
+        .await
+        .unwrap();
+    let reply = read_frame(&mut s).await.unwrap().unwrap();
+    assert!(matches!(
+        decode::<ControllerReply>(&reply).unwrap(),
+        ControllerReply::Attached(Err(e)) if e.contains("cluster.id=other-cluster")
+    ));
+    assert_eq!(is_member(&nodes, 7), Some(false));
+    learner.shutdown().await;
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_follows_the_committed_log_across_a_leader_change() {
@@ -43,13 +185,24 @@ async fn a_learner_follows_the_committed_log_across_a_leader_change() {
 
     // A voter's id is refused as a learner, both at start and on the wire.
     assert!(matches!(
-        start_learner(2, voters.clone(), dirs[&4].path().into(), options().config).await,
+        start_learner(
+            2,
+            voters.clone(),
+            dirs[&4].path().into(),
+            options().config,
+            cluster()
+        )
+        .await,
         Err(QuorumError::IsAVoter(2))
     ));
     let mut s = TcpStream::connect(&voters[&1]).await.unwrap();
     write_frame(
         &mut s,
-        &encode(&ControllerRpc::Attach { node_id: 2 }).unwrap(),
+        &encode(&ControllerRpc::Attach {
+            node_id: 2,
+            cluster_id: cluster(),
+        })
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -59,9 +212,15 @@ async fn a_learner_follows_the_committed_log_across_a_leader_change() {
         ControllerReply::Attached(Err(e)) if e.contains("voter")
     ));
 
-    let learner = start_learner(4, voters.clone(), dirs[&4].path().into(), options().config)
-        .await
-        .expect("start the learner");
+    let learner = start_learner(
+        4,
+        voters.clone(),
+        dirs[&4].path().into(),
+        options().config,
+        cluster(),
+    )
+    .await
+    .expect("start the learner");
     wait_for("the learner to catch up", || async {
         (0..12).all(|i| has_topic(&learner, &format!("before{i}")))
     })

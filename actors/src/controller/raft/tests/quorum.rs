@@ -31,8 +31,15 @@ pub(super) fn options() -> QuorumOptions {
             ..default_config()
         },
         other: None,
+        cluster_id: Some(TEST_CLUSTER.into()),
+        learner_removal_ms: LEARNER_REMOVAL_MS,
     }
 }
+
+/// The cluster id the test voters and learners share.
+pub(super) const TEST_CLUSTER: &str = "test-cluster";
+/// Short, so a dead learner leaves the membership within the test's deadline.
+pub(super) const LEARNER_REMOVAL_MS: i64 = 1000;
 
 /// Poll `cond` until it holds, failing the test with `what` at the deadline.
 pub(super) async fn wait_for<F, Fut>(what: &str, mut cond: F)
@@ -231,7 +238,7 @@ async fn voters_elect_a_new_leader_within_the_election_timeout() {
     for (id, listener) in listeners {
         let options = QuorumOptions {
             config: config_for_election_timeout(ELECTION_MS),
-            other: None,
+            ..QuorumOptions::default()
         };
         let dir = dirs[&id].path().to_path_buf();
         let node = start_quorum_with(id, voters.clone(), dir, listener, options)
