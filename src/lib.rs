@@ -14,6 +14,7 @@
 //! * [`group`]: consumer groups (the classic rebalance protocol) and committed offsets,
 //!   stored in `__consumer_offsets`.
 //! * [`replication`]: the replica set of one partition: ISR, log end offsets, high watermark.
+//! * [`ops`]: what the operations endpoints decide (readiness).
 //!
 //! The life of a produce request: the connection decodes the frame (`protocol`), routes
 //! each partition's records to its `PartitionLeader` actor, which checks them and hands
@@ -26,6 +27,7 @@ pub mod config;
 pub mod controller;
 pub mod group;
 pub mod metadata;
+pub mod ops;
 pub mod producer;
 pub mod protocol;
 pub mod replication;

@@ -341,20 +341,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     }];
     let config = Arc::new(config_adv);
 
-    // Bound before any actor starts, like the client listener: a taken port stops
-    // start-up with the key's name.
-    let ops_listener = match config.metrics_http_listener {
-        Some(a) => {
-            let l = tokio::net::TcpListener::bind(a)
-                .await
-                .map_err(|e| StartError::Bind(format!("metrics.http.listener={a}"), e))?;
-            let bound = l
-                .local_addr()
-                .map_err(|e| StartError::Bind(format!("metrics.http.listener={a}"), e))?;
-            Some((l, bound))
-        }
-        None => None,
-    };
+    let ops_listener = crate::metrics::http::bind(&config).await?;
     let metrics = crate::metrics::Metrics::new();
     let storage = Arbiter::new();
     let (routes_tx, routes_rx) = watch::channel(Arc::new(RoutingTable::default()));
@@ -443,18 +430,12 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs,
         cluster = cluster.is_some(), "broker listening");
     let metrics_addr = ops_listener.as_ref().map(|(_, a)| *a);
-    let ops_http = ops_listener.map(|(listener, bound)| {
-        let ops = Arc::new(crate::metrics::scrape::Ops {
-            ctx: context.clone(),
-            committed: cluster.as_ref().map(|c| c.quorum.images.clone()),
-            scrape_lock: tokio::sync::Mutex::new(()),
-        });
-        tracing::info!(addr = %bound, "metrics listening (/metrics, /health/live, /health/ready, status page at /)");
-        actix_rt::spawn(crate::metrics::http::serve(listener, ops))
+    let ops_http = crate::metrics::http::start(ops_listener, || {
+        crate::metrics::scrape::Ops::broker(
+            context.clone(),
+            cluster.as_ref().map(|c| c.quorum.clone()),
+        )
     });
-    if metrics_addr.is_none() {
-        tracing::info!("metrics listener turned off (metrics.http.listener is empty)");
-    }
     Ok(BrokerHandle {
         addr,
         supervisor,

@@ -239,6 +239,15 @@ def test_group_describe_lag_is_what_a_consumer_has_not_read(broker, admin, topic
         assert rows[p]["lag"] == rows[p]["log_end_offset"] - c[p]
     total_lag = sum(r["lag"] for r in rows.values())
     assert total_lag == 4
+    # The broker's own lag metric says the same as the CLI.
+    from ops_http import scrape, value
+
+    def metric_lag():
+        s = scrape(broker)
+        return {p: value(s, "kafka_consumergroup_lag", consumergroup=group, topic=topic, partition=p) for p in (0, 1)}
+
+    want = {p: float(rows[p]["lag"]) for p in (0, 1)}
+    assert wait_for(lambda: metric_lag() == want, 10, f"kafka_consumergroup_lag {want}")
     table = cli("group", "describe", group, bootstrap=broker.bootstrap).stdout
     assert "LAG" in table and "Empty" in table
     # The lag is exactly what the group still has to read.

@@ -199,3 +199,135 @@ def test_bad_role_settings_refuse_to_start(tmp_path, file, overrides, key, value
     assert out.returncode == 2, text
     assert key in text and value in text, text
     assert not (tmp_path / "data").exists(), "nothing written for a refused config"
+
+
+def test_controller_only_nodes_serve_metrics_health_and_the_status_page(request):
+    """A controller-only node serves `metrics.http.listener` too: live and ready (it
+    knows the active controller and applied the committed metadata), the controller's
+    metrics (active controller, epoch, Raft state, offline partitions) and no broker
+    metric, and the status page from its metadata image. kill -9 of the active
+    controller moves `active_controller_count` to another voter and bumps the epoch;
+    with one voter of three left, it is live but not ready. The broker forwards its
+    heartbeats over connections it keeps: far fewer connections than requests."""
+    from ops_http import Rows, http_get, scrape, value
+
+    c = SplitCluster(3, 1, name=request.node.name[:30])
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    try:
+        ctl = {i: c.nodes[i] for i in c.controller_ids}
+        broker = c.nodes[c.broker_ids[0]]
+        for i, n in ctl.items():
+            status, _, body = http_get(f"{n.metrics_url}/health/live")
+            assert (status, body) == (200, "live\n"), (i, status, body)
+            wait_for(lambda n=n: http_get(f"{n.metrics_url}/health/ready")[0] == 200, 20, f"controller {i} ready")
+        active = c.active_controller()
+        assert active in ctl, active
+
+        def views():
+            s = {i: scrape(n) for i, n in ctl.items()}
+            leaders = {value(s[i], "kafka_server_raft_metrics_current_leader") for i in ctl}
+            return s if leaders == {active} else None
+
+        s = wait_for(views, 10, f"every controller following {active}")
+        epoch = value(s[active], "kafka_controller_kafkacontroller_controller_epoch")
+        assert epoch >= 1
+        for i in ctl:
+            assert value(s[i], "kafka_controller_kafkacontroller_active_controller_count") == (1 if i == active else 0), i
+            assert value(s[i], "kafka_controller_kafkacontroller_controller_epoch") == epoch, i
+            state = "leader" if i == active else "follower"
+            assert value(s[i], "kafka_server_raft_metrics_current_state", state=state) == 1, (i, state)
+            assert value(s[i], "kafka_controller_kafkacontroller_offline_partitions_count") == 0, i
+            assert value(s[i], "kafka_server_metadata_last_applied_offset") >= 0, i
+            assert value(s[i], "troupe_actor_restarts_total", kind="controller") == 0, i
+            assert value(s[i], "process_resident_memory_bytes") > 1 << 20, i
+            assert value(s[i], "process_open_fds") > 0 and value(s[i], "process_start_time_seconds") > 1.6e9, i
+            # Nothing a broker exports: no partitions, no client connections.
+            for broker_only in ("kafka_server_replicamanager_partition_count",
+                                "kafka_server_socket_server_metrics_connection_count",
+                                "kafka_network_request_bytes_in_flight"):
+                assert value(s[i], broker_only) is None, (i, broker_only)
+        # The broker is not the active controller (KRaft: only the active one counts 1),
+        # whatever Metadata tells clients.
+        wait_for(lambda: http_get(f"{broker.metrics_url}/health/ready")[0] == 200, 10, "broker 4 ready")
+        sb = scrape(broker)
+        assert value(sb, "kafka_controller_kafkacontroller_active_controller_count") == 0
+        assert value(sb, "kafka_server_raft_metrics_current_state", state="observer") == 1
+
+        # A topic whose replicas are all on broker 4: on the controllers' status pages
+        # with leader and ISR; then broker 4 dies and the partitions go offline.
+        create(c, 4, "ctl", partitions=2, rf=1)
+        wait_for(lambda: leaders(c, 4, "ctl"), 10, "ctl's partitions")
+
+        def page(i):
+            status, headers, html = http_get(f"{ctl[i].metrics_url}/")
+            assert status == 200 and headers["Content-Type"].startswith("text/html"), status
+            p = Rows()
+            p.feed(html)
+            return html, p
+
+        def topic_rows(i):
+            html, p = page(i)
+            rows = [(a, cells) for a, cells in p.rows if a.get("data-topic") == "ctl"]
+            return rows if len(rows) == 2 else None
+
+        follower = next(i for i in ctl if i != active)
+        rows = wait_for(lambda: topic_rows(follower), 10, "ctl on a controller's status page")
+        for a, cells in rows:
+            # Topic, partition, leader, replicas, ISR; offsets only where hosted.
+            assert cells[2:5] == ["4", "4", "4"] and a["class"] == "in-sync", (a, cells)
+            assert cells[5:] == ["", "", ""], cells
+        html, p = page(follower)
+        assert f"<title>Troupe controller {follower}</title>" in html
+        assert p.ids["controller"] == f"controller {active}", p.ids
+        assert 'id="not-a-broker"' in html and "Not a broker" in html
+        assert f'<td id="raft-state">{follower} follower</td>' in html, html
+        assert any(cells[:1] == ["4"] and "live" in cells for _, cells in p.rows), p.rows
+
+        # Forwarded heartbeats (every 300 ms here) reuse the broker's connections.
+        time.sleep(3)
+        sb = scrape(broker)
+        forwarded = value(sb, "troupe_controller_forwarded_requests_total")
+        dialled = value(sb, "troupe_controller_forward_connections_created_total")
+        print(f"\nbroker 4: {forwarded:.0f} requests forwarded over {dialled:.0f} connections")
+        assert forwarded >= 10 and dialled <= 3, (forwarded, dialled)
+
+        c.kill9(4)
+        s = wait_for(lambda: (s := scrape(ctl[active]))
+                     and value(s, "kafka_controller_kafkacontroller_offline_partitions_count") == 2 and s,
+                     15, "ctl's partitions offline once broker 4 is fenced")
+        rows = wait_for(lambda: (r := topic_rows(active)) and all(a["class"] == "offline" for a, _ in r) and r,
+                        10, "offline rows on the status page")
+        assert http_get(f"{ctl[active].metrics_url}/health/ready")[0] == 200, "brokers do not make a controller unready"
+
+        # kill -9 of the active controller: another voter takes over, with a new epoch.
+        c.kill9(active)
+        rest = [i for i in ctl if i != active]
+
+        def took_over():
+            s = {i: scrape(ctl[i]) for i in rest}
+            now = [i for i in rest if value(s[i], "kafka_controller_kafkacontroller_active_controller_count") == 1]
+            return (now[0], s) if len(now) == 1 else None
+
+        new, s = wait_for(took_over, 15, "a new active controller in the metrics")
+        other = next(i for i in rest if i != new)
+        assert value(s[new], "kafka_controller_kafkacontroller_controller_epoch") > epoch
+        assert value(s[new], "kafka_server_raft_metrics_current_state", state="leader") == 1
+        assert value(s[other], "kafka_controller_kafkacontroller_active_controller_count") == 0
+        wait_for(lambda: http_get(f"{ctl[other].metrics_url}/health/ready")[0] == 200, 10, f"{other} ready")
+        print(f"controller {active} killed: {new} active, epoch {epoch:.0f} -> "
+              f"{value(s[new], 'kafka_controller_kafkacontroller_controller_epoch'):.0f}")
+
+        # One voter of three left: no controller can be elected. Live, not ready.
+        c.kill9(new)
+
+        def unready():
+            status, _, body = http_get(f"{ctl[other].metrics_url}/health/ready")
+            return body if status == 503 else None
+
+        body = wait_for(unready, 15, f"controller {other} not ready without a quorum")
+        assert "no active controller known" in body, body
+        assert http_get(f"{ctl[other].metrics_url}/health/live")[0] == 200
+        assert value(scrape(ctl[other]), "kafka_controller_kafkacontroller_active_controller_count") == 0
+    finally:
+        c.close()

@@ -47,8 +47,8 @@ const CONTROLLER_WAIT: Duration = Duration::from_secs(15);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the active controller checks for silent brokers.
 const TICK: Duration = Duration::from_millis(250);
-/// Requests forwarded at once, each on its own connection to the active controller:
-/// more wait for a slot (after a broker failure every partition it was in may ask for
+/// Requests forwarded at once, each on its own connection to the active controller
+/// (reused afterwards, [`forward::ForwardPool`]): more wait for a slot (after a broker failure every partition it was in may ask for
 /// an ISR change together).
 const MAX_FORWARDS: usize = 64;
 
@@ -82,6 +82,8 @@ pub struct Controller {
     turn: Arc<AsyncMutex<()>>,
     /// Slots for forwards in flight ([`MAX_FORWARDS`]).
     forwards: Arc<Semaphore>,
+    /// Connections to the active controller, kept for the next forwards.
+    forward_pool: Arc<forward::ForwardPool>,
     /// Leader elections and restarts are counted here (`None` in tests without one).
     metrics: Option<Arc<crate::metrics::Metrics>>,
 }
@@ -151,11 +153,13 @@ impl Controller {
             routes,
             turn: Arc::default(),
             forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+            forward_pool: Arc::new(forward::ForwardPool::new(None)),
             metrics: None,
         }
     }
 
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.forward_pool = Arc::new(forward::ForwardPool::new(Some(metrics.clone())));
         self.metrics = Some(metrics);
         self
     }
@@ -325,6 +329,7 @@ impl Controller {
                         self.config.clone(),
                         q.clone(),
                         self.forwards.clone(),
+                        self.forward_pool.clone(),
                         to,
                         req.clone(),
                         deadline,
@@ -460,6 +465,7 @@ async fn forward_to(
     config: Arc<BrokerConfig>,
     q: Arc<raft::QuorumHandle>,
     slots: Arc<Semaphore>,
+    pool: Arc<forward::ForwardPool>,
     to: u64,
     req: Q,
     deadline: Instant,
@@ -481,7 +487,7 @@ async fn forward_to(
     let send = async {
         // Never closed, so acquiring only waits.
         let _slot = slots.acquire().await;
-        forward::forward(&addr, req).await
+        pool.forward(&addr, req).await
     };
     tokio::select! {
         _ = changed => Err(Miss::LeaderChanged),

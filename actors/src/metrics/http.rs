@@ -1,11 +1,11 @@
 //! The operations HTTP listener (`metrics.http.listener`): a small HTTP/1.1 server
-//! (hyper) on the broker's own runtime.
+//! (hyper) on the node's own runtime, brokers and controller-only nodes alike.
 //!
 //! | path | answer |
 //! |---|---|
 //! | `/metrics` | Prometheus text format |
 //! | `/health/live` | 200 while the process serves HTTP at all |
-//! | `/health/ready` | 200 once caught up with the metadata log and serving its partitions, else 503 and why |
+//! | `/health/ready` | 200 once the active controller is known and the committed metadata applied (a broker: and its partitions served), else 503 and why |
 //! | `/` | the status page ([`super::status`]) |
 //!
 //! It is read-only (GET and HEAD). Connections are bounded, and a client that does not
@@ -18,6 +18,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -28,7 +29,38 @@ const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accept and serve until the task is aborted (broker shutdown).
+/// Bind `metrics.http.listener` (`None`: turned off). Called before any actor starts,
+/// like the client listener: a taken port stops start-up with the key's name.
+pub async fn bind(
+    config: &troupe::config::BrokerConfig,
+) -> Result<Option<(TcpListener, SocketAddr)>, crate::broker::StartError> {
+    use crate::broker::StartError;
+    let Some(a) = config.metrics_http_listener else {
+        return Ok(None);
+    };
+    let key = || format!("metrics.http.listener={a}");
+    let l = TcpListener::bind(a)
+        .await
+        .map_err(|e| StartError::Bind(key(), e))?;
+    let bound = l.local_addr().map_err(|e| StartError::Bind(key(), e))?;
+    Ok(Some((l, bound)))
+}
+
+/// Serve `ops` on a listener [`bind`] returned, in a task of the current arbiter
+/// (aborted at shutdown); logs where, or that the listener is off.
+pub fn start(
+    listener: Option<(TcpListener, SocketAddr)>,
+    ops: impl FnOnce() -> Ops,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let Some((listener, bound)) = listener else {
+        tracing::info!("metrics listener turned off (metrics.http.listener is empty)");
+        return None;
+    };
+    tracing::info!(addr = %bound, "metrics listening (/metrics, /health/live, /health/ready, status page at /)");
+    Some(actix_rt::spawn(serve(listener, Arc::new(ops()))))
+}
+
+/// Accept and serve until the task is aborted (node shutdown).
 pub async fn serve(listener: TcpListener, ops: Arc<Ops>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {

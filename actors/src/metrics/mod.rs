@@ -14,6 +14,7 @@
 //! * [`http`] serves `/metrics`, `/health/live`, `/health/ready` and `/` ([`status`]).
 
 pub mod http;
+pub mod process;
 pub mod scrape;
 pub mod status;
 
@@ -114,7 +115,14 @@ pub struct RequestTiming {
 }
 
 pub struct Metrics {
+    /// What every node exports: controller, Raft and supervision metrics.
     pub registry: Registry,
+    /// What only a broker exports (topics, requests, replicas, logs, groups,
+    /// connections). A controller-only node still counts into these (its supervisor
+    /// shares the broker's code) but does not export them: it serves no client.
+    broker_registry: Registry,
+    /// Whether [`Metrics::encode`] includes `broker_registry`.
+    is_broker: bool,
     messages_in: IntCounterVec,
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
@@ -150,6 +158,18 @@ pub struct Metrics {
     pub unclean_leader_elections: IntCounter,
     pub metadata_offset: IntGauge,
 
+    /// Kafka's raft-metrics (`current-state` is a string there: here one series per
+    /// state, 1 for the current one).
+    pub raft_state: IntGaugeVec,
+    pub raft_leader: IntGauge,
+    pub raft_epoch: IntGauge,
+    pub raft_high_watermark: IntGauge,
+    pub raft_log_end_offset: IntGauge,
+    /// Requests this node forwarded to the active controller, and the connections it
+    /// opened for them (reused: far fewer than requests).
+    pub forwarded_requests: IntCounter,
+    pub forward_connections: IntCounter,
+
     pub log_size: IntGaugeVec,
     pub log_segments: IntGaugeVec,
     pub log_flush_time: Histogram,
@@ -164,6 +184,8 @@ pub struct Metrics {
     pub request_bytes_in_flight: IntGauge,
 
     restarts: IntCounterVec,
+    /// `process_*`: CPU, memory, file descriptors, threads (every node).
+    pub process: process::ProcessMetrics,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -221,58 +243,68 @@ impl Metrics {
     // fail except by a programming error, which the first test that starts a broker
     // shows (hence the `expect`s in the helpers above).
     pub fn new() -> Arc<Self> {
+        Self::build(true)
+    }
+
+    /// A controller-only node's registry: no broker metric is exported.
+    pub fn controller_only() -> Arc<Self> {
+        Self::build(false)
+    }
+
+    fn build(is_broker: bool) -> Arc<Self> {
         let r = Registry::new();
+        let b = Registry::new();
         let topic = &["topic"];
         let m = Metrics {
-            messages_in: counter_vec(&r, "kafka_server_brokertopicmetrics_messages_in_total",
+            messages_in: counter_vec(&b, "kafka_server_brokertopicmetrics_messages_in_total",
                 "Records appended by this broker as partition leader (Kafka MessagesInPerSec).", topic),
-            bytes_in: counter_vec(&r, "kafka_server_brokertopicmetrics_bytes_in_total",
+            bytes_in: counter_vec(&b, "kafka_server_brokertopicmetrics_bytes_in_total",
                 "Bytes of record batches produced to partitions this broker leads (BytesInPerSec).", topic),
-            bytes_out: counter_vec(&r, "kafka_server_brokertopicmetrics_bytes_out_total",
+            bytes_out: counter_vec(&b, "kafka_server_brokertopicmetrics_bytes_out_total",
                 "Bytes of record batches sent to consumers, replication excluded (BytesOutPerSec).", topic),
-            failed_produce: counter_vec(&r, "kafka_server_brokertopicmetrics_failed_produce_requests_total",
+            failed_produce: counter_vec(&b, "kafka_server_brokertopicmetrics_failed_produce_requests_total",
                 "Partition produces answered with an error (FailedProduceRequestsPerSec).", topic),
-            failed_fetch: counter_vec(&r, "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
+            failed_fetch: counter_vec(&b, "kafka_server_brokertopicmetrics_failed_fetch_requests_total",
                 "Partition fetches answered with an error (FailedFetchRequestsPerSec).", topic),
-            replication_bytes_out: counter(&r, "kafka_server_brokertopicmetrics_replication_bytes_out_total",
+            replication_bytes_out: counter(&b, "kafka_server_brokertopicmetrics_replication_bytes_out_total",
                 "Bytes of record batches sent to follower replicas (ReplicationBytesOutPerSec)."),
-            replication_bytes_in: counter(&r, "kafka_server_brokertopicmetrics_replication_bytes_in_total",
+            replication_bytes_in: counter(&b, "kafka_server_brokertopicmetrics_replication_bytes_in_total",
                 "Bytes of record batches appended as a follower (ReplicationBytesInPerSec)."),
             topics: Mutex::default(),
 
-            requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total",
+            requests: counter_vec(&b, "kafka_network_requestmetrics_requests_total",
                 "Requests answered, by API (RequestsPerSec).", &["request"]),
-            total_time: histogram_vec(&r, "kafka_network_requestmetrics_total_time_seconds",
+            total_time: histogram_vec(&b, "kafka_network_requestmetrics_total_time_seconds",
                 "From the request being read to its response written (TotalTimeMs)."),
-            request_queue_time: histogram_vec(&r, "kafka_network_requestmetrics_request_queue_time_seconds",
+            request_queue_time: histogram_vec(&b, "kafka_network_requestmetrics_request_queue_time_seconds",
                 "From the request being read to its handler starting (RequestQueueTimeMs)."),
-            local_time: histogram_vec(&r, "kafka_network_requestmetrics_local_time_seconds",
+            local_time: histogram_vec(&b, "kafka_network_requestmetrics_local_time_seconds",
                 "Time in the handler, waiting for partitions and replication included (LocalTimeMs + RemoteTimeMs)."),
-            response_queue_time: histogram_vec(&r, "kafka_network_requestmetrics_response_queue_time_seconds",
+            response_queue_time: histogram_vec(&b, "kafka_network_requestmetrics_response_queue_time_seconds",
                 "From the handler finishing to the connection writing its response (ResponseQueueTimeMs)."),
-            response_send_time: histogram_vec(&r, "kafka_network_requestmetrics_response_send_time_seconds",
+            response_send_time: histogram_vec(&b, "kafka_network_requestmetrics_response_send_time_seconds",
                 "Writing the response to the socket (ResponseSendTimeMs)."),
-            errors: counter_vec(&r, "kafka_network_requestmetrics_errors_total",
+            errors: counter_vec(&b, "kafka_network_requestmetrics_errors_total",
                 "Error codes in responses, by API and Kafka error name (ErrorsPerSec, NONE not counted).",
                 &["request", "error"]),
             apis: (0..MAX_API_KEY).map(|_| OnceLock::new()).collect(),
             error_counters: Mutex::default(),
 
-            isr_shrinks: counter(&r, "kafka_server_replicamanager_isr_shrinks_total",
+            isr_shrinks: counter(&b, "kafka_server_replicamanager_isr_shrinks_total",
                 "ISR shrinks committed for partitions this broker leads (IsrShrinksPerSec)."),
-            isr_expands: counter(&r, "kafka_server_replicamanager_isr_expands_total",
+            isr_expands: counter(&b, "kafka_server_replicamanager_isr_expands_total",
                 "ISR expansions committed for partitions this broker leads (IsrExpandsPerSec)."),
-            under_replicated_partitions: gauge(&r, "kafka_server_replicamanager_under_replicated_partitions",
+            under_replicated_partitions: gauge(&b, "kafka_server_replicamanager_under_replicated_partitions",
                 "Partitions this broker leads whose ISR is smaller than their replica set."),
-            under_min_isr_partitions: gauge(&r, "kafka_server_replicamanager_under_min_isr_partition_count",
+            under_min_isr_partitions: gauge(&b, "kafka_server_replicamanager_under_min_isr_partition_count",
                 "Partitions this broker leads whose ISR is below min.insync.replicas."),
-            at_min_isr_partitions: gauge(&r, "kafka_server_replicamanager_at_min_isr_partition_count",
+            at_min_isr_partitions: gauge(&b, "kafka_server_replicamanager_at_min_isr_partition_count",
                 "Partitions this broker leads whose ISR is exactly min.insync.replicas."),
-            offline_replicas: gauge(&r, "kafka_server_replicamanager_offline_replica_count",
+            offline_replicas: gauge(&b, "kafka_server_replicamanager_offline_replica_count",
                 "Replicas hosted here whose log is not open (loading, or failed to open)."),
-            partition_count: gauge(&r, "kafka_server_replicamanager_partition_count",
+            partition_count: gauge(&b, "kafka_server_replicamanager_partition_count",
                 "Partition replicas hosted by this broker."),
-            leader_count: gauge(&r, "kafka_server_replicamanager_leader_count",
+            leader_count: gauge(&b, "kafka_server_replicamanager_leader_count",
                 "Partitions this broker leads."),
 
             active_controller: gauge(&r, "kafka_controller_kafkacontroller_active_controller_count",
@@ -286,36 +318,55 @@ impl Metrics {
             unclean_leader_elections: counter(&r, "kafka_controller_controllerstats_unclean_leader_elections_total",
                 "Of those, leaders chosen from outside the ISR (UncleanLeaderElectionsPerSec)."),
             metadata_offset: gauge(&r, "kafka_server_metadata_last_applied_offset",
-                "Offset of the last metadata record this broker applied."),
+                "Offset of the last metadata record this node applied."),
 
-            log_size: gauge_vec(&r, "kafka_log_log_size",
+            raft_state: gauge_vec(&r, "kafka_server_raft_metrics_current_state",
+                "1 for this node's state in the controller quorum (leader, candidate, follower, observer), 0 for the others.",
+                &["state"]),
+            raft_leader: gauge(&r, "kafka_server_raft_metrics_current_leader",
+                "The controller quorum's leader as this node knows it (-1: none)."),
+            raft_epoch: gauge(&r, "kafka_server_raft_metrics_current_epoch",
+                "The controller quorum's current epoch (Raft term)."),
+            raft_high_watermark: gauge(&r, "kafka_server_raft_metrics_high_watermark",
+                "Metadata log entries applied by this node (index of the last applied entry + 1)."),
+            raft_log_end_offset: gauge(&r, "kafka_server_raft_metrics_log_end_offset",
+                "Metadata log entries this node holds (index of the last entry + 1)."),
+            forwarded_requests: counter(&r, "troupe_controller_forwarded_requests_total",
+                "Controller requests (registration, heartbeats, admin) this node sent to the active controller."),
+            forward_connections: counter(&r, "troupe_controller_forward_connections_created_total",
+                "Connections this node opened to the active controller to forward requests (kept and reused)."),
+
+            log_size: gauge_vec(&b, "kafka_log_log_size",
                 "Bytes of a partition's log segments on this broker (Log Size).", &["topic", "partition"]),
-            log_segments: gauge_vec(&r, "kafka_log_log_num_log_segments",
+            log_segments: gauge_vec(&b, "kafka_log_log_num_log_segments",
                 "Segments of a partition's log on this broker (NumLogSegments).", &["topic", "partition"]),
-            log_flush_time: histogram(&r, "kafka_log_logflushstats_log_flush_time_seconds",
+            log_flush_time: histogram(&b, "kafka_log_logflushstats_log_flush_time_seconds",
                 "Time of each log flush (fsync of the unflushed segments and the recovery-point checkpoint) (LogFlushRateAndTimeMs)."),
 
-            groups: gauge_vec(&r, "kafka_coordinator_group_groupmetadatamanager_num_groups",
+            groups: gauge_vec(&b, "kafka_coordinator_group_groupmetadatamanager_num_groups",
                 "Consumer groups coordinated by this broker, by state.", &["state"]),
-            rebalances: counter(&r, "kafka_coordinator_group_rebalances_total",
+            rebalances: counter(&b, "kafka_coordinator_group_rebalances_total",
                 "Rebalances completed (a new generation's JoinGroup answered) by this broker's coordinators."),
-            consumer_lag: gauge_vec(&r, "kafka_consumergroup_lag",
+            consumer_lag: gauge_vec(&b, "kafka_consumergroup_lag",
                 "High watermark minus committed offset, per group and partition, computed by the group's coordinator (kafka_exporter's name).",
                 &["consumergroup", "topic", "partition"]),
-            consumer_offset: gauge_vec(&r, "kafka_consumergroup_current_offset",
+            consumer_offset: gauge_vec(&b, "kafka_consumergroup_current_offset",
                 "Committed offset per group and partition (kafka_exporter's name).",
                 &["consumergroup", "topic", "partition"]),
 
-            connections: gauge(&r, "kafka_server_socket_server_metrics_connection_count",
+            connections: gauge(&b, "kafka_server_socket_server_metrics_connection_count",
                 "Client connections open now."),
-            connections_created: counter(&r, "kafka_server_socket_server_metrics_connection_creation_total",
+            connections_created: counter(&b, "kafka_server_socket_server_metrics_connection_creation_total",
                 "Client connections accepted since start."),
-            request_bytes_in_flight: gauge(&r, "kafka_network_request_bytes_in_flight",
+            request_bytes_in_flight: gauge(&b, "kafka_network_request_bytes_in_flight",
                 "Bytes of requests read and not yet answered (against queued.max.request.bytes)."),
 
             restarts: counter_vec(&r, "troupe_actor_restarts_total",
                 "Restarts of supervised actors, by kind.", &["kind"]),
+            process: process::ProcessMetrics::register(&r),
             registry: r,
+            broker_registry: b,
+            is_broker,
         };
         // Every kind exports a series from the start: a restart then shows as an
         // increase from 0, not as a series appearing.
@@ -440,7 +491,11 @@ impl Metrics {
 
     /// The registry in Prometheus' text format.
     pub fn encode(&self) -> String {
-        let families = self.registry.gather();
+        let mut families = self.registry.gather();
+        if self.is_broker {
+            families.extend(self.broker_registry.gather());
+            families.sort_by(|a, b| a.name().cmp(b.name()));
+        }
         prometheus::TextEncoder::new()
             .encode_to_string(&families)
             .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))

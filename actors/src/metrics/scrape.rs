@@ -5,28 +5,130 @@
 
 use super::Metrics;
 use crate::broker::BrokerContext;
+use crate::controller::raft::QuorumHandle;
 use crate::group::messages::{DescribeGroups, FetchOffsets, ListGroups};
+use crate::supervisor::RoutingTable;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
-use troupe::metadata::MetadataImage;
+use troupe::config::BrokerConfig;
+use troupe::ops::{BrokerState, NodeState, Registration};
 
-/// Everything the HTTP listener serves from.
+/// Everything the HTTP listener serves from: what every node has (its config, the
+/// metadata it applied, the quorum), and a broker's own context when it is one.
 pub struct Ops {
-    pub ctx: Arc<BrokerContext>,
-    /// Cluster mode: the latest committed metadata image, so readiness can tell
-    /// whether this broker has applied all of it. `None` on a single node, where the
-    /// controller applies each image before answering.
-    pub committed: Option<watch::Receiver<Arc<MetadataImage>>>,
+    pub config: Arc<BrokerConfig>,
+    pub cluster_id: String,
+    pub metrics: Arc<Metrics>,
+    /// The routing table, with the metadata image this node applied.
+    pub routes: watch::Receiver<Arc<RoutingTable>>,
+    /// The active controller (Raft leader) as this node knows it; -1: none.
+    pub active_controller: Arc<AtomicI32>,
+    /// Cluster mode: this node's place in the controller quorum (voter or learner).
+    /// `None` on a single node, where the controller applies each image before
+    /// answering.
+    pub quorum: Option<Arc<QuorumHandle>>,
+    /// The broker's context; `None` on a controller-only node (no groups, no
+    /// connections, no partitions of its own).
+    pub broker: Option<Arc<BrokerContext>>,
     /// One scrape at a time: a scrape resets and refills the per-group gauges.
     pub scrape_lock: tokio::sync::Mutex<()>,
 }
 
 impl Ops {
+    /// A broker's (alone, or with the controller role).
+    pub fn broker(ctx: Arc<BrokerContext>, quorum: Option<Arc<QuorumHandle>>) -> Self {
+        Ops {
+            config: ctx.config.clone(),
+            cluster_id: ctx.cluster_id.clone(),
+            metrics: ctx.metrics.clone(),
+            routes: ctx.routes.clone(),
+            active_controller: ctx.controller_id.clone(),
+            quorum,
+            broker: Some(ctx),
+            scrape_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A controller-only node's (`process.roles=controller`).
+    pub fn controller(
+        config: Arc<BrokerConfig>,
+        cluster_id: String,
+        metrics: Arc<Metrics>,
+        routes: watch::Receiver<Arc<RoutingTable>>,
+        active_controller: Arc<AtomicI32>,
+        quorum: Arc<QuorumHandle>,
+    ) -> Self {
+        Ops {
+            config,
+            cluster_id,
+            metrics,
+            routes,
+            active_controller,
+            quorum: Some(quorum),
+            broker: None,
+            scrape_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.ctx.metrics
+        &self.metrics
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn routes(&self) -> Arc<RoutingTable> {
+        self.routes.borrow().clone()
+    }
+
+    /// The active controller's node id (the Raft leader; on a single node, itself).
+    pub fn active_controller(&self) -> Option<i32> {
+        let id = self.active_controller.load(Ordering::Relaxed);
+        (id >= 0).then_some(id)
+    }
+
+    /// This node's Raft view, `None` on a single node.
+    pub fn raft(&self) -> Option<RaftView> {
+        let q = self.quorum.as_ref()?;
+        let m = q.raft.metrics().borrow().clone();
+        use openraft::ServerState as S;
+        Some(RaftView {
+            state: match m.state {
+                S::Leader => "leader",
+                S::Candidate => "candidate",
+                S::Follower => "follower",
+                // Kafka calls a non-voter following the log an observer.
+                S::Learner => "observer",
+                S::Shutdown => "shutdown",
+            },
+            leader: m.current_leader.map_or(-1, |l| l as i64),
+            epoch: m.current_term as i64,
+            high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
+            log_end_offset: m.last_log_index.map_or(0, |i| i as i64 + 1),
+            voters: m.membership_config.membership().voter_ids().collect(),
+            committed_offset: q.images.borrow().last_offset,
+        })
     }
 }
+
+/// This node's place in the controller quorum, read from openraft's metrics.
+pub struct RaftView {
+    /// Kafka's raft-metrics `current-state` names.
+    pub state: &'static str,
+    pub leader: i64,
+    pub epoch: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub voters: Vec<u64>,
+    /// The latest committed metadata this node received (its state machine's image).
+    pub committed_offset: i64,
+}
+
+/// The Raft states exported, so each has a series (zero included).
+const RAFT_STATES: &[&str] = &["leader", "candidate", "follower", "observer", "shutdown"];
 
 /// A committed offset of a group and how far behind the partition's end it is.
 pub struct GroupPartition {
@@ -167,16 +269,23 @@ const GROUP_STATES: &[&str] = &[
     "Dead",
 ];
 
-/// Set the gauges whose state lives elsewhere, just before encoding.
-pub async fn refresh(ops: &Ops) {
-    let ctx = &ops.ctx;
-    let m = ops.metrics();
-    let routes = ctx.routes();
+/// Partition counts of the applied image, for this node (gauges and readiness).
+#[derive(Default)]
+struct PartitionCounts {
+    hosted: i64,
+    leading: i64,
+    under_replicated: i64,
+    under_min_isr: i64,
+    at_min_isr: i64,
+    /// Hosted here and not open (loading, or failed to open).
+    offline_replicas: i64,
+    /// Without a live leader, cluster-wide.
+    offline_partitions: i64,
+}
+
+fn partition_counts(routes: &RoutingTable, node: i32) -> PartitionCounts {
     let image = &routes.image;
-    let node = ctx.config.node_id;
-    let (mut hosted, mut leading, mut urp, mut under_min, mut at_min, mut offline_replicas) =
-        (0, 0, 0, 0, 0, 0);
-    let mut offline_partitions = 0;
+    let mut c = PartitionCounts::default();
     for t in image.topics.values() {
         let min_isr = routes
             .topics
@@ -185,43 +294,85 @@ pub async fn refresh(ops: &Ops) {
             .unwrap_or(1) as usize;
         for p in t.partitions.values() {
             if p.leader < 0 || !image.is_live(p.leader) {
-                offline_partitions += 1;
+                c.offline_partitions += 1;
             }
             if !p.replicas.contains(&node) {
                 continue;
             }
-            hosted += 1;
+            c.hosted += 1;
             let online = routes
                 .partition(&t.name, p.partition)
                 .is_some_and(|r| r.state.borrow().online);
             if !online {
-                offline_replicas += 1;
+                c.offline_replicas += 1;
             }
             if p.leader != node {
                 continue;
             }
-            leading += 1;
+            c.leading += 1;
             if p.isr.len() < p.replicas.len() {
-                urp += 1;
+                c.under_replicated += 1;
             }
             if p.isr.len() < min_isr {
-                under_min += 1;
+                c.under_min_isr += 1;
             } else if p.isr.len() == min_isr {
-                at_min += 1;
+                c.at_min_isr += 1;
             }
         }
     }
-    m.partition_count.set(hosted);
-    m.leader_count.set(leading);
-    m.under_replicated_partitions.set(urp);
-    m.under_min_isr_partitions.set(under_min);
-    m.at_min_isr_partitions.set(at_min);
-    m.offline_replicas.set(offline_replicas);
-    m.offline_partitions.set(offline_partitions);
+    c
+}
+
+/// Set the gauges whose state lives elsewhere, just before encoding: the controller
+/// and Raft ones on every node, the broker's own on a broker.
+pub async fn refresh(ops: &Ops) {
+    let m = ops.metrics();
+    let routes = ops.routes();
+    let image = &routes.image;
+    let node = ops.node_id();
+    let c = partition_counts(&routes, node);
+    m.offline_partitions.set(c.offline_partitions);
     m.active_controller
-        .set(i64::from(ctx.controller_id() == node));
-    m.controller_epoch.set(image.epoch as i64);
+        .set(i64::from(ops.active_controller() == Some(node)));
     m.metadata_offset.set(image.last_offset);
+    m.process.refresh();
+    match ops.raft() {
+        Some(r) => {
+            // The Raft term is the controller epoch.
+            m.controller_epoch.set(r.epoch);
+            for s in RAFT_STATES {
+                m.raft_state
+                    .with_label_values(&[s])
+                    .set(i64::from(*s == r.state));
+            }
+            m.raft_leader.set(r.leader);
+            m.raft_epoch.set(r.epoch);
+            m.raft_high_watermark.set(r.high_watermark);
+            m.raft_log_end_offset.set(r.log_end_offset);
+        }
+        None => {
+            // A single node is a quorum of one, always its leader.
+            m.controller_epoch.set(image.epoch as i64);
+            for s in RAFT_STATES {
+                m.raft_state
+                    .with_label_values(&[s])
+                    .set(i64::from(*s == "leader"));
+            }
+            m.raft_leader.set(i64::from(node));
+            m.raft_epoch.set(image.epoch as i64);
+            m.raft_high_watermark.set(image.last_offset + 1);
+            m.raft_log_end_offset.set(image.last_offset + 1);
+        }
+    }
+    let Some(ctx) = &ops.broker else {
+        return;
+    };
+    m.partition_count.set(c.hosted);
+    m.leader_count.set(c.leading);
+    m.under_replicated_partitions.set(c.under_replicated);
+    m.under_min_isr_partitions.set(c.under_min_isr);
+    m.at_min_isr_partitions.set(c.at_min_isr);
+    m.offline_replicas.set(c.offline_replicas);
     m.connections.set(ctx.connections.open() as i64);
     let budget = crate::broker::request_byte_permits(&ctx.config);
     let free = ctx.request_bytes.available_permits().min(budget);
@@ -249,56 +400,30 @@ pub async fn refresh(ops: &Ops) {
     }
 }
 
-/// `/health/ready`: `Ok` when this broker has applied the committed metadata, is
-/// registered and unfenced, knows the active controller and has every partition it
-/// hosts open; otherwise what is missing.
+/// `/health/ready` ([`troupe::ops::readiness`]): `Ok` when this node knows the active
+/// controller and has applied the committed metadata and, on a broker, is registered
+/// and unfenced with every partition it hosts open; otherwise what is missing.
 pub fn readiness(ops: &Ops) -> Result<String, Vec<String>> {
-    let ctx = &ops.ctx;
-    let routes = ctx.routes();
+    let routes = ops.routes();
     let image = &routes.image;
-    let node = ctx.config.node_id;
-    let mut missing = Vec::new();
-    if image.last_offset < 0 {
-        missing.push("no metadata applied yet".to_string());
-    }
-    if let Some(committed) = &ops.committed {
-        let latest = committed.borrow().last_offset;
-        if image.last_offset < latest {
-            missing.push(format!(
-                "metadata applied up to offset {} of {latest}",
-                image.last_offset
-            ));
+    let node = ops.node_id();
+    let broker = ops.broker.as_ref().map(|_| {
+        let c = partition_counts(&routes, node);
+        BrokerState {
+            registration: ops.quorum.as_ref().map(|_| match image.brokers.get(&node) {
+                None => Registration::Unregistered,
+                Some(b) if b.fenced => Registration::Fenced,
+                Some(_) => Registration::Live,
+            }),
+            hosted: c.hosted as usize,
+            loading: c.offline_replicas as usize,
         }
-        match image.brokers.get(&node) {
-            None => missing.push(format!("broker {node} is not registered")),
-            Some(b) if b.fenced => missing.push(format!("broker {node} is fenced")),
-            Some(_) => {}
-        }
-    }
-    if ctx.controller_id() < 0 {
-        missing.push("no active controller known".to_string());
-    }
-    let (mut hosted, mut loading) = (0, 0);
-    for t in image.topics.values() {
-        for p in t.partitions.values().filter(|p| p.replicas.contains(&node)) {
-            hosted += 1;
-            let online = routes
-                .partition(&t.name, p.partition)
-                .is_some_and(|r| r.state.borrow().online);
-            if !online {
-                loading += 1;
-            }
-        }
-    }
-    if loading > 0 {
-        missing.push(format!("{loading} of {hosted} partitions not serving yet"));
-    }
-    if missing.is_empty() {
-        Ok(format!(
-            "ready: metadata offset {}, {hosted} partitions serving",
-            image.last_offset
-        ))
-    } else {
-        Err(missing)
-    }
+    });
+    troupe::ops::readiness(&NodeState {
+        node_id: node,
+        applied_offset: image.last_offset,
+        committed_offset: ops.quorum.as_ref().map(|q| q.images.borrow().last_offset),
+        controller: ops.active_controller(),
+        broker,
+    })
 }

@@ -2,9 +2,11 @@
 //! metadata image, partition states and group coordinators, refreshing itself every
 //! few seconds (`<meta http-equiv="refresh">`, no JavaScript).
 //!
-//! Sections: cluster (brokers, controller), topics (one row per partition: leader,
-//! replicas, ISR, offsets when hosted here; under-replicated and offline rows
-//! highlighted), consumer groups coordinated here (state, members, lag per partition).
+//! Sections: cluster (brokers, controller, the controller quorum as this node sees
+//! it), topics (one row per partition: leader, replicas, ISR, offsets when hosted here;
+//! under-replicated and offline rows highlighted), consumer groups coordinated here
+//! (state, members, lag per partition). A controller-only node renders the same page
+//! from its metadata image, with "not a broker" where a broker's own data would be.
 
 use super::scrape::{self, Ops};
 use std::fmt::Write;
@@ -46,13 +48,17 @@ tr.lagging td.lag{font-weight:bold;color:#b71c1c}\
 .ok{color:#2e7d32}.bad{color:#b71c1c}";
 
 pub async fn render(ops: &Ops) -> String {
-    let ctx = &ops.ctx;
-    let routes = ctx.routes();
+    let routes = ops.routes();
     let image = &routes.image;
-    let node = ctx.config.node_id;
-    let controller = ctx.controller_id();
-    let groups = scrape::groups(ctx).await;
+    let node = ops.node_id();
+    let controller = ops.active_controller();
+    let raft = ops.raft();
     let ready = scrape::readiness(ops);
+    let kind = if ops.broker.is_some() {
+        "broker"
+    } else {
+        "controller"
+    };
 
     let mut h = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail.
@@ -60,18 +66,19 @@ pub async fn render(ops: &Ops) -> String {
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
-         <title>Troupe broker {node}</title><style>{STYLE}</style></head><body>\
-         <h1>Troupe broker {node}</h1>"
+         <title>Troupe {kind} {node}</title><style>{STYLE}</style></head><body>\
+         <h1>Troupe {kind} {node}</h1>"
     );
     let _ = write!(
         h,
         "<section id=\"cluster\"><h2>Cluster</h2><p>Cluster id <code>{}</code>; \
-         controller: <span id=\"controller\">{}</span>; metadata offset {}; this broker: {}</p>",
-        esc(&ctx.cluster_id),
-        if controller >= 0 {
-            format!("broker {controller}")
-        } else {
-            "none".into()
+         controller: <span id=\"controller\">{}</span>; metadata offset {}; this {kind}: {}</p>",
+        esc(&ops.cluster_id),
+        match controller {
+            // Dedicated controllers are not brokers: say which kind of node leads.
+            Some(c) if image.brokers.contains_key(&c) => format!("broker {c}"),
+            Some(c) => format!("controller {c}"),
+            None => "none".into(),
         },
         image.last_offset,
         match &ready {
@@ -94,7 +101,7 @@ pub async fn render(ops: &Ops) -> String {
             b.port,
             esc(b.rack.as_deref().unwrap_or("")),
             if b.fenced { "fenced" } else { "live" },
-            match (b.node_id == controller, b.node_id == node) {
+            match (Some(b.node_id) == controller, b.node_id == node) {
                 (true, true) => "controller (this broker)",
                 (true, false) => "controller",
                 (false, true) => "this broker",
@@ -102,7 +109,36 @@ pub async fn render(ops: &Ops) -> String {
             }
         );
     }
-    h.push_str("</table></section>");
+    h.push_str("</table>");
+    if image.brokers.is_empty() {
+        h.push_str("<p>No broker registered.</p>");
+    }
+    if let Some(r) = &raft {
+        let _ = write!(
+            h,
+            "<table id=\"quorum\"><tr><th>Controller quorum</th><th></th></tr>\
+             <tr><td>This node</td><td id=\"raft-state\">{} {}</td></tr>\
+             <tr><td>Leader</td><td>{}</td></tr><tr><td>Epoch</td><td>{}</td></tr>\
+             <tr><td>Voters</td><td>{}</td></tr>\
+             <tr><td>Metadata log</td><td>{} entries, {} applied</td></tr></table>",
+            node,
+            r.state,
+            if r.leader >= 0 {
+                r.leader.to_string()
+            } else {
+                "none".into()
+            },
+            r.epoch,
+            r.voters
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.log_end_offset,
+            r.high_watermark,
+        );
+    }
+    h.push_str("</section>");
 
     h.push_str("<section id=\"topics\"><h2>Topics</h2>");
     let partitions: usize = image.topics.values().map(|t| t.partitions.len()).sum();
@@ -144,6 +180,15 @@ pub async fn render(ops: &Ops) -> String {
     h.push_str("</section>");
 
     h.push_str("<section id=\"groups\"><h2>Consumer groups</h2>");
+    let Some(ctx) = &ops.broker else {
+        h.push_str(
+            "<p id=\"not-a-broker\">Not a broker: consumer groups, their lag and partition \
+             offsets are served by the brokers' status pages.</p></section>",
+        );
+        footer(&mut h);
+        return h;
+    };
+    let groups = scrape::groups(ctx).await;
     if groups.is_empty() {
         h.push_str("<p>No groups coordinated by this broker.</p>");
     }
@@ -179,12 +224,16 @@ pub async fn render(ops: &Ops) -> String {
         h.push_str("</table>");
     }
     h.push_str("</section>");
+    footer(&mut h);
+    h
+}
+
+fn footer(h: &mut String) {
     let _ = write!(
         h,
         "<footer><p>Refreshes every {REFRESH_S} s. Metrics: <a href=\"/metrics\">/metrics</a>; \
          health: <a href=\"/health/ready\">/health/ready</a>.</p></footer></body></html>"
     );
-    h
 }
 
 /// One row per partition of `topics`: leader, replicas, ISR and, when hosted here,

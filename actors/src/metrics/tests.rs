@@ -176,6 +176,7 @@ fn the_dashboard_queries_only_exported_metrics() {
     m.consumer_lag.with_label_values(&["g", "t", "0"]).set(1);
     m.consumer_offset.with_label_values(&["g", "t", "0"]).set(1);
     m.actor_restarted(ActorKind::Log);
+    m.raft_state.with_label_values(&["leader"]).set(1);
     let t0 = Instant::now();
     m.request_done(
         &RequestTiming {
@@ -208,4 +209,34 @@ fn the_dashboard_queries_only_exported_metrics() {
         checked > 20,
         "only {checked} metric names found in the dashboard"
     );
+}
+
+#[test]
+fn a_controller_only_node_exports_no_broker_metric() {
+    let m = Metrics::controller_only();
+    // Its supervisor shares the broker's code and may count into broker metrics.
+    m.topic("t").messages_in.inc();
+    let text = m.encode();
+    for common in [
+        "kafka_controller_kafkacontroller_active_controller_count",
+        "kafka_server_raft_metrics_current_epoch",
+        "troupe_controller_forwarded_requests_total",
+        "troupe_actor_restarts_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(common), "{common} missing");
+    }
+    for broker_only in [
+        "kafka_server_brokertopicmetrics",
+        "kafka_server_replicamanager",
+        "kafka_network_",
+        "kafka_server_socket_server_metrics",
+        "kafka_coordinator_",
+    ] {
+        assert!(!text.contains(broker_only), "{broker_only} exported");
+    }
+    let broker = Metrics::new().encode();
+    assert!(broker.contains("kafka_server_replicamanager_partition_count"));
+    assert!(broker.contains("kafka_controller_kafkacontroller_active_controller_count"));
+    assert!(broker.contains("process_resident_memory_bytes"));
 }
