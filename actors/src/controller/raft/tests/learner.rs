@@ -154,22 +154,7 @@ async fn a_dead_learner_leaves_the_membership_and_rejoins_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_follows_the_committed_log_across_a_leader_change() {
-    let mut listeners = BTreeMap::new();
-    let mut voters = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        voters.insert(id, l.local_addr().unwrap().to_string());
-        listeners.insert(id, l);
-    }
-    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=4)
-        .map(|id| (id, tempfile::tempdir().unwrap()))
-        .collect();
-    let mut nodes = BTreeMap::new();
-    for (id, listener) in listeners {
-        let dir = dirs[&id].path().to_path_buf();
-        nodes.insert(id, start(id, &voters, dir, listener).await);
-    }
-    wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
+    let (mut nodes, voters, dirs) = three_voters().await;
     // Enough entries that the voters snapshot and purge: the learner can only start
     // from a snapshot.
     for i in 0..12u8 {
