@@ -42,7 +42,13 @@ pub fn run(
     let records = (log_mb * 1_000_000 / 1024).max(1000);
     // A batch larger than segment.bytes is refused (RECORD_LIST_TOO_LARGE, as in
     // Kafka): every segment must take at least one of the loop's ~1.03 MB batches.
-    let segment_bytes = (records * 1024 / segments.max(1)).max(1_100_000);
+    // One segment: the whole log stays active (the worst case for a kill -9, as
+    // nothing is below the recovery point without a flush policy).
+    let segment_bytes = if segments <= 1 {
+        i32::MAX as u64
+    } else {
+        (records * 1024 / segments).max(1_100_000)
+    };
     eprintln!("  [recovery] {log_mb} MB of 1 KiB records, segment.bytes {segment_bytes}");
     let (broker, _) = Broker::start(bin, &dir, 0)?;
     let port = broker.addr.port();
