@@ -168,7 +168,7 @@ pub fn run(
     let mut last_report = Instant::now();
     let result = (|| -> Result<(), String> {
         while seq < total {
-            // Send everything due by now, then sleep about a millisecond: a sleep per
+            // Send everything due by now, then wait up to a millisecond: a sleep per
             // record cannot keep 200k records/s, and a spin would take a core.
             let now = epoch.elapsed().as_nanos() as u64;
             while seq < total {
@@ -200,10 +200,13 @@ pub fn run(
                 last_report = Instant::now();
                 eprintln!("    [omb {mb_per_sec} MB/s] sent {seq}/{total}");
             }
+            // Wait for the next record's time inside poll: it serves delivery reports
+            // as they come (poll(0) takes one event, i.e. one partition's batch, per
+            // call, which left reports queued and inflated publish latency).
             let next = (seq as f64 * interval_ns) as u64;
             let now = epoch.elapsed().as_nanos() as u64;
             if next > now {
-                std::thread::sleep(Duration::from_nanos((next - now).min(1_000_000)));
+                p.poll(Duration::from_nanos((next - now).min(1_000_000)));
             }
         }
         p.flush(Duration::from_secs(60))
