@@ -143,7 +143,7 @@ impl Options {
                 omb_rates: vec![50.0, 200.0],
                 omb_secs: 5.0,
                 omb_linger_ms: 1,
-                many_msgs: 400_000,
+                many_msgs: 1_000_000,
                 idle_conns: 10_000,
                 idle_secs: 3.0,
                 report_dir: PathBuf::from("target/e2e-report"),

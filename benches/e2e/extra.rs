@@ -92,7 +92,8 @@ pub fn run(o: &Options, bin: Option<&Path>, root: &Path) -> Result<(), String> {
             Err(e) => println!("many-clients run failed: {e}\n"),
         }
         if let Some(b) = &local {
-            let n = o.idle_conns.min(limit.saturating_sub(512) as usize / 2);
+            // The bench and the broker each hold one descriptor per connection.
+            let n = o.idle_conns.min(limit.saturating_sub(512) as usize);
             eprintln!("[idle] {n} idle connections (open files limit {limit})");
             match many::idle(b, n, o.idle_secs) {
                 Ok(r) => print_idle(&r),

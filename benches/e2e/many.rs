@@ -195,21 +195,30 @@ pub fn idle(broker: &Broker, n: usize, idle_secs: f64) -> Result<IdleResult, Str
     let t0 = Instant::now();
     // ApiVersions v0: size, api key 18, version 0, correlation id, client id null.
     let frame: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
-    let mut conns = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut s = TcpStream::connect(broker.addr)
-            .map_err(|e| format!("connection {i}: {e}"))?;
-        s.write_all(&frame).map_err(|e| format!("connection {i}: {e}"))?;
-        conns.push(s);
-    }
-    for (i, s) in conns.iter_mut().enumerate() {
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)
-            .map_err(|e| format!("connection {i}: no ApiVersions answer: {e}"))?;
-        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut body).map_err(|e| e.to_string())?;
+    // In rounds of 64, each answered before the next opens, as clients that wait for
+    // their handshake do: a burst of 10,000 connects overflows the broker's listen
+    // backlog (128, std's default; `ss -ltn` shows it) whenever the broker is off the
+    // CPU for a moment, and every dropped SYN costs a 1 s retransmit (60 s to open
+    // them all in one burst, 30 s in rounds of 256, seen here).
+    let mut conns: Vec<TcpStream> = Vec::with_capacity(n);
+    while conns.len() < n {
+        let from = conns.len();
+        for i in from..n.min(from + 64) {
+            let mut s = TcpStream::connect(broker.addr)
+                .map_err(|e| format!("connection {i}: {e}"))?;
+            s.write_all(&frame)
+                .map_err(|e| format!("connection {i}: {e}"))?;
+            conns.push(s);
+        }
+        for (i, s) in conns.iter_mut().enumerate().skip(from) {
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .map_err(|e| e.to_string())?;
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len)
+                .map_err(|e| format!("connection {i}: no ApiVersions answer: {e}"))?;
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut body).map_err(|e| e.to_string())?;
+        }
     }
     let open_secs = t0.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
