@@ -155,7 +155,10 @@ pub fn clients(
         return Err(e);
     }
     let n = consumed.load(Ordering::Relaxed);
-    let consume_secs = match (*first_msg.lock().unwrap_or_else(|e| e.into_inner()), *last_msg.lock().unwrap_or_else(|e| e.into_inner())) {
+    let consume_secs = match (
+        *first_msg.lock().unwrap_or_else(|e| e.into_inner()),
+        *last_msg.lock().unwrap_or_else(|e| e.into_inner()),
+    ) {
         (Some(a), Some(b)) => (b - a).as_secs_f64(),
         _ => started.elapsed().as_secs_f64(),
     };
@@ -204,8 +207,8 @@ pub fn idle(broker: &Broker, n: usize, idle_secs: f64) -> Result<IdleResult, Str
     while conns.len() < n {
         let from = conns.len();
         for i in from..n.min(from + 64) {
-            let mut s = TcpStream::connect(broker.addr)
-                .map_err(|e| format!("connection {i}: {e}"))?;
+            let mut s =
+                TcpStream::connect(broker.addr).map_err(|e| format!("connection {i}: {e}"))?;
             s.write_all(&frame)
                 .map_err(|e| format!("connection {i}: {e}"))?;
             conns.push(s);

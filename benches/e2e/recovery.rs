@@ -32,12 +32,7 @@ pub struct RecoveryResult {
 
 const TOPIC: &str = "recovery";
 
-pub fn run(
-    bin: &Path,
-    root: &Path,
-    log_mb: u64,
-    segments: u64,
-) -> Result<RecoveryResult, String> {
+pub fn run(bin: &Path, root: &Path, log_mb: u64, segments: u64) -> Result<RecoveryResult, String> {
     let dir = root.join("recovery");
     let records = (log_mb * 1_000_000 / 1024).max(1000);
     // A batch larger than segment.bytes is refused (RECORD_LIST_TOO_LARGE, as in
@@ -143,7 +138,9 @@ fn restart(
             break t0.elapsed().as_secs_f64();
         }
         if Instant::now() > deadline {
-            return Err(format!("no Fetch at offset {last} within 300 s of the restart"));
+            return Err(format!(
+                "no Fetch at offset {last} within 300 s of the restart"
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     };
