@@ -28,6 +28,16 @@
 //!    run 1 is their reference (`--no-cluster` skips them; `--cluster-set key=value`
 //!    adds a setting to every node, e.g. to try `replica.fetch.wait.max.ms`)
 //!
+//! R. recovery: a log of many segments (`--recovery-mb`, `--recovery-segments`), time
+//!    until a restarted broker serves after `kill -9` and after SIGTERM
+//! L. latency at a fixed rate, OMB style: 16 partitions, 1 KiB, acks=all, paced at
+//!    `--omb-rates` MB/s, publish and end-to-end percentiles and an SVG plot
+//! M. many clients: 8 producers + 8 consumers of one group on 64 partitions; and
+//!    10,000 idle connections (I)
+//!
+//! `--only main,cluster,scale,recovery,omb,many` picks runs. Every throughput row
+//! leads with the broker's CPU seconds per GB moved.
+//!
 //! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
 //! RSS and open files, produce spread over all partitions). Broker CPU seconds and peak
 //! RSS come from /proc/<pid>/stat and /proc/<pid>/status (VmHWM, reset before each run).
