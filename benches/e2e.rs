@@ -28,6 +28,16 @@
 //!    run 1 is their reference (`--no-cluster` skips them; `--cluster-set key=value`
 //!    adds a setting to every node, e.g. to try `replica.fetch.wait.max.ms`)
 //!
+//! R. recovery: a log of many segments (`--recovery-mb`, `--recovery-segments`), time
+//!    until a restarted broker serves after `kill -9` and after SIGTERM
+//! L. latency at a fixed rate, OMB style: 16 partitions, 1 KiB, acks=all, paced at
+//!    `--omb-rates` MB/s, publish and end-to-end percentiles and an SVG plot
+//! M. many clients: 8 producers + 8 consumers of one group on 64 partitions; and
+//!    10,000 idle connections (I)
+//!
+//! `--only main,cluster,scale,recovery,omb,many` picks runs. Every throughput row
+//! leads with the broker's CPU seconds per GB moved.
+//!
 //! and a scale run with 1,000 and 10,000 partitions (start-up after a restart, idle
 //! RSS and open files, produce spread over all partitions). Broker CPU seconds and peak
 //! RSS come from /proc/<pid>/stat and /proc/<pid>/status (VmHWM, reset before each run).
@@ -43,14 +53,22 @@ mod broker;
 mod client;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/extra.rs"]
+mod extra;
+#[path = "e2e/many.rs"]
+mod many;
 #[path = "e2e/nullbroker.rs"]
 mod nullbroker;
 #[path = "e2e/nullfetch.rs"]
 mod nullfetch;
+#[path = "e2e/omb.rs"]
+mod omb;
 #[path = "e2e/rawfetch.rs"]
 mod rawfetch;
 #[path = "e2e/rawproduce.rs"]
 mod rawproduce;
+#[path = "e2e/recovery.rs"]
+mod recovery;
 #[path = "e2e/report.rs"]
 mod report;
 #[path = "e2e/runs.rs"]
@@ -75,17 +93,36 @@ struct Options {
     latency_linger_ms: u32,
     scale: Vec<usize>,
     scale_msgs: u64,
-    /// Skip runs 1-5 (profiling the scale run alone).
-    scale_only: bool,
     /// Run the 3-broker cluster rows.
     cluster: bool,
-    /// Skip runs 1-5 and the scale run: the cluster rows alone (chasing a cluster
-    /// problem with `--reps N`).
-    cluster_only: bool,
     /// `key=value` settings every cluster node gets on top of `config/cluster`.
     cluster_set: Vec<String>,
     baseline_bytes: u64,
     max_secs: f64,
+    /// Which runs to do (`--only`): runs 1-5, cluster, scale, recovery, omb, many.
+    only: Option<Vec<String>>,
+    /// Recovery run: log size (MB) and segment count.
+    recovery_mb: u64,
+    recovery_segments: u64,
+    /// OMB-style fixed-rate runs: rates (MB/s), seconds each, producer linger.
+    omb_rates: Vec<f64>,
+    omb_secs: f64,
+    omb_linger_ms: u32,
+    /// Many-clients run: records in all, idle connections and how long they stay open.
+    many_msgs: u64,
+    idle_conns: usize,
+    idle_secs: f64,
+    /// Where plots go (next to the report).
+    report_dir: PathBuf,
+}
+
+impl Options {
+    /// Whether the run `name` is selected (all are, without `--only`).
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x == name))
+    }
 }
 
 impl Options {
@@ -106,12 +143,20 @@ impl Options {
                 latency_linger_ms: 0,
                 scale: vec![1_000],
                 scale_msgs: 100_000,
-                scale_only: false,
                 cluster: true,
-                cluster_only: false,
                 cluster_set: Vec::new(),
                 baseline_bytes: 1 << 30,
                 max_secs: 20.0,
+                only: None,
+                recovery_mb: 1050,
+                recovery_segments: 1000,
+                omb_rates: vec![50.0, 200.0],
+                omb_secs: 5.0,
+                omb_linger_ms: 1,
+                many_msgs: 1_000_000,
+                idle_conns: 10_000,
+                idle_secs: 3.0,
+                report_dir: PathBuf::from("target/e2e-report"),
             }
         } else {
             Options {
@@ -127,12 +172,20 @@ impl Options {
                 latency_linger_ms: 0,
                 scale: vec![1_000, 10_000],
                 scale_msgs: 500_000,
-                scale_only: false,
                 cluster: true,
-                cluster_only: false,
                 cluster_set: Vec::new(),
                 baseline_bytes: 4 << 30,
                 max_secs: 60.0,
+                only: None,
+                recovery_mb: 10_000,
+                recovery_segments: 1000,
+                omb_rates: vec![50.0, 200.0],
+                omb_secs: 60.0,
+                omb_linger_ms: 1,
+                many_msgs: 2_000_000,
+                idle_conns: 10_000,
+                idle_secs: 10.0,
+                report_dir: PathBuf::from("target/e2e-report"),
             }
         };
         let mut it = args.into_iter();
@@ -158,9 +211,8 @@ impl Options {
                         .collect::<Result<_, _>>()?
                 }
                 "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
-                "--scale-only" => o.scale_only = true,
+                "--scale-only" => o.only = Some(vec!["scale".into()]),
                 "--no-cluster" => o.cluster = false,
-                "--cluster-only" => o.cluster_only = true,
                 "--cluster-set" => {
                     let kv = val(&a)?;
                     if !kv.contains('=') {
@@ -168,6 +220,29 @@ impl Options {
                     }
                     o.cluster_set.push(kv)
                 }
+                "--only" => {
+                    let runs: Vec<String> = val(&a)?.split(',').map(str::to_string).collect();
+                    for r in &runs {
+                        if !RUNS.contains(&r.as_str()) {
+                            return Err(format!("--only {r}: one of {}", RUNS.join(",")));
+                        }
+                    }
+                    o.only = Some(runs)
+                }
+                "--recovery-mb" => o.recovery_mb = num(val(&a)?)?.max(1),
+                "--recovery-segments" => o.recovery_segments = num(val(&a)?)?.max(1),
+                "--omb-rates" => {
+                    o.omb_rates = val(&a)?
+                        .split(',')
+                        .map(|s| s.parse().map_err(|e| format!("--omb-rates {s}: {e}")))
+                        .collect::<Result<_, _>>()?
+                }
+                "--omb-secs" => o.omb_secs = num(val(&a)?)?.max(1) as f64,
+                "--omb-linger-ms" => o.omb_linger_ms = num(val(&a)?)? as u32,
+                "--many-msgs" => o.many_msgs = num(val(&a)?)?.max(8),
+                "--idle-conns" => o.idle_conns = num(val(&a)?)? as usize,
+                "--idle-secs" => o.idle_secs = num(val(&a)?)?.max(1) as f64,
+                "--report-dir" => o.report_dir = PathBuf::from(val(&a)?),
                 "--baseline-mb" => o.baseline_bytes = num(val(&a)?)? << 20,
                 "--max-secs" => o.max_secs = num(val(&a)?)? as f64,
                 "--help" | "-h" => {
@@ -184,8 +259,14 @@ impl Options {
 const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT] [--broker PATH]
   [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
   [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
-  [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-only] [--cluster-set KEY=VALUE]...
-  [--baseline-mb MB] [--max-secs S]";
+  [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-set KEY=VALUE]...
+  [--baseline-mb MB] [--max-secs S] [--only RUN,...] [--report-dir DIR]
+  [--recovery-mb MB] [--recovery-segments N] [--omb-rates MB_S,...] [--omb-secs S]
+  [--omb-linger-ms MS] [--many-msgs N] [--idle-conns N] [--idle-secs S]
+runs for --only: main (1-5), cluster, scale, recovery, omb, many";
+
+/// The runs `--only` can pick.
+const RUNS: [&str; 6] = ["main", "cluster", "scale", "recovery", "omb", "many"];
 
 fn main() {
     if std::env::args().any(|a| a == "--null-broker") {
@@ -226,36 +307,42 @@ fn run(o: &Options) -> Result<(), String> {
         None => Some(broker::find_binary(o.broker_bin.as_deref())?),
     };
 
-    eprintln!(
-        "[baseline] loopback TCP and page-cache append, {} reps",
-        o.reps
-    );
-    let mut tcp = Vec::new();
-    let mut disk = Vec::new();
-    for _ in 0..o.reps {
-        baseline::settle();
-        tcp.push(baseline::loopback_tcp(o.baseline_bytes).map_err(|e| e.to_string())?);
-        disk.push(
-            baseline::page_cache_append(&root, o.baseline_bytes / 2).map_err(|e| e.to_string())?,
-        );
-    }
-    let base = report::Baselines {
-        loopback_mb: median(&tcp),
-        append_mb: median(&disk),
+    let table_runs = o.wants("main") || o.wants("cluster") || o.wants("scale");
+    let mut base = report::Baselines {
+        loopback_mb: f64::NAN,
+        append_mb: f64::NAN,
         kept_append_mb: f64::NAN,
     };
-    eprintln!(
-        "[baseline] loopback {:.0} MB/s, page-cache append {:.0} MB/s",
-        base.loopback_mb, base.append_mb
-    );
+    if table_runs {
+        eprintln!(
+            "[baseline] loopback TCP and page-cache append, {} reps",
+            o.reps
+        );
+        let mut tcp = Vec::new();
+        let mut disk = Vec::new();
+        for _ in 0..o.reps {
+            baseline::settle();
+            tcp.push(baseline::loopback_tcp(o.baseline_bytes).map_err(|e| e.to_string())?);
+            disk.push(
+                baseline::page_cache_append(&root, o.baseline_bytes / 2)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        base.loopback_mb = median(&tcp);
+        base.append_mb = median(&disk);
+        eprintln!(
+            "[baseline] loopback {:.0} MB/s, page-cache append {:.0} MB/s",
+            base.loopback_mb, base.append_mb
+        );
+    }
 
-    let (mut table, lat) = if o.scale_only || o.cluster_only {
-        (report::Table::new(base), Vec::new())
-    } else {
+    let (mut table, lat) = if o.wants("main") {
         runs::run(o, bin.as_deref(), &root, base)?
+    } else {
+        (report::Table::new(base), Vec::new())
     };
     let mut cluster_lat = None;
-    if let (Some(bin), true, false) = (&bin, o.cluster, o.scale_only) {
+    if let (Some(bin), true, true) = (&bin, o.cluster, o.wants("cluster")) {
         // A failure is reported, not fatal: runs 1-5 are still printed.
         match cluster::run(o, bin, &root, &mut table) {
             Ok(l) => cluster_lat = l,
@@ -263,9 +350,13 @@ fn run(o: &Options) -> Result<(), String> {
         }
     }
 
-    println!("\nat the end of runs 1-5: {}\n", report::load());
-    table.print();
-    report::print_latency(&lat, o.latency_rate, o.latency_linger_ms);
+    if !table.rows.is_empty() {
+        println!("\nat the end of runs 1-5: {}\n", report::load());
+        table.print();
+    }
+    if !lat.is_empty() {
+        report::print_latency(&lat, o.latency_rate, o.latency_linger_ms);
+    }
     if let Some(l) = &cluster_lat {
         report::print_cluster(&table, l, o.latency_rate);
     }
@@ -273,10 +364,11 @@ fn run(o: &Options) -> Result<(), String> {
     let mut scale_results = Vec::new();
     if let Some(bin) = &bin {
         let fd_limit = broker::raise_open_files_limit();
-        if !o.scale.is_empty() {
+        if o.wants("scale") && !o.scale.is_empty() {
             eprintln!("[scale] open files limit: {fd_limit}");
         }
-        for &n in o.scale.iter().filter(|_| !o.cluster_only) {
+        let scale: &[usize] = if o.wants("scale") { &o.scale } else { &[] };
+        for &n in scale {
             eprintln!("[scale] {n} partitions");
             // A failure is reported, not fatal: the results above are already printed.
             match scale::run(bin, &root, n, o.scale_msgs, o.max_secs, fd_limit) {
@@ -285,8 +377,11 @@ fn run(o: &Options) -> Result<(), String> {
             }
         }
     }
-    println!("at the end: {}\n", report::load());
     report::print_scale(&scale_results, &base);
-    report::print_targets(&table, &lat, &scale_results);
+    extra::run(o, bin.as_deref(), &root)?;
+    println!("at the end: {}\n", report::load());
+    if table_runs {
+        report::print_targets(&table, &lat, &scale_results);
+    }
     Ok(())
 }

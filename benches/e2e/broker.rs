@@ -238,6 +238,12 @@ impl Broker {
             .unwrap_or(0)
     }
 
+    /// SIGKILL (`kill -9`): no shutdown work at all, as after a crash.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM and wait for the graceful shutdown (logs flushed, checkpoints written).
     pub fn stop(mut self) -> Result<Duration, String> {
         let started = Instant::now();

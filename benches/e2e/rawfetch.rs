@@ -78,6 +78,36 @@ pub fn consume(
     })
 }
 
+/// One Fetch of partition 0 of `topic` at `offset` on a fresh connection; the bytes of
+/// record batches it returned (an error code is an error).
+pub fn fetch_once(bootstrap: &str, topic: &str, offset: i64) -> Result<usize, String> {
+    let addr: std::net::SocketAddr = bootstrap.parse().map_err(|e| format!("{bootstrap}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(&request(topic, offset, 1)?)
+        .map_err(|e| e.to_string())?;
+    let mut size_buf = [0u8; 4];
+    s.read_exact(&mut size_buf).map_err(|e| e.to_string())?;
+    let len = usize::try_from(i32::from_be_bytes(size_buf)).map_err(|e| e.to_string())?;
+    let mut frame = vec![0u8; len];
+    s.read_exact(&mut frame).map_err(|e| e.to_string())?;
+    let mut b = Bytes::from(frame);
+    ResponseHeader::decode(&mut b, ApiKey::Fetch.response_header_version(VERSION))
+        .map_err(|e| e.to_string())?;
+    let resp = FetchResponse::decode(&mut b, VERSION).map_err(|e| e.to_string())?;
+    let part = resp
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or("empty fetch response")?;
+    if part.error_code != 0 {
+        return Err(format!("fetch error {}", part.error_code));
+    }
+    Ok(part.records.as_ref().map_or(0, |r| r.len()))
+}
+
 fn request(topic: &str, offset: i64, correlation: i32) -> Result<Bytes, String> {
     let header = RequestHeader::default()
         .with_request_api_key(ApiKey::Fetch as i16)

@@ -80,12 +80,13 @@ impl PhaseResult {
             (f64::NAN, f64::NAN)
         };
         eprintln!(
-            "    => {} msgs in {:.2}s: {:.0} msg/s, {:.1} MB/s; broker CPU {:.2}s, peak RSS {:.0} MB; client CPU {:.2}s",
+            "    => {} msgs in {:.2}s: {:.0} msg/s, {:.1} MB/s; broker CPU {:.2}s ({:.2} s/GB), peak RSS {:.0} MB; client CPU {:.2}s",
             t.msgs,
             t.secs,
             t.msgs_per_sec(),
             t.mb_per_sec(),
             cpu,
+            cpu / (t.bytes as f64 / 1e9),
             rss,
             client_cpu
         );
@@ -105,6 +106,8 @@ pub struct Row {
     pub mb_s: f64,
     pub all_msg_s: Vec<f64>,
     pub broker_cpu: f64,
+    /// Broker CPU seconds per GB of payload moved (produced or consumed): the headline.
+    pub cpu_per_gb: f64,
     pub client_cpu: f64,
     pub peak_rss_mb: f64,
 }
@@ -136,6 +139,7 @@ impl Table {
             mb_s: pick(&|r| r.throughput.mb_per_sec()),
             all_msg_s: reps.iter().map(|r| r.throughput.msgs_per_sec()).collect(),
             broker_cpu: pick(&|r| r.broker_cpu),
+            cpu_per_gb: pick(&|r| r.broker_cpu / (r.throughput.bytes as f64 / 1e9)),
             client_cpu: pick(&|r| r.client_cpu),
             peak_rss_mb: reps
                 .iter()
@@ -154,13 +158,14 @@ impl Table {
              page-cache append into a kept file (new pages, as a log's) {:.0} MB/s\n",
             self.base.loopback_mb, self.base.append_mb, self.base.kept_append_mb
         );
-        println!("| run | msgs | msg/s (median) | MB/s | × loopback | × append | × kept append | broker CPU s | client CPU s | broker peak RSS MB | msg/s of each rep |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        println!("| run | **broker CPU s/GB** | msgs | msg/s (median) | MB/s | × loopback | × append | × kept append | broker CPU s | client CPU s | broker peak RSS MB | msg/s of each rep |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &self.rows {
             let reps: Vec<String> = r.all_msg_s.iter().map(|v| format!("{v:.0}")).collect();
             println!(
-                "| {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.0} | {} |",
+                "| {} | **{:.2}** | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.0} | {} |",
                 r.name,
+                r.cpu_per_gb,
                 r.msgs,
                 r.msg_s,
                 r.mb_s,
@@ -219,12 +224,13 @@ pub fn print_scale(results: &[ScaleResult], base: &Baselines) {
     if results.is_empty() {
         return;
     }
-    println!("| partitions | create s | start-up s | idle RSS MB | idle open files | produce msg/s cold / warm (100 B, spread) | MB/s warm | broker CPU s cold / warm | peak RSS MB | open files |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| partitions | **broker CPU s/GB warm** | create s | start-up s | idle RSS MB | idle open files | produce msg/s cold / warm (100 B, spread) | MB/s warm | broker CPU s cold / warm | peak RSS MB | open files |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         println!(
-            "| {} | {:.2} | {:.2} | {:.1} | {} | {:.0} / {:.0} | {:.1} ({:.3} × loopback) | {:.2} / {:.2} | {:.0} | {} |",
+            "| {} | **{:.2}** | {:.2} | {:.2} | {:.1} | {} | {:.0} / {:.0} | {:.1} ({:.3} × loopback) | {:.2} / {:.2} | {:.0} | {} |",
             r.partitions,
+            r.warm_cpu_secs / (r.warm.bytes as f64 / 1e9),
             r.create_secs,
             r.startup_secs,
             r.idle_rss_mb,
