@@ -322,7 +322,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             )
         })?;
     let bind = listener.bind_address();
-    let tcp_listener = tokio::net::TcpListener::bind(&bind)
+    let tcp_listener = crate::net::socket::listen(&bind, config.socket_listen_backlog_size)
         .await
         .map_err(|e| StartError::Bind(listener.to_string(), e))?;
     let addr = tcp_listener
@@ -544,7 +544,7 @@ async fn start_voter(
             ))
         })?;
     let bind = listener.bind_address();
-    let tcp = tokio::net::TcpListener::bind(&bind)
+    let tcp = crate::net::socket::listen(&bind, config.socket_listen_backlog_size)
         .await
         .map_err(|e| StartError::Bind(bind.clone(), e))?;
     let handler_slot = slot;

@@ -54,6 +54,8 @@ pub struct BrokerConfig {
     pub socket_send_buffer_bytes: i32,
     pub socket_receive_buffer_bytes: i32,
     pub socket_request_max_bytes: usize,
+    /// The listen(2) backlog of each listener.
+    pub socket_listen_backlog_size: u32,
     /// Bound on requests in flight per connection (memory must not grow with a client).
     pub queued_max_requests: usize,
     /// Broker-wide bound on bytes of requests in flight (`queued.max.request.bytes`);

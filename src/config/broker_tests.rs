@@ -37,6 +37,7 @@ fn defaults_load_without_warnings() {
     assert_eq!(c.default_replication_factor, 1);
     assert!(c.auto_create_topics_enable && c.delete_topic_enable);
     assert_eq!(c.socket_request_max_bytes, 104_857_600);
+    assert_eq!(c.socket_listen_backlog_size, 1024);
     assert_eq!(c.queued_max_requests, 500);
     assert_eq!(c.queued_max_request_bytes, 268_435_456);
     assert_eq!(c.log_retention_check_interval_ms, 300_000);

@@ -165,6 +165,8 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
         "SO_SNDBUF of client sockets; -1 keeps the OS default. Kafka: 102400; Linux autotunes a socket's buffers only while none is set, so Troupe keeps the OS default."),
     b("socket.receive.buffer.bytes", int(-1), Some("-1"),
         "SO_RCVBUF of client sockets; -1 keeps the OS default. Kafka: 102400, see socket.send.buffer.bytes."),
+    b("socket.listen.backlog.size", int(1), Some("1024"),
+        "Accept queue length of each listener (the listen(2) backlog; Linux caps it at net.core.somaxconn). Kafka: 50 (KIP-764); Troupe takes 1024 so a burst of connects, a client fleet restarting, is queued rather than dropped into one-second SYN retransmits."),
     b("socket.request.max.bytes", int(1), Some("104857600"),
         "Largest request frame accepted; a bigger one closes the connection."),
     b("queued.max.requests", int(1), Some("500"),

@@ -276,6 +276,7 @@ impl Values {
             socket_send_buffer_bytes: self.num("socket.send.buffer.bytes")?,
             socket_receive_buffer_bytes: self.num("socket.receive.buffer.bytes")?,
             socket_request_max_bytes: self.num("socket.request.max.bytes")?,
+            socket_listen_backlog_size: self.num("socket.listen.backlog.size")?,
             queued_max_requests: self.num("queued.max.requests")?,
             queued_max_request_bytes: self.num("queued.max.request.bytes")?,
             connections_max_idle_ms: self.num("connections.max.idle.ms")?,

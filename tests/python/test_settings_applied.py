@@ -1,6 +1,7 @@
 """No setting is silently ignored (issue #13 item 4): the broker names, in one start-up
 line, every setting it accepts but does not apply, exactly the keys the shipped
-server.properties marks "Not applied"; socket buffer sizes take effect."""
+server.properties marks "Not applied"; socket buffer sizes and the listen backlog take
+effect."""
 
 from __future__ import annotations
 
@@ -58,5 +59,18 @@ def test_socket_receive_buffer_bytes_takes_effect():
             ).stdout
             # Linux doubles the value set; the broker's side of this connection:
             assert "rb65536" in out and "tb262144" in out, out
+    finally:
+        b.close()
+
+
+def test_socket_listen_backlog_size_takes_effect():
+    # A listening socket's Send-Q in `ss -l` is its backlog. tokio alone asks for 128;
+    # without the setting applied, this would read 128.
+    b = Broker({"socket.listen.backlog.size": "777"}, name="backlog").start()
+    try:
+        out = subprocess.run(
+            ["ss", "-ltnH", f"( sport = :{b.port} )"], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.split()[2] == "777", out
     finally:
         b.close()
