@@ -199,10 +199,10 @@ pub fn idle(broker: &Broker, n: usize, idle_secs: f64) -> Result<IdleResult, Str
     // ApiVersions v0: size, api key 18, version 0, correlation id, client id null.
     let frame: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
     // In rounds of 64, each answered before the next opens, as clients that wait for
-    // their handshake do: a burst of 10,000 connects overflows the broker's listen
-    // backlog (128, std's default; `ss -ltn` shows it) whenever the broker is off the
-    // CPU for a moment, and every dropped SYN costs a 1 s retransmit (60 s to open
-    // them all in one burst, 30 s in rounds of 256, seen here).
+    // their handshake do. A burst of 10,000 connects overflowed the listen backlog
+    // when it was tokio's 128 (`ss -ltn` shows it) whenever the broker was off the CPU
+    // for a moment, and every dropped SYN cost a 1 s retransmit (60 s to open them all
+    // in one burst, 30 s in rounds of 256); it is `socket.listen.backlog.size` now.
     let mut conns: Vec<TcpStream> = Vec::with_capacity(n);
     while conns.len() < n {
         let from = conns.len();
