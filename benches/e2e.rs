@@ -291,6 +291,15 @@ fn run(o: &Options) -> Result<(), String> {
         if o.quick { "quick" } else { "full" }
     );
     println!("{}", report::machine());
+    println!(
+        "client settings: producers {}; consumers of runs 4-4n {}",
+        client::THROUGHPUT_PRODUCER,
+        client::TUNED_CONSUMER
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let tmp = match &o.data_dir {
         Some(d) => tempfile::Builder::new()
             .prefix("troupe-e2e-")

@@ -252,8 +252,30 @@ pub fn produce(bootstrap: &str, spec: &ProduceSpec) -> Result<Throughput, String
     })
 }
 
+/// What a throughput-minded user sets on a librdkafka consumer (issue 14): larger
+/// fetches and a deeper prefetch queue than the defaults (1 MiB per partition, 50 MiB
+/// per fetch, 100,000 queued messages). The consume runs and their null-broker ceiling
+/// use the same settings, and the report prints them.
+pub const TUNED_CONSUMER: [(&str, &str); 3] = [
+    ("max.partition.fetch.bytes", "10485760"),
+    ("fetch.max.bytes", "52428800"),
+    ("queued.min.messages", "1000000"),
+];
+
+/// The producer settings of the throughput runs, printed with the report.
+pub const THROUGHPUT_PRODUCER: &str =
+    "linger.ms=5 batch.size=1048576 compression.type=none queue.buffering.max.messages=1000000";
+
 fn consumer(bootstrap: &str) -> Result<BaseConsumer, String> {
-    base_config(bootstrap)
+    consumer_with(bootstrap, &[])
+}
+
+fn consumer_with(bootstrap: &str, extra: &[(&str, &str)]) -> Result<BaseConsumer, String> {
+    let mut c = base_config(bootstrap);
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c
         // Manual assignment only: the group id is required by the client, never joined.
         .set("group.id", "troupe-e2e")
         .set("enable.auto.commit", "false")
@@ -273,7 +295,7 @@ pub fn consume(
     expected: u64,
     max_secs: f64,
 ) -> Result<Throughput, String> {
-    let c = consumer(bootstrap)?;
+    let c = consumer_with(bootstrap, &TUNED_CONSUMER)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)

@@ -118,7 +118,9 @@ fn serve_connection(
 ) -> Result<(), String> {
     let mut out = BytesMut::new();
     // librdkafka's default max.partition.fetch.bytes.
-    let mut block = nullfetch::Block::new(1 << 20);
+    // Large enough for the tuned consumer's 10 MiB per partition; each partition gets
+    // what its `partition_max_bytes` asks for, as from a broker.
+    let mut block = nullfetch::Block::new(10 << 20);
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).is_err() {

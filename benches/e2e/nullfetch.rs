@@ -47,15 +47,22 @@ impl Block {
         }
     }
 
+    /// How many of the block's bytes a partition asking for `partition_max_bytes` gets:
+    /// whole batches within it, at least one (as a log answers), at most the block.
+    fn len_for(&self, partition_max_bytes: i32) -> usize {
+        let want = usize::try_from(partition_max_bytes).unwrap_or(0);
+        (want / self.batch_len * self.batch_len).clamp(self.batch_len, self.bytes.len())
+    }
+
     /// The block with base offsets continuing from `from` (rounded down to a batch
     /// boundary, as a log returns the batch that holds the offset).
-    fn at(&mut self, from: i64) -> &[u8] {
+    fn at(&mut self, from: i64, len: usize) -> &[u8] {
         let mut base = from - from.rem_euclid(BATCH_RECORDS);
-        for batch in self.bytes.chunks_mut(self.batch_len) {
+        for batch in self.bytes[..len].chunks_mut(self.batch_len) {
             batch[..8].copy_from_slice(&base.to_be_bytes());
             base += BATCH_RECORDS;
         }
-        &self.bytes
+        &self.bytes[..len]
     }
 }
 
@@ -100,17 +107,21 @@ pub fn fetch(
     let req = FetchRequest::decode(body, FETCH_VERSION).map_err(|e| e.to_string())?;
     let mut budget = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
     // Size first (the frame length leads), then the bytes.
-    let mut parts: Vec<(usize, i32, i64, bool)> = Vec::new(); // (topic, partition, offset, with records)
+    // (topic, partition, offset, bytes of records; 0: none)
+    let mut parts: Vec<(usize, i32, i64, usize)> = Vec::new();
     let mut size = 4 + 4 + 2 + 4 + 4; // correlation, throttle, error, session, topic count
     for (ti, t) in req.topics.iter().enumerate() {
         size += 2 + t.topic.0.len() + 4;
         for p in &t.partitions {
             let with = budget > 0 || parts.is_empty();
-            if with {
-                budget = budget.saturating_sub(block.bytes.len());
-            }
-            size += 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4 + if with { block.bytes.len() } else { 0 };
-            parts.push((ti, p.partition, p.fetch_offset, with));
+            let len = if with {
+                block.len_for(p.partition_max_bytes)
+            } else {
+                0
+            };
+            budget = budget.saturating_sub(len);
+            size += 4 + 2 + 8 + 8 + 8 + 4 + 4 + 4 + len;
+            parts.push((ti, p.partition, p.fetch_offset, len));
         }
     }
     let mut head = BytesMut::with_capacity(64);
@@ -131,7 +142,7 @@ pub fn fetch(
         head.put_i16(t.topic.0.len() as i16);
         head.put_slice(t.topic.0.as_bytes());
         head.put_i32(t.partitions.len() as i32);
-        while let Some(&(pti, partition, offset, with)) = parts.peek() {
+        while let Some(&(pti, partition, offset, len)) = parts.peek() {
             if pti != ti {
                 break;
             }
@@ -143,8 +154,8 @@ pub fn fetch(
             head.put_i64(0); // log_start_offset
             head.put_i32(0); // aborted_transactions: empty
             head.put_i32(-1); // preferred_read_replica
-            if with {
-                let records = block.at(offset);
+            if len > 0 {
+                let records = block.at(offset, len);
                 head.put_i32(records.len() as i32);
                 s.write_all(&head).map_err(|e| e.to_string())?;
                 head.clear();
