@@ -340,6 +340,15 @@ pub fn consume(
     Ok(Throughput { msgs, bytes, secs })
 }
 
+/// The sequence number and send time (ns since the run's epoch) that latency runs
+/// write at the start of each payload.
+pub fn stamp(payload: Option<&[u8]>) -> Option<(u64, u64)> {
+    let v = payload.filter(|v| v.len() >= 16)?;
+    let seq = u64::from_be_bytes(v[0..8].try_into().ok()?);
+    let ts = u64::from_be_bytes(v[8..16].try_into().ok()?);
+    Some((seq, ts))
+}
+
 /// End-to-end latency samples, in microseconds, sorted.
 pub struct Latency {
     pub sorted_us: Vec<f64>,
@@ -435,11 +444,9 @@ pub fn latency_acks(
             match c.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let now = epoch.elapsed().as_nanos() as u64;
-                    let Some(v) = m.payload().filter(|v| v.len() >= 16) else {
+                    let Some((seq, ts)) = stamp(m.payload()) else {
                         continue;
                     };
-                    let seq = u64::from_be_bytes(v[0..8].try_into().unwrap_or_default());
-                    let ts = u64::from_be_bytes(v[8..16].try_into().unwrap_or_default());
                     got += 1;
                     if seq >= warmup {
                         samples.push(now.saturating_sub(ts) as f64 / 1e3);

@@ -144,11 +144,9 @@ pub fn run(
             match c.poll(Duration::from_millis(20)) {
                 Some(Ok(m)) => {
                     let now = epoch.elapsed().as_nanos() as u64;
-                    let Some(v) = m.payload().filter(|v| v.len() >= 16) else {
+                    let Some((seq, ts)) = client::stamp(m.payload()) else {
                         continue;
                     };
-                    let seq = u64::from_be_bytes(v[0..8].try_into().unwrap_or_default());
-                    let ts = u64::from_be_bytes(v[8..16].try_into().unwrap_or_default());
                     got += 1;
                     if seq >= warmup {
                         samples.push((ts as f64 / 1e3, now.saturating_sub(ts) as f64 / 1e3));

@@ -32,26 +32,7 @@ pub fn consume(
     let mut correlation = 0;
     while msgs < expected {
         correlation += 1;
-        s.write_all(&request(topic, offset, correlation)?)
-            .map_err(|e| e.to_string())?;
-        let mut size_buf = [0u8; 4];
-        s.read_exact(&mut size_buf).map_err(|e| e.to_string())?;
-        let len = usize::try_from(i32::from_be_bytes(size_buf)).map_err(|e| e.to_string())?;
-        let mut frame = vec![0u8; len];
-        s.read_exact(&mut frame).map_err(|e| e.to_string())?;
-        let mut b = Bytes::from(frame);
-        ResponseHeader::decode(&mut b, ApiKey::Fetch.response_header_version(VERSION))
-            .map_err(|e| e.to_string())?;
-        let resp = FetchResponse::decode(&mut b, VERSION).map_err(|e| e.to_string())?;
-        let part = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or("empty fetch response")?;
-        if part.error_code != 0 {
-            return Err(format!("fetch error {}", part.error_code));
-        }
-        let records = part.records.clone().unwrap_or_default();
+        let records = fetch(&mut s, topic, offset, correlation)?;
         let mut at = 0usize;
         // Batch header: base offset (8), length (4), ..., last offset delta at 23,
         // record count at 57; a partial batch at the end is fetched again next time.
@@ -86,7 +67,13 @@ pub fn fetch_once(bootstrap: &str, topic: &str, offset: i64) -> Result<usize, St
         .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    s.write_all(&request(topic, offset, 1)?)
+    Ok(fetch(&mut s, topic, offset, 1)?.len())
+}
+
+/// One Fetch round trip of partition 0 of `topic` at `offset`: its record bytes (an
+/// error code is an error).
+fn fetch(s: &mut TcpStream, topic: &str, offset: i64, correlation: i32) -> Result<Bytes, String> {
+    s.write_all(&request(topic, offset, correlation)?)
         .map_err(|e| e.to_string())?;
     let mut size_buf = [0u8; 4];
     s.read_exact(&mut size_buf).map_err(|e| e.to_string())?;
@@ -99,13 +86,14 @@ pub fn fetch_once(bootstrap: &str, topic: &str, offset: i64) -> Result<usize, St
     let resp = FetchResponse::decode(&mut b, VERSION).map_err(|e| e.to_string())?;
     let part = resp
         .responses
-        .first()
-        .and_then(|t| t.partitions.first())
+        .into_iter()
+        .next()
+        .and_then(|t| t.partitions.into_iter().next())
         .ok_or("empty fetch response")?;
     if part.error_code != 0 {
         return Err(format!("fetch error {}", part.error_code));
     }
-    Ok(part.records.as_ref().map_or(0, |r| r.len()))
+    Ok(part.records.unwrap_or_default())
 }
 
 fn request(topic: &str, offset: i64, correlation: i32) -> Result<Bytes, String> {
