@@ -18,6 +18,8 @@
 //!   rebalance.
 //! * [`quorum`]: the Raft leader's view of each replica's link (DescribeQuorum's
 //!   timestamps), which dead learners leave the membership, who may attach.
+//! * [`prevote`]: when a controller voter stands for election, and when it grants a
+//!   pre-vote (a cut-off voter must not depose a healthy leader when it returns).
 //! * [`routing`]: which node decides a request (only the active controller, one
 //!   request at a time) and when a request without an answer is tried again.
 //!
@@ -29,6 +31,7 @@ pub mod broker_configs;
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
+pub mod prevote;
 pub mod quorum;
 pub mod routing;
 pub mod topics;
@@ -39,6 +42,8 @@ mod broker_configs_tests;
 mod brokers_tests;
 #[cfg(test)]
 mod partitions_tests;
+#[cfg(test)]
+mod prevote_tests;
 #[cfg(test)]
 mod quorum_tests;
 #[cfg(test)]

@@ -132,6 +132,51 @@ def test_network_partition_isolating_a_leader(request):
         c.close()
 
 
+def test_a_voter_cut_off_and_back_does_not_depose_the_controller(request):
+    """Pre-vote: a controller voter cut off from the other two cannot win an election,
+    so it must not raise its term while cut off, and when the network heals the active
+    controller keeps leading at the same epoch. Before pre-vote, the cut-off voter
+    stood on every election timeout (1 s here), and the leader, seeing that higher term
+    in the voter's first answer after the heal, stepped down: a new election, a new
+    epoch, and about a second without a controller, on every heal."""
+    c = start(request, partitionable=True)
+
+    def quorum():
+        wait_for(lambda: c.controller(before_cut) in c.nodes, 15, "a controller")
+        ctl = c.controller(before_cut)
+        s = wire.connect("127.0.0.1", c.nodes[ctl].port, timeout=10)
+        try:
+            error, state = wire.describe_quorum_v1(s)
+        finally:
+            s.close()
+        assert error == 0, error
+        leader_id, epoch, *_ = state
+        return leader_id, epoch
+
+    before_cut = None  # ask any node until the cut, then one on the majority side
+    try:
+        before = quorum()
+        cut = next(i for i in c.nodes if i != before[0])
+        before_cut = before[0]
+        c.isolate(cut)
+        time.sleep(6)  # six election timeouts
+        during = quorum()
+        c.heal()
+        wait_for(lambda: sorted(c.metadata(before[0]).topics[TOPIC].partitions[0].isrs) == [1, 2, 3], 30,
+                 "the cut-off node rejoins the ISR")
+        time.sleep(2)  # time for a higher term to reach the leader, had one been raised
+        after = quorum()
+        log = c.nodes[cut].log_text()
+        print(f"\nvoter {cut} cut off for 6 s: (controller, epoch) before {before}, "
+              f"during {during}, after the heal {after}")
+        assert during == before, "the majority side changed controller while it could reach it"
+        assert after == before, f"the returning voter deposed the controller: {before} -> {after}"
+        assert "not standing" in log, "the cut-off voter never tried a pre-vote"
+    finally:
+        c.heal()
+        c.close()
+
+
 def test_rolling_restart_with_sigterm_fails_no_produce(request):
     c = start(request)
     load = Load(c.bootstrap(), TOPIC, PARTITIONS).start()

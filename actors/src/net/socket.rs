@@ -28,6 +28,31 @@ pub fn set_buffer_sizes(socket: &impl AsRawFd, send: i32, receive: i32) -> std::
     Ok(())
 }
 
+/// A listener on `addr` with `backlog` as its accept queue (`socket.listen.backlog.size`;
+/// tokio's `TcpListener::bind` always asks for 128). SO_REUSEADDR as tokio sets it, so a
+/// restarted broker binds at once over connections still in TIME_WAIT.
+pub async fn listen(addr: &str, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: no address"),
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,29 +86,4 @@ mod tests {
         set_buffer_sizes(&a, -1, 32768).unwrap();
         assert_eq!(get(&a, libc::SO_RCVBUF), 2 * 32768);
     }
-}
-
-/// A listener on `addr` with `backlog` as its accept queue (`socket.listen.backlog.size`;
-/// tokio's `TcpListener::bind` always asks for 128). SO_REUSEADDR as tokio sets it, so a
-/// restarted broker binds at once over connections still in TIME_WAIT.
-pub async fn listen(addr: &str, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
-    let mut last = None;
-    for a in tokio::net::lookup_host(addr).await? {
-        let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
-            Ok(l) => return Ok(l),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{addr}: no address"),
-        )
-    }))
 }

@@ -227,6 +227,29 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// A reader of this log's entries (what openraft's replication gets, too).
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            mem: self.mem.clone(),
+        }
+    }
+}
+
+impl LogReader {
+    /// The id of the last entry (or of the last purged one; `None`: an empty log),
+    /// entries not yet flushed included: what a pre-vote compares.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        read_entries(&self.mem, |m| {
+            m.map
+                .values()
+                .next_back()
+                .map(|e| e.log_id)
+                .or(m.last_purged)
+        })
+    }
+}
+
 fn get_entries<RB: RangeBounds<u64>>(mem: &RwLock<Entries>, range: RB) -> Vec<Entry> {
     read_entries(mem, |m| {
         m.map.range(range).map(|(_, e)| e.clone()).collect()

@@ -12,12 +12,14 @@
 //! attaching again. A write goes to the leader's
 //! [`QuorumHandle::write`]; once a majority has it, every voter applies it to its image and
 //! publishes the new image on [`QuorumHandle::images`]. The Raft term is the controller
-//! epoch: records carry it, and so does the image.
+//! epoch: records carry it, and so does the image. Voters call elections through
+//! [`election`]'s pre-vote timer, not openraft's own (which is switched off).
 //!
 //! Runtime: Raft spawns its tasks with `tokio::spawn`, so it runs on whatever tokio runtime
 //! calls [`start_quorum`]. On an actix arbiter (a current-thread runtime) every Raft task
 //! shares that thread; the file IO still goes to tokio's blocking pool, never the arbiter.
 
+mod election;
 pub(crate) mod files;
 pub mod log_store;
 pub mod network;
@@ -132,9 +134,9 @@ pub fn default_config() -> openraft::Config {
 /// least 100): how long a voter waits without hearing from its leader before it calls an
 /// election.
 ///
-/// An openraft follower that knows a leader waits for the leader lease (openraft sets it
-/// to `election_timeout_max`) plus its random election timeout (between min and max)
-/// before it stands. With max = E/2 and min = E/4 that is 3E/4 to E, so the setting
+/// A follower that knows a leader waits for the leader lease (openraft sets it to
+/// `election_timeout_max`) plus its random election timeout (between min and max)
+/// before it stands (asks for pre-votes, then calls the election: `election`). With max = E/2 and min = E/4 that is 3E/4 to E, so the setting
 /// bounds the wait as documented (min = E/2, max = E waited 1.5 E to 2 E: a second more
 /// with the default, on every failover of the controller). Heartbeats go out every E/10
 /// (10 to 200 ms), at least two per election timeout.
@@ -190,7 +192,14 @@ pub async fn start_quorum_with(
     if !voters.contains_key(&node_id) {
         return Err(QuorumError::NotAVoter(node_id));
     }
-    let config = Arc::new(options.config.validate()?);
+    // Elections are called by the pre-vote timer (`election`), not openraft's own.
+    let config = Arc::new(
+        openraft::Config {
+            enable_elect: false,
+            ..options.config
+        }
+        .validate()?,
+    );
     let storage = |source| QuorumError::Storage {
         dir: dir.clone(),
         source,
@@ -202,8 +211,17 @@ pub async fn start_quorum_with(
     let network = network::Network::new(node_id)
         .with_addresses(voters.clone())
         .with_cluster_id(options.cluster_id.clone());
-    let raft = Raft::new(node_id, config, network.clone(), log, sm).await?;
+    let reader = log.reader();
+    let raft = Raft::new(node_id, config.clone(), network.clone(), log, sm).await?;
     let contacts = Arc::new(LeaderContact::default());
+    let elector = election::Elector {
+        me: node_id,
+        raft: raft.clone(),
+        log: reader,
+        contacts: contacts.clone(),
+        network: network.clone(),
+        timings: election::Elector::timings(&config),
+    };
     let server = tokio::spawn({
         let (raft, contacts, network) = (raft.clone(), contacts.clone(), network.clone());
         let learners = Learners {
@@ -220,8 +238,10 @@ pub async fn start_quorum_with(
                     raft.clone(),
                     options.other,
                     contacts,
-                    Some(network.clone())
+                    Some(network.clone()),
+                    Some(elector.answerer()),
                 ),
+                elector.run(),
                 learners.run(),
                 track_log_end(raft, network),
             );

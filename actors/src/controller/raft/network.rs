@@ -45,6 +45,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use troupe::controller::prevote::LogPosition;
 use troupe::controller::quorum::{attach_refusal, LinkChange, ReplicaLink, ReplicaLinks};
 
 /// The largest frame either side accepts (snapshot chunks are 3 MiB by default).
@@ -71,6 +72,13 @@ pub enum ControllerRpc {
         #[serde(default)]
         cluster_id: Option<String>,
     },
+    /// A voter asks whether this voter would vote for it (pre-vote,
+    /// [`troupe::controller::prevote`]): nothing changes on the receiver.
+    PreVote {
+        candidate: NodeId,
+        /// The candidate's last log entry: (term, index).
+        last_log: LogPosition,
+    },
 }
 
 /// The answer to a [`ControllerRpc`], same variant.
@@ -87,7 +95,12 @@ pub enum ControllerReply {
     /// The answer to [`ControllerRpc::Attach`]: refused when the node id is a voter's
     /// or the cluster id another cluster's.
     Attached(Result<(), String>),
+    /// The answer to [`ControllerRpc::PreVote`]: `None` grants, else why not.
+    PreVote(Option<String>),
 }
+
+/// Answers [`ControllerRpc::PreVote`] (candidate, its last log entry): `None` grants.
+pub type PreVoteAnswer = Arc<dyn Fn(NodeId, LogPosition) -> Option<String> + Send + Sync>;
 
 /// Answers [`ControllerRpc::Other`] requests.
 pub type OtherHandler =
@@ -136,6 +149,9 @@ pub async fn write_frame<S: AsyncWriteExt + Unpin>(s: &mut S, body: &[u8]) -> io
 #[derive(Debug, Default)]
 pub struct LeaderContact {
     last: Mutex<Option<(NodeId, std::time::Instant)>>,
+    /// When this node last *accepted* AppendEntries or InstallSnapshot (the sender's
+    /// vote was current): the election timer and pre-vote answers count from it.
+    accepted: Mutex<Option<std::time::Instant>>,
 }
 
 impl LeaderContact {
@@ -145,6 +161,19 @@ impl LeaderContact {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             *last = Some((leader, std::time::Instant::now()));
         }
+    }
+
+    fn accepted(&self) {
+        *self.accepted.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// How long ago this node last accepted a leader's AppendEntries or InstallSnapshot
+    /// (`None`: not since it started).
+    pub fn since_accepted(&self) -> Option<Duration> {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed())
     }
 
     /// The last leader heard from and how long ago, forgotten once taken: a later
@@ -169,7 +198,7 @@ pub async fn serve_controller_with(
     other: Option<OtherHandler>,
     contacts: Arc<LeaderContact>,
 ) {
-    serve_voter(listener, raft, other, contacts, None).await
+    serve_voter(listener, raft, other, contacts, None, None).await
 }
 
 /// [`serve_controller_with`], also taking connections learners attach into `network`'s
@@ -180,6 +209,7 @@ pub async fn serve_voter(
     other: Option<OtherHandler>,
     contacts: Arc<LeaderContact>,
     network: Option<Network>,
+    prevote: Option<PreVoteAnswer>,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -192,6 +222,7 @@ pub async fn serve_voter(
                         other.clone(),
                         network.clone(),
                         contacts.clone(),
+                        prevote.clone(),
                     ));
                 }
                 Err(e) => {
@@ -213,6 +244,7 @@ pub(crate) async fn serve_connection(
     other: Option<OtherHandler>,
     network: Option<Network>,
     contacts: Arc<LeaderContact>,
+    prevote: Option<PreVoteAnswer>,
 ) {
     let _ = stream.set_nodelay(true);
     loop {
@@ -234,13 +266,29 @@ pub(crate) async fn serve_connection(
         let reply = match request {
             ControllerRpc::AppendEntries(req) => {
                 contacts.heard(req.vote.leader_id().voted_for());
-                ControllerReply::AppendEntries(raft.append_entries(req).await)
+                let answer = raft.append_entries(req).await;
+                if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                    contacts.accepted();
+                }
+                ControllerReply::AppendEntries(answer)
             }
             ControllerRpc::Vote(req) => ControllerReply::Vote(raft.vote(req).await),
             ControllerRpc::InstallSnapshot(req) => {
                 contacts.heard(req.vote.leader_id().voted_for());
-                ControllerReply::InstallSnapshot(raft.install_snapshot(req).await)
+                let vote = req.vote;
+                let answer = raft.install_snapshot(req).await;
+                if matches!(&answer, Ok(r) if r.vote == vote) {
+                    contacts.accepted();
+                }
+                ControllerReply::InstallSnapshot(answer)
             }
+            ControllerRpc::PreVote {
+                candidate,
+                last_log,
+            } => ControllerReply::PreVote(match &prevote {
+                Some(answer) => answer(candidate, last_log),
+                None => Some("not a controller voter".into()),
+            }),
             ControllerRpc::Other(req) => match &other {
                 Some(handler) => ControllerReply::Other(handler(req).await),
                 None => ControllerReply::Error("no handler for this request".into()),
@@ -372,6 +420,35 @@ impl Network {
     pub fn with_addresses(mut self, addresses: impl IntoIterator<Item = (NodeId, String)>) -> Self {
         self.addresses = Arc::new(addresses.into_iter().collect());
         self
+    }
+}
+
+impl Network {
+    /// Ask voter `target` for a pre-vote: `Some(None)` granted, `Some(Some(why))`
+    /// refused, `None` no answer within `ttl`.
+    pub async fn prevote(
+        &self,
+        target: NodeId,
+        last_log: LogPosition,
+        ttl: Duration,
+    ) -> Option<Option<String>> {
+        let client = PeerClient {
+            from: self.node_id,
+            target,
+            addr: self.addresses.get(&target)?.clone(),
+            pool: self.pool.clone(),
+            links: self.links.clone(),
+            log_end: self.log_end.clone(),
+        };
+        let request = ControllerRpc::PreVote {
+            candidate: self.node_id,
+            last_log,
+        };
+        match client.call(&request, ttl).await {
+            Ok(ControllerReply::PreVote(answer)) => Some(answer),
+            Ok(_) => Some(Some("the voter does not know pre-vote".into())),
+            Err(_) => None,
+        }
     }
 }
 
@@ -675,7 +752,7 @@ pub async fn attach_to_voter(
         match attach_once(node_id, cluster_id.clone(), &addr).await {
             Ok(stream) => {
                 backoff = FIRST_BACKOFF;
-                serve_connection(stream, raft.clone(), None, None, Arc::default()).await;
+                serve_connection(stream, raft.clone(), None, None, Arc::default(), None).await;
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !refused_logged => {
                 refused_logged = true;

@@ -6,43 +6,18 @@ use super::super::network::{read_frame, write_frame};
 use super::super::QuorumHandle;
 use super::super::{start_learner, ControllerReply, ControllerRpc, QuorumError, WriteError};
 use super::quorum::{
-    agreed_leader, has_topic, options, start, wait_for, write_via, LEARNER_REMOVAL_MS, TEST_CLUSTER,
+    agreed_leader, has_topic, options, three_voters, wait_for, write_via, LEARNER_REMOVAL_MS,
+    TEST_CLUSTER,
 };
 use super::topic_record;
 use crate::controller::raft::files::{decode, encode};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use troupe::metadata::MetadataRecord;
 
 fn cluster() -> Option<String> {
     Some(TEST_CLUSTER.into())
-}
-
-/// Three voters on loopback, started, with a leader; their directories (ids 1..=4, the
-/// fourth for a learner) live as long as the returned guard.
-async fn three_voters() -> (
-    BTreeMap<u64, QuorumHandle>,
-    BTreeMap<u64, String>,
-    BTreeMap<u64, tempfile::TempDir>,
-) {
-    let mut listeners = BTreeMap::new();
-    let mut voters = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        voters.insert(id, l.local_addr().unwrap().to_string());
-        listeners.insert(id, l);
-    }
-    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=4)
-        .map(|id| (id, tempfile::tempdir().unwrap()))
-        .collect();
-    let mut nodes = BTreeMap::new();
-    for (id, listener) in listeners {
-        let dir = dirs[&id].path().to_path_buf();
-        nodes.insert(id, start(id, &voters, dir, listener).await);
-    }
-    wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
-    (nodes, voters, dirs)
 }
 
 /// Whether the leader's membership holds `id` (`None`: no agreed leader).

@@ -104,8 +104,13 @@ pub(super) async fn start(
         .expect("start a voter")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_voters_elect_replicate_fail_over_and_catch_up() {
+/// Three voters on loopback, started, with a leader; their directories (ids 1..=4, the
+/// fourth for a learner) live as long as the returned guard.
+pub(super) async fn three_voters() -> (
+    BTreeMap<u64, QuorumHandle>,
+    BTreeMap<u64, String>,
+    BTreeMap<u64, tempfile::TempDir>,
+) {
     let mut listeners = BTreeMap::new();
     let mut voters = BTreeMap::new();
     for id in 1..=3u64 {
@@ -113,18 +118,21 @@ async fn three_voters_elect_replicate_fail_over_and_catch_up() {
         voters.insert(id, l.local_addr().unwrap().to_string());
         listeners.insert(id, l);
     }
-    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=3)
+    let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=4)
         .map(|id| (id, tempfile::tempdir().unwrap()))
         .collect();
     let mut nodes = BTreeMap::new();
     for (id, listener) in listeners {
-        nodes.insert(
-            id,
-            start(id, &voters, dirs[&id].path().to_path_buf(), listener).await,
-        );
+        let dir = dirs[&id].path().to_path_buf();
+        nodes.insert(id, start(id, &voters, dir, listener).await);
     }
-
     wait_for("a leader", || async { agreed_leader(&nodes).is_some() }).await;
+    (nodes, voters, dirs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_replicate_fail_over_and_catch_up() {
+    let (mut nodes, voters, dirs) = three_voters().await;
     let leader = agreed_leader(&nodes).unwrap();
     // Every voter initialized with the same set; doing it again is refused, harmlessly.
     let members: BTreeMap<u64, BasicNode> = voters
@@ -289,6 +297,80 @@ async fn voters_elect_a_new_leader_within_the_election_timeout() {
         ago >= t0.elapsed().saturating_sub(Duration::from_millis(50)),
         "last heard {ago:?} ago, stopped {:?} ago",
         t0.elapsed()
+    );
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+}
+
+/// Pre-vote: a voter that reaches no other voter cannot win an election, so it does not
+/// call one, and its term stays put however long it waits (openraft's own timer raised
+/// it on every election timeout: 300-600 ms here, so about 8 times in these 3 s). Its
+/// peers' addresses are ports nobody listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_cut_off_from_the_others_does_not_raise_its_term() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut voters = BTreeMap::new();
+    voters.insert(1, listener.local_addr().unwrap().to_string());
+    for id in 2..=3u64 {
+        // Bound, then closed: connection refused.
+        let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        voters.insert(id, dead.local_addr().unwrap().to_string());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(1, &voters, dir.path().to_path_buf(), listener).await;
+    // A pristine voter stands once as it initializes (term 1); none of it can win.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = node.current_term();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = node.current_term();
+    assert!(first <= 1, "term {first} after 0.5 s");
+    assert_eq!(later, first, "the cut-off voter raised its term");
+    assert_eq!(node.leader(), None);
+    node.shutdown().await;
+}
+
+/// A follower that hears from a live leader refuses a pre-vote (the candidate is the
+/// one cut off), and so does the leader; once the leader is gone, the followers grant
+/// each other and one of them leads within lease + election timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prevotes_are_refused_while_the_leader_lives_and_granted_after() {
+    let (mut nodes, voters, _dirs) = three_voters().await;
+    let leader = agreed_leader(&nodes).unwrap();
+    let term = nodes[&leader].current_term();
+    let follower = *nodes.keys().find(|&&id| id != leader).unwrap();
+    let other = *nodes
+        .keys()
+        .find(|&&id| id != leader && id != follower)
+        .unwrap();
+    // Ask as `other` would, with a log far ahead: only liveness can refuse it.
+    let ask = |target: u64| {
+        let network = super::super::network::Network::new(other).with_addresses(voters.clone());
+        async move {
+            network
+                .prevote(target, Some((u64::MAX, u64::MAX)), Duration::from_secs(2))
+                .await
+        }
+    };
+    assert_eq!(ask(follower).await, Some(Some("LeaderAlive".into())));
+    assert_eq!(ask(leader).await, Some(Some("IAmTheLeader".into())));
+    let stopped = Instant::now();
+    let old = nodes.remove(&leader).unwrap();
+    old.shutdown().await;
+    wait_for("a new leader", || async {
+        agreed_leader(&nodes).is_some_and(|l| l != leader)
+    })
+    .await;
+    let took = stopped.elapsed();
+    // Lease (600) + timeout (< 600) + a pre-vote round and the vote, with slack.
+    assert!(
+        took < Duration::from_millis(2500),
+        "new leader after {took:?}"
+    );
+    let new_term = nodes[&agreed_leader(&nodes).unwrap()].current_term();
+    assert!(
+        new_term > term && new_term <= term + 2,
+        "term {term} -> {new_term}"
     );
     for node in nodes.values() {
         node.shutdown().await;
