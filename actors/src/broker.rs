@@ -506,16 +506,15 @@ pub(crate) async fn start_quorum_controller(
     let _ = slot.set(controller.clone());
     // The Raft leader; Metadata and DescribeCluster turn it into a live broker's id.
     let mut metrics = quorum.raft.metrics();
+    let mut prospective = quorum.prospective_changes();
+    let q = quorum.clone();
     actix_rt::spawn(async move {
         loop {
-            let leader = metrics
-                .borrow()
-                .current_leader
-                .map(|l| l as i32)
-                .unwrap_or(-1);
+            let leader = q.leader().map(|l| l as i32).unwrap_or(-1);
             controller_id.store(leader, std::sync::atomic::Ordering::Relaxed);
-            if metrics.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                changed = prospective.changed() => if changed.is_err() { return },
             }
         }
     });

@@ -99,12 +99,14 @@ impl Ops {
             state: match m.state {
                 S::Leader => "leader",
                 S::Candidate => "candidate",
+                // KIP-996: a voter past its election timeout that could not win a pre-vote.
+                S::Follower if q.is_prospective() => "prospective",
                 S::Follower => "follower",
                 // Kafka calls a non-voter following the log an observer.
                 S::Learner => "observer",
                 S::Shutdown => "shutdown",
             },
-            leader: m.current_leader.map_or(-1, |l| l as i64),
+            leader: q.leader().map_or(-1, |l| l as i64),
             epoch: m.current_term as i64,
             high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
             log_end_offset: m.last_log_index.map_or(0, |i| i as i64 + 1),
@@ -128,7 +130,14 @@ pub struct RaftView {
 }
 
 /// The Raft states exported, so each has a series (zero included).
-const RAFT_STATES: &[&str] = &["leader", "candidate", "follower", "observer", "shutdown"];
+const RAFT_STATES: &[&str] = &[
+    "leader",
+    "candidate",
+    "prospective",
+    "follower",
+    "observer",
+    "shutdown",
+];
 
 /// A committed offset of a group and how far behind the partition's end it is.
 pub struct GroupPartition {

@@ -27,6 +27,8 @@ pub(crate) struct Elector {
     pub contacts: Arc<LeaderContact>,
     pub network: Network,
     pub timings: Timings,
+    /// Set while no leader is heard from and the pre-vote is lost (`QuorumHandle::leader`).
+    pub prospective: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A uniformly random u64 (std's hasher keys are random per process and per call).
@@ -124,6 +126,9 @@ impl Elector {
                 continue;
             }
             let view = self.view(quiet_start.elapsed());
+            if view.is_leader || view.since_leader_ms.is_some_and(|ms| ms < t.lease_ms) {
+                self.set_prospective(false);
+            }
             if !should_stand(&view, &t, timeout) {
                 continue;
             }
@@ -151,7 +156,15 @@ impl Elector {
                 );
                 last_lost = Some(granted.len());
             }
+            if !prevote_won(&voters, self.me, &granted) {
+                self.set_prospective(true);
+            }
         }
+    }
+
+    fn set_prospective(&self, now: bool) {
+        self.prospective
+            .send_if_modified(|p| std::mem::replace(p, now) != now);
     }
 
     /// Ask every other voter at once; who granted within the shortest election timeout.

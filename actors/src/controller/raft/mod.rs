@@ -158,6 +158,10 @@ pub struct QuorumHandle {
     pub images: watch::Receiver<Arc<MetadataImage>>,
     /// The leader last heard from (as a follower), and when.
     pub leader_contact: Arc<LeaderContact>,
+    /// True while this voter has not heard from a leader for its election timeout and
+    /// no majority would vote for it (Kafka's "prospective" state): it knows no live
+    /// leader, whatever openraft's metrics still name. Always false on a learner.
+    prospective: Arc<watch::Sender<bool>>,
     /// A voter's Raft network: how each replica's link fares (DescribeQuorum).
     network: Option<network::Network>,
     /// The CONTROLLER listener: aborting it closes every connection it accepted. Taken by
@@ -214,7 +218,9 @@ pub async fn start_quorum_with(
     let reader = log.reader();
     let raft = Raft::new(node_id, config.clone(), network.clone(), log, sm).await?;
     let contacts = Arc::new(LeaderContact::default());
+    let prospective = Arc::new(watch::Sender::new(false));
     let elector = election::Elector {
+        prospective: prospective.clone(),
         me: node_id,
         raft: raft.clone(),
         log: reader,
@@ -252,6 +258,7 @@ pub async fn start_quorum_with(
         raft,
         images,
         leader_contact: contacts,
+        prospective,
         network: Some(network),
         server: Mutex::new(Some(server)),
     };
@@ -324,6 +331,7 @@ pub async fn start_learner(
         server: Mutex::new(Some(attach)),
         // A learner never becomes the controller: no old leader to time a session from.
         leader_contact: Arc::default(),
+        prospective: Arc::new(watch::Sender::new(false)),
         network: None,
     })
 }
@@ -437,9 +445,23 @@ impl QuorumHandle {
         }
     }
 
-    /// The leader this node knows of, if any.
+    /// The leader this node knows of, if any: none while it is prospective (cut off from
+    /// its leader past the election timeout, and unable to win an election).
     pub fn leader(&self) -> Option<u64> {
+        if self.is_prospective() {
+            return None;
+        }
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this voter is prospective (see [`QuorumHandle::leader`]).
+    pub fn is_prospective(&self) -> bool {
+        *self.prospective.borrow()
+    }
+
+    /// Changes of [`QuorumHandle::is_prospective`].
+    pub fn prospective_changes(&self) -> watch::Receiver<bool> {
+        self.prospective.subscribe()
     }
 
     /// DescribeQuorum's answer, as this node sees the quorum (meaningful on the leader:
@@ -502,7 +524,7 @@ impl QuorumHandle {
             })
             .collect();
         troupe::controller::QuorumState {
-            leader_id: m.current_leader.map_or(-1, |l| l as i32),
+            leader_id: self.leader().map_or(-1, |l| l as i32),
             leader_epoch: m.current_term as i32,
             high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
             voters,
