@@ -10,7 +10,8 @@
 //!   session, the new one replaces it (a restart), and the old one's leaderships move.
 //!   A restart that proves the earlier process dead replaces it at once: its
 //!   registration names the broker epoch of the registered incarnation as its previous
-//!   broker epoch, read from the log dir it holds locked (Kafka only learns this from a
+//!   broker epoch, read from the log dir it holds locked and recorded there under that
+//!   same lock file, so a copy of the dir names none (Kafka only learns this from a
 //!   clean shutdown, KIP-966; here a kill -9 is covered too).
 //! * A broker silent for `broker.session.timeout.ms` is fenced: it leaves every ISR it
 //!   is in (unless it is the last member) and its leaderships move. A heartbeat asking
@@ -88,8 +89,9 @@ pub struct Registration {
     pub rack: Option<String>,
     /// The broker epoch of this node's previous registration, as the broker recorded it
     /// in its log dir (Kafka's PreviousBrokerEpoch, BrokerRegistrationRequest v2,
-    /// KIP-966; `None` is Kafka's -1). The broker holds an exclusive lock on its log
-    /// dir, so a new process that can read this has outlived the one that wrote it.
+    /// KIP-966; `None` is Kafka's -1). The broker sends it only when it was recorded
+    /// under the very lock file it now holds exclusively, so it has outlived the process
+    /// that recorded it (a copy of the dir locks another file and sends none).
     /// Absent from registrations encoded before it existed.
     #[serde(default)]
     pub previous_broker_epoch: Option<i64>,
