@@ -16,6 +16,10 @@
 //! * A broker silent for `broker.session.timeout.ms` is fenced: it leaves every ISR it
 //!   is in (unless it is the last member) and its leaderships move. A heartbeat asking
 //!   to shut down does the same at once (controlled shutdown) and is told it may stop.
+//!   That registration then stays fenced: a heartbeat of the same broker epoch that
+//!   was sent before the shutdown began and arrives after it (the broker's ordinary
+//!   heartbeat, retried or forwarded on another connection) does not unfence a process
+//!   that is stopping, as Kafka's controller keeps a broker in controlled shutdown.
 
 use super::partitions::{on_broker_back, on_broker_gone};
 use super::{codes, ApiError, ControllerConfig};
@@ -27,6 +31,9 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct BrokerLiveness {
     last: BTreeMap<i32, i64>,
+    /// Node → broker epoch of the registrations that asked for a controlled shutdown:
+    /// they stay fenced until the node registers again.
+    shutting_down: BTreeMap<i32, i64>,
 }
 
 impl BrokerLiveness {
@@ -49,6 +56,7 @@ impl BrokerLiveness {
     /// heartbeat interval of learning of it, well inside its session.
     pub fn new_active_with(image: &MetadataImage, now: i64, heard: &BTreeMap<i32, i64>) -> Self {
         BrokerLiveness {
+            shutting_down: BTreeMap::new(),
             last: image
                 .brokers
                 .keys()
@@ -139,6 +147,7 @@ pub fn register(
             records.extend(on_broker_gone(image, cfg, req.node_id));
         }
     }
+    liveness.shutting_down.remove(&req.node_id);
     records.push(MetadataRecord::RegisterBroker {
         node_id: req.node_id,
         host: req.host.clone(),
@@ -196,6 +205,10 @@ pub fn heartbeat(
         );
     };
     liveness.touch(hb.node_id, now);
+    if hb.want_shutdown {
+        liveness.shutting_down.insert(hb.node_id, b.epoch);
+    }
+    let shutting_down = liveness.shutting_down.get(&hb.node_id) == Some(&b.epoch);
     let caught_up = hb.current_metadata_offset >= b.epoch;
     let mut records = Vec::new();
     let fence = || {
@@ -206,7 +219,7 @@ pub fn heartbeat(
         });
         r
     };
-    let is_fenced = if hb.want_shutdown || hb.want_fence {
+    let is_fenced = if shutting_down || hb.want_fence {
         if !b.fenced {
             records = fence();
         }
