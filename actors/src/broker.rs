@@ -414,6 +414,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             controller.clone(),
             routes_rx.clone(),
             advertised.clone(),
+            // The registration is recorded in the first log dir.
+            log_dir_locks.first().and_then(|l| l.identity().cloned()),
         )
         .start();
         ClusterParts {

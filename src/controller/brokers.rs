@@ -10,11 +10,16 @@
 //!   session, the new one replaces it (a restart), and the old one's leaderships move.
 //!   A restart that proves the earlier process dead replaces it at once: its
 //!   registration names the broker epoch of the registered incarnation as its previous
-//!   broker epoch, read from the log dir it holds locked (Kafka only learns this from a
+//!   broker epoch, read from the log dir it holds locked and recorded there under that
+//!   same lock file, so a copy of the dir names none (Kafka only learns this from a
 //!   clean shutdown, KIP-966; here a kill -9 is covered too).
 //! * A broker silent for `broker.session.timeout.ms` is fenced: it leaves every ISR it
 //!   is in (unless it is the last member) and its leaderships move. A heartbeat asking
 //!   to shut down does the same at once (controlled shutdown) and is told it may stop.
+//!   That registration then stays fenced: a heartbeat of the same broker epoch that
+//!   was sent before the shutdown began and arrives after it (the broker's ordinary
+//!   heartbeat, retried or forwarded on another connection) does not unfence a process
+//!   that is stopping, as Kafka's controller keeps a broker in controlled shutdown.
 
 use super::partitions::{on_broker_back, on_broker_gone};
 use super::{codes, ApiError, ControllerConfig};
@@ -26,6 +31,9 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct BrokerLiveness {
     last: BTreeMap<i32, i64>,
+    /// Node → broker epoch of the registrations that asked for a controlled shutdown:
+    /// they stay fenced until the node registers again.
+    shutting_down: BTreeMap<i32, i64>,
 }
 
 impl BrokerLiveness {
@@ -48,6 +56,7 @@ impl BrokerLiveness {
     /// heartbeat interval of learning of it, well inside its session.
     pub fn new_active_with(image: &MetadataImage, now: i64, heard: &BTreeMap<i32, i64>) -> Self {
         BrokerLiveness {
+            shutting_down: BTreeMap::new(),
             last: image
                 .brokers
                 .keys()
@@ -88,8 +97,9 @@ pub struct Registration {
     pub rack: Option<String>,
     /// The broker epoch of this node's previous registration, as the broker recorded it
     /// in its log dir (Kafka's PreviousBrokerEpoch, BrokerRegistrationRequest v2,
-    /// KIP-966; `None` is Kafka's -1). The broker holds an exclusive lock on its log
-    /// dir, so a new process that can read this has outlived the one that wrote it.
+    /// KIP-966; `None` is Kafka's -1). The broker sends it only when it was recorded
+    /// under the very lock file it now holds exclusively, so it has outlived the process
+    /// that recorded it (a copy of the dir locks another file and sends none).
     /// Absent from registrations encoded before it existed.
     #[serde(default)]
     pub previous_broker_epoch: Option<i64>,
@@ -137,6 +147,7 @@ pub fn register(
             records.extend(on_broker_gone(image, cfg, req.node_id));
         }
     }
+    liveness.shutting_down.remove(&req.node_id);
     records.push(MetadataRecord::RegisterBroker {
         node_id: req.node_id,
         host: req.host.clone(),
@@ -194,6 +205,10 @@ pub fn heartbeat(
         );
     };
     liveness.touch(hb.node_id, now);
+    if hb.want_shutdown {
+        liveness.shutting_down.insert(hb.node_id, b.epoch);
+    }
+    let shutting_down = liveness.shutting_down.get(&hb.node_id) == Some(&b.epoch);
     let caught_up = hb.current_metadata_offset >= b.epoch;
     let mut records = Vec::new();
     let fence = || {
@@ -204,7 +219,7 @@ pub fn heartbeat(
         });
         r
     };
-    let is_fenced = if hb.want_shutdown || hb.want_fence {
+    let is_fenced = if shutting_down || hb.want_fence {
         if !b.fenced {
             records = fence();
         }

@@ -347,6 +347,40 @@ fn controlled_shutdown_moves_leadership_and_lets_the_broker_stop() {
 }
 
 #[test]
+fn a_heartbeat_sent_before_a_controlled_shutdown_does_not_unfence_the_stopping_broker() {
+    // The broker's ordinary heartbeat was in flight when SIGTERM came; its shutdown
+    // heartbeat went on another connection and was decided first.
+    let c = cfg();
+    let mut img = cluster(&[(1, None), (2, None)]);
+    with_topic(&mut img, "t", &[(&[1, 2], &[1, 2], 1), (&[1], &[1], 1)]);
+    let mut live = BrokerLiveness::new_active(&img, 0);
+    let ordinary = hb(&img, 1, img.last_offset);
+    let mut shutdown = ordinary.clone();
+    shutdown.want_shutdown = true;
+    let (records, a) = heartbeat(&img, &mut live, &c, &shutdown, 10);
+    assert!(a.should_shutdown);
+    commit(&mut img, &records);
+    let moved = img.clone();
+    // (heartbeat, at) -> the broker stays fenced, nothing committed
+    for (req, at) in [(&ordinary, 20), (&shutdown, 30), (&ordinary, 40)] {
+        let (records, a) = heartbeat(&img, &mut live, &c, req, at);
+        assert_eq!(
+            (records, a.error, a.is_fenced),
+            (vec![], 0, true),
+            "{req:?}"
+        );
+    }
+    assert_eq!(img, moved);
+    // The restarted process registers anew and is unfenced as usual.
+    let records = register(&img, &mut live, &c, &reg(1, 9), 50).unwrap();
+    commit(&mut img, &records);
+    let (records, a) = heartbeat(&img, &mut live, &c, &hb(&img, 1, img.last_offset), 60);
+    assert!(!a.is_fenced);
+    commit(&mut img, &records);
+    assert!(!img.brokers[&1].fenced);
+}
+
+#[test]
 fn clients_are_told_a_live_broker_as_controller() {
     // Brokers 4 and 5; controllers 1-3 are controller-only (never registered).
     let mut img = cluster(&[(4, None), (5, None)]);

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -104,7 +106,10 @@ def main() -> int:
             elif fault == "isolate-leader":
                 c.isolate(target)
             else:
-                c.nodes[target].stop()
+                # SIGTERM without waiting for the exit: the time to a new leader is the
+                # controlled shutdown's, not the process's whole stop (logs closed,
+                # Raft stopped), which is timed on its own below.
+                c.nodes[target].proc.send_signal(signal.SIGTERM)
             def moved():
                 part = c.metadata(others[0]).topics[TOPIC].partitions[p]
                 if part.leader in others:
@@ -119,6 +124,14 @@ def main() -> int:
             else:
                 outcome = wait_for(moved, 20, "a new leader")
             took = time.monotonic() - t0
+            stopped = ""
+            if fault == "sigterm-restart":
+                b = c.nodes[target]
+                code = b.proc.wait(30)
+                b.proc = None
+                assert code == 0, f"node {target} exited with {code} after SIGTERM"
+                own = re.findall(r"controlled shutdown.*?elapsed_ms=(\d+)", b.log_text().split("===== start #")[-1])
+                stopped = f" (process exited after {time.monotonic() - t0:.2f}s; its controlled shutdown took {own[-1] if own else '?'} ms)"
             if outcome == "moved":
                 took_by_fault.setdefault(fault, []).append(took)
             else:
@@ -132,7 +145,7 @@ def main() -> int:
             else:
                 c.restart(target)
             wait_for(lambda: healed(c, args.partitions), 40, f"healing after {last}")
-            print(f"{last} at {at}: new leader/controller after {took:.2f}s; {load.acked_count()} acked", flush=True)
+            print(f"{last} at {at}: new leader/controller after {took:.2f}s{stopped}; {load.acked_count()} acked", flush=True)
         load.stop()
         figures = verify(load, c.bootstrap(), min_acked=1)
         for fault, times in sorted(took_by_fault.items()):

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from cluster import Cluster
-from harness import Broker, broker_binary, wait_for
+from harness import Broker, broker_binary, free_port, produce, wait_for
 
 pytestmark = [pytest.mark.confluent]
 
@@ -145,6 +145,64 @@ def test_a_restart_after_kill9_replaces_its_registration_at_once(request):
         assert back < session - 2, f"took {back:.2f}s: waited out the session"
         assert "replacing it now" in c.nodes[ctl].log_text()
     finally:
+        c.close()
+
+
+def test_a_copy_of_a_running_brokers_log_dir_cannot_take_its_registration(request):
+    """A copy of a live node's log dir (`cp -a`), started as a second process with the
+    same node id on ports of its own, carries the broker epoch its original recorded but
+    not the original's lock file: it must not name that epoch, so the controller
+    refuses it (DUPLICATE_BROKER_REGISTRATION) while the original heartbeats, and the
+    original keeps its registration, its leaderships and its produce traffic."""
+    c = Cluster(3, name=request.node.name[:30], overrides={"broker.session.timeout.ms": "10000"})
+    request.node._troupe_brokers = list(c.nodes.values())
+    c.start()
+    copy = None
+    try:
+        create(c, 1, "copied", partitions=3)
+        ctl = c.controller()
+        victim = next(i for i in c.nodes if i != ctl)
+        original = c.nodes[victim]
+        led = sorted(p.id for p in partitions(c, ctl, "copied").values() if p.leader == victim)
+        assert led, "the victim leads a partition (leaders are spread)"
+        copy = Broker(dict(original.overrides), name=request.node.name[:20] + "-copy", config_file=original.config_file)
+        copy.overrides.update(
+            {
+                "listeners": f"PLAINTEXT://127.0.0.1:{copy.port},CONTROLLER://127.0.0.1:{free_port()}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{copy.port}",
+                "log.dirs": str(copy.log_dir),
+                "metrics.http.listener": f"127.0.0.1:{copy.metrics_port}",
+            }
+        )
+        subprocess.run(["cp", "-a", str(original.log_dir), str(copy.log_dir)], check=True)
+        copy.start()
+
+        # The copy's first registration is answered within a heartbeat or so: refused
+        # (fixed), or accepted, evicting the original (the hole this test guards).
+        def answered():
+            log = copy.log_text()
+            return ("broker registration refused" in log) or ("registered with the controller" in log)
+
+        wait_for(answered, 20, "the copy's registration answered")
+        copy_log = copy.log_text()
+        assert "registered with the controller" not in copy_log, "the copy took the original's registration"
+        assert "DUPLICATE_BROKER_REGISTRATION" in copy_log or "code=101" in copy_log, copy_log[-3000:]
+        assert "not naming it as the previous broker epoch" in copy_log
+        assert "replacing it now" not in c.nodes[ctl].log_text()
+
+        # The original is still the registered broker and leads what it led.
+        md = c.metadata(ctl)
+        assert md.brokers[victim].port == original.port, f"broker {victim} is now {md.brokers[victim]}"
+        now = partitions(c, ctl, "copied")
+        assert [p for p in led if now[p].leader != victim] == [], {p: now[p].leader for p in led}
+        reports = produce(original.bootstrap, "copied", [(b"k", b"after the copy started")], partition=led[0], acks=1)
+        assert reports[0][2] >= 0
+        assert "heartbeat refused" not in original.log_text()
+        assert copy.is_running(), "the copy keeps retrying (it is not registered)"
+    finally:
+        if copy is not None:
+            copy.kill9()
+            copy.close()
         c.close()
 
 

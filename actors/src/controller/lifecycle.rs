@@ -2,9 +2,11 @@
 //!
 //! It registers with the active controller (any node forwards there) with a random
 //! incarnation id and, as its previous broker epoch, the epoch of the last registration
-//! recorded in its (locked) log dir, so the controller can replace a registration this
-//! node's earlier process left behind without waiting out its session. Each accepted
-//! registration is recorded there in turn. Then it heartbeats every `broker.heartbeat.interval.ms` with the offset
+//! recorded in its log dir under the very lock file it now holds, so the controller can
+//! replace a registration this node's earlier process left behind without waiting out
+//! its session (a copy of the dir has a lock file of its own and names no epoch:
+//! [`troupe::storage::log_dir`]). Each accepted registration is recorded there in turn,
+//! with the lock's identity. Then it heartbeats every `broker.heartbeat.interval.ms` with the offset
 //! of the last metadata record this broker applied; the controller unfences it once it
 //! has caught up. A heartbeat answered STALE_BROKER_EPOCH (the controller fenced and
 //! replaced this registration) makes it register again. At shutdown,
@@ -21,7 +23,7 @@ use troupe::config::BrokerConfig;
 use troupe::controller::{
     ControllerRequest as Q, ControllerResponse as A, Heartbeat, Registration,
 };
-use troupe::storage::log_dir::RecordedRegistration;
+use troupe::storage::log_dir::{LockIdentity, RecordedRegistration};
 
 pub struct BrokerLifecycle {
     config: Arc<BrokerConfig>,
@@ -32,8 +34,11 @@ pub struct BrokerLifecycle {
     /// The broker epoch of the current registration.
     epoch: Option<i64>,
     /// The broker epoch of the last registration recorded in the log dir: by the
-    /// previous process at start, by this one once it registered.
+    /// previous process at start (only if recorded under the lock this one holds), by
+    /// this one once it registered.
     previous_epoch: Option<i64>,
+    /// The log dir lock this process holds, recorded with each registration.
+    lock: Option<LockIdentity>,
     /// Whether the controller last said this broker is fenced.
     fenced: bool,
     /// Set once a controlled shutdown started: no more ordinary heartbeats.
@@ -49,14 +54,26 @@ impl BrokerLifecycle {
         controller: Addr<Controller>,
         routes: watch::Receiver<Arc<RoutingTable>>,
         advertised: (String, u16),
+        lock: Option<LockIdentity>,
     ) -> Self {
         let recorded = RecordedRegistration::read(&config.log_dirs[0], config.node_id);
-        if let Some(r) = &recorded {
-            tracing::info!(
+        let previous_epoch = recorded
+            .as_ref()
+            .and_then(|r| r.previous_epoch(lock.as_ref()));
+        match (&recorded, previous_epoch) {
+            (Some(r), Some(_)) => tracing::info!(
                 node_id = r.node_id,
                 previous_broker_epoch = r.broker_epoch,
                 "found the registration of this node's previous process in its log dir"
-            );
+            ),
+            (Some(r), None) => tracing::warn!(
+                node_id = r.node_id,
+                recorded_broker_epoch = r.broker_epoch,
+                "the log dir holds a registration recorded under another lock file (a copied \
+                 or moved dir, an older version, or a reboot): not naming it as the previous \
+                 broker epoch, so the controller waits for that registration's session to end"
+            ),
+            (None, _) => {}
         }
         BrokerLifecycle {
             config,
@@ -65,7 +82,8 @@ impl BrokerLifecycle {
             advertised,
             incarnation: *troupe::metadata::random_uuid().as_bytes(),
             epoch: None,
-            previous_epoch: recorded.map(|r| r.broker_epoch),
+            previous_epoch,
+            lock,
             fenced: true,
             stopping: false,
             beating: false,
@@ -177,6 +195,7 @@ impl BrokerLifecycle {
             node_id: self.config.node_id,
             incarnation_id: self.incarnation,
             broker_epoch: epoch,
+            lock: self.lock.clone(),
         };
         let dir = self.config.log_dirs[0].clone();
         tokio::task::spawn_blocking(move || {
