@@ -85,6 +85,13 @@ pub fn should_stand(me: &VoterView, t: &Timings, election_timeout_ms: u64) -> bo
     quiet >= wait
 }
 
+/// Whether this voter leads or heard from a leader within the lease: it neither grants
+/// pre-votes nor calls an election (one whose pre-vote round ends so drops the result:
+/// it voted or heard from a leader meanwhile), and it is not prospective.
+pub fn leader_alive(me: &VoterView, t: &Timings) -> bool {
+    me.is_leader || me.since_leader_ms.is_some_and(|ms| ms < t.lease_ms)
+}
+
 /// Why a pre-vote was refused (for logs and tests); `None` from [`grant_prevote`] grants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {

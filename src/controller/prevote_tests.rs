@@ -1,4 +1,6 @@
-use super::prevote::{grant_prevote, prevote_won, should_stand, Refusal, Timings, VoterView};
+use super::prevote::{
+    grant_prevote, leader_alive, prevote_won, should_stand, Refusal, Timings, VoterView,
+};
 use std::collections::BTreeSet;
 
 /// A grant table row: (case, voter, candidate's log, answer).
@@ -244,5 +246,26 @@ fn a_prevote_is_won_by_a_majority_of_the_voters_counting_the_candidate() {
     ];
     for (case, voters, me, granted, won) in table {
         assert_eq!(prevote_won(voters, *me, granted), *won, "{case}");
+    }
+}
+
+#[test]
+fn a_leader_is_alive_for_a_voter_that_leads_or_heard_from_one_within_the_lease() {
+    let leader = VoterView {
+        is_leader: true,
+        ..follower(None, 0)
+    };
+    let table: &[(&str, VoterView, bool)] = &[
+        ("it leads", leader, true),
+        ("heard 499 ms ago", follower(Some(499), 0), true),
+        (
+            "heard 500 ms ago: the lease is over",
+            follower(Some(500), 0),
+            false,
+        ),
+        ("never heard one", follower(None, 0), false),
+    ];
+    for (case, view, alive) in table {
+        assert_eq!(leader_alive(view, &T), *alive, "{case}");
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use troupe::controller::prevote::{
-    grant_prevote, prevote_won, should_stand, LogPosition, Timings, VoterView,
+    grant_prevote, leader_alive, prevote_won, should_stand, LogPosition, Timings, VoterView,
 };
 
 /// What a voter needs to stand and to answer pre-votes.
@@ -126,7 +126,7 @@ impl Elector {
                 continue;
             }
             let view = self.view(quiet_start.elapsed());
-            if view.is_leader || view.since_leader_ms.is_some_and(|ms| ms < t.lease_ms) {
+            if leader_alive(&view, &t) {
                 self.set_prospective(false);
             }
             if !should_stand(&view, &t, timeout) {
@@ -135,6 +135,18 @@ impl Elector {
             let granted = self.ask(&voters, view.last_log).await;
             quiet_start = Instant::now();
             timeout = t.election_timeout_ms(draw());
+            // The answers are only good for the world they were given in: if this node
+            // voted meanwhile (another candidate won, or stood) or heard from a leader,
+            // an election now would depose that leader with a higher term.
+            let after = self.view(Duration::ZERO);
+            let now_vote = self.raft.metrics().borrow().vote;
+            if now_vote != vote || leader_alive(&after, &t) {
+                tracing::debug!(
+                    node_id = self.me,
+                    "controller quorum: the vote or the leader changed during the pre-vote: not standing"
+                );
+                continue;
+            }
             if prevote_won(&voters, self.me, &granted) {
                 tracing::info!(
                     node_id = self.me,
