@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from confluent_kafka.admin import NewTopic  # noqa: E402
 
+import kafka_wire as wire  # noqa: E402
 from checker import Load, verify  # noqa: E402
 from cluster import Cluster  # noqa: E402
 from harness import wait_for  # noqa: E402
@@ -154,6 +155,17 @@ def main() -> int:
                 f"median {statistics.median(times):.2f}s, max {max(times):.2f}s ({len(times)} faults)"
             )
         injected = sum(len(t) for t in took_by_fault.values()) + offline
+        # Each kill -9 of the active controller costs an election or two; a voter that
+        # stood while cut off or paused used to cost more (no pre-vote).
+        ctl = c.controller()
+        s = wire.connect("127.0.0.1", c.nodes[ctl].port, timeout=10)
+        try:
+            _, quorum = wire.describe_quorum_v1(s)
+        finally:
+            s.close()
+        kills = len(took_by_fault.get("kill9-controller", []))
+        print(f"controller epoch (Raft term) at the end: {quorum[1] if quorum else '?'}, after "
+              f"{kills} kill -9s of the active controller and {injected} faults in all")
         print(f"soak passed: seed {args.seed}, {injected} faults ({offline} left a partition offline until its last ISR member returned), {figures}")
         return 0
     except Exception as e:  # noqa: BLE001 - report the seed whatever broke
