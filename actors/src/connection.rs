@@ -9,7 +9,7 @@
 use crate::broker::BrokerContext;
 use crate::handlers;
 use crate::metrics::RequestTiming;
-use crate::net::sendfile::write_chunks;
+use crate::net::sendfile::{write_chunks, write_frames};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -43,21 +43,60 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
     }
     let (mut reader, writer) = stream.into_split();
     let depth = ctx.config.queued_max_requests.max(1);
-    let (tx, mut rx) = mpsc::channel::<tokio::task::JoinHandle<(Response, RequestTiming)>>(depth);
+    let (tx, mut rx) = mpsc::channel::<RequestTask>(depth);
     let stats = ctx.stats.clone();
     let metrics = ctx.metrics.clone();
     let activity = Arc::new(Activity::new());
     let write_activity = activity.clone();
     let write_loop = actix_rt::spawn(async move {
-        while let Some(task) = rx.recv().await {
-            let (response, timing) = match task.await {
-                Ok((r, t)) => (r, Some(t)),
-                Err(e) => (Response::Close(format!("request task failed: {e}")), None),
+        // A response taken from the queue while gathering, to be written next.
+        let mut carried: Option<(Response, Option<RequestTiming>)> = None;
+        // A request taken from the queue while gathering whose answer is not ready.
+        let mut queued: Option<RequestTask> = None;
+        loop {
+            let (response, timing) = match carried.take() {
+                Some(r) => r,
+                None => {
+                    let task = match queued.take() {
+                        Some(t) => t,
+                        None => match rx.recv().await {
+                            Some(t) => t,
+                            None => break,
+                        },
+                    };
+                    answer(task).await
+                }
             };
             let writing = Instant::now();
+            let mut answered = vec![timing];
             let result = match response {
                 Response::Frame(b) => {
-                    write_chunks(writer.as_ref(), &[Chunk::Bytes(b)], &stats).await
+                    // Answers already done behind this one leave in the same write:
+                    // a pipelining producer gets many small answers at once, and a
+                    // send per answer was a system call per request.
+                    let mut frames = vec![b];
+                    while frames.len() < MAX_FRAMES_PER_WRITE {
+                        let Ok(task) = rx.try_recv() else { break };
+                        if !task.is_finished() {
+                            queued = Some(task);
+                            break;
+                        }
+                        match answer(task).await {
+                            (Response::Frame(b), t) => {
+                                frames.push(b);
+                                answered.push(t);
+                            }
+                            other => {
+                                carried = Some(other);
+                                break;
+                            }
+                        }
+                    }
+                    if let [one] = &frames[..] {
+                        write_chunks(writer.as_ref(), &[Chunk::Bytes(one.clone())], &stats).await
+                    } else {
+                        write_frames(writer.as_ref(), &frames).await
+                    }
                 }
                 Response::Fetch(f) => write_chunks(writer.as_ref(), &f.chunks, &stats).await,
                 Response::Nothing => Ok(()),
@@ -66,9 +105,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
                     break;
                 }
             };
-            write_activity.answered();
-            if let Some(t) = &timing {
-                metrics.request_done(t, writing, Instant::now());
+            let done = Instant::now();
+            for timing in &answered {
+                write_activity.answered();
+                if let Some(t) = timing {
+                    metrics.request_done(t, writing, done);
+                }
             }
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "write failed, closing connection");
@@ -201,6 +243,20 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<BrokerContext>)
     drop(tx);
     let _ = write_loop.await;
     tracing::debug!(%peer, "connection closed");
+}
+
+/// A request being handled: its response and timing.
+type RequestTask = tokio::task::JoinHandle<(Response, RequestTiming)>;
+
+/// At most this many answers are gathered into one write (well below `IOV_MAX`).
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
+/// The answer of a request task (a task that failed closes the connection).
+async fn answer(task: RequestTask) -> (Response, Option<RequestTiming>) {
+    match task.await {
+        Ok((r, t)) => (r, Some(t)),
+        Err(e) => (Response::Close(format!("request task failed: {e}")), None),
+    }
 }
 
 /// Takes `n` permits of a broker-wide byte budget; `None` if it is closed.

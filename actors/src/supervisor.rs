@@ -268,11 +268,14 @@ impl BrokerSupervisor {
         let cleaner = crate::log::CleanerSettings::from_broker(&self.config);
         let gauges = self.metrics.log_gauges(topic, p.partition);
         let metrics = self.metrics.clone();
+        let hw = crate::log::SharedHighWatermark::default();
+        let log_hw = hw.clone();
         let log = Supervisor::start_in_arbiter(&self.storage, move |_| {
             LogActor::new(dir, log_config)
                 .with_producer_expiration(expiration)
                 .with_cleaner(cleaner.clone())
                 .with_metrics(gauges, metrics)
+                .with_high_watermark(log_hw)
         });
         let (tx, rx) = watch::channel(PartitionState::default());
         let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
@@ -291,6 +294,7 @@ impl BrokerSupervisor {
         let partition = p.partition;
         let leader = Supervisor::start(move |_| {
             PartitionActor::new(t, topic_id, partition, env, image, cfg, log2, tx)
+                .with_high_watermark(hw)
         });
         self.running.insert(
             (topic_id, p.partition),

@@ -121,3 +121,67 @@ async fn request_byte_budget_applies_backpressure_without_deadlock() {
     assert_eq!(hw, 41);
     broker.shutdown().await;
 }
+
+/// A Fetch's byte limits over several partitions, in request order: the first
+/// partition with data returns at least one whole batch even past its limit, later
+/// ones only what fits their own limit and what is left of the request's.
+#[actix_rt::test]
+async fn fetch_byte_limits_apply_across_partitions_in_request_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = troupe_actors::start(test_config(dir.path().to_path_buf(), &[]))
+        .await
+        .unwrap();
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("limits", 3).await, 0);
+    let value = vec![7u8; 1000];
+    let batch = troupe::storage::batch::build_batch(0, 1000, &[(None, Some(value.as_slice()))]);
+    let size = batch.len() as i32;
+    for p in 0..3 {
+        for _ in 0..2 {
+            assert_eq!(c.produce("limits", p, batch.clone()).await.0, 0);
+        }
+    }
+    assert_eq!(batches(&mut c, 10 << 20, 1 << 20).await, vec![2, 2, 2]);
+    assert_eq!(
+        batches(&mut c, 10 << 20, size / 2).await,
+        vec![1, 0, 0],
+        "only the first partition with data may exceed its limit"
+    );
+    assert_eq!(
+        batches(&mut c, 3 * size, 1 << 20).await,
+        vec![2, 1, 0],
+        "the request's limit is shared in order"
+    );
+    assert_eq!(batches(&mut c, size / 2, 1 << 20).await, vec![1, 0, 0]);
+    broker.shutdown().await;
+}
+
+/// Batches returned per partition of "limits" for a fetch from offset 0 of its three
+/// partitions with these byte limits.
+async fn batches(c: &mut Client, max_bytes: i32, partition_max: i32) -> Vec<usize> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("limits")))
+            .with_partitions(
+                (0..3)
+                    .map(|p| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_current_leader_epoch(-1)
+                            .with_partition_max_bytes(partition_max)
+                    })
+                    .collect(),
+            )]);
+    let resp = c.call(&req, 11).await;
+    resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| crate::common::client::batch_offsets(p.records.clone().unwrap_or_default()).len())
+        .collect()
+}

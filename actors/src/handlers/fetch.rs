@@ -11,7 +11,7 @@ use crate::errors::*;
 use crate::log::messages::Read;
 use crate::partition::messages::ReplicaFetch;
 use crate::supervisor::RoutingTable;
-use futures_util::future::select_all;
+use futures_util::future::{join_all, select_all};
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
@@ -117,7 +117,36 @@ fn preferred_replica(
         .min()
 }
 
+/// What one partition of a round still needs after its checks.
+enum Step {
+    /// Answered without reading: this error code (`NONE` for nothing to read).
+    Answer(i16),
+    /// Read from the log: the fetch offset, the exclusive bound (high watermark or log
+    /// end) and the partition's own byte limit.
+    Read {
+        offset: i64,
+        max_offset: i64,
+        partition_max: u64,
+    },
+}
+
+/// One partition of the response being built.
+struct Slot<'a> {
+    topic: usize,
+    data: PartitionData,
+    route: Option<&'a crate::supervisor::PartitionRoute>,
+    step: Step,
+}
+
 /// `selector`: this node's id when `replica.selector.class` is the rack-aware one.
+///
+/// The partitions' reads go to their log actors all at once (one wake-up of the
+/// storage thread for the round instead of a round trip per partition), then are
+/// taken in request order against the request's byte budget exactly as reading them
+/// one after another would: each is asked with `min_one_batch` and the budget the
+/// round started with; a region that only the first-batch rule let through is
+/// dropped when an earlier partition already returned bytes, and a partition whose
+/// budget has shrunk below what it was asked with is read again, alone.
 async fn read_round(
     req: &FetchRequest,
     version: i16,
@@ -145,14 +174,13 @@ async fn read_round(
         errors: Vec::new(),
         failed: Vec::new(),
     };
-    for topic in &req.topics {
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    for (t, topic) in req.topics.iter().enumerate() {
         let name: Option<String> = if version >= 13 {
             routes.topic_name(&topic.topic_id).map(str::to_string)
         } else {
             Some(topic.topic.0.as_str().to_string())
         };
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        let mut regions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let mut data = PartitionData::default()
                 .with_partition_index(p.partition)
@@ -160,13 +188,12 @@ async fn read_round(
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
-            let mut region = None;
             let route = name
                 .as_deref()
                 .and_then(|n| routes.partition(n, p.partition));
-            let code = match (name.as_deref(), route) {
-                (None, _) => UNKNOWN_TOPIC_ID,
-                (Some(n), None) => routes.unrouted_code(n, p.partition),
+            let step = match (name.as_deref(), route) {
+                (None, _) => Step::Answer(UNKNOWN_TOPIC_ID),
+                (Some(n), None) => Step::Answer(routes.unrouted_code(n, p.partition)),
                 (Some(_), Some(route)) => {
                     let mut rx = route.state.clone();
                     let mut state = *rx.borrow_and_update();
@@ -204,17 +231,17 @@ async fn read_round(
                                     .with_end_offset(end_offset);
                                 // Answer now: the follower must truncate first.
                                 round.any_error = true;
-                                NONE
+                                Step::Answer(NONE)
                             }
-                            Err(code) => code,
-                            Ok(None) => NONE,
+                            Err(code) => Step::Answer(code),
+                            Ok(None) => Step::Answer(NONE),
                         }
                     } else if let Some(code) = if follower_read {
                         state.check_read_epoch(p.current_leader_epoch)
                     } else {
                         state.check_leader_epoch(p.current_leader_epoch)
                     } {
-                        code
+                        Step::Answer(code)
                     } else if let Some(preferred) = selector
                         .filter(|_| follower_read && state.is_leader)
                         .and_then(|node| {
@@ -233,68 +260,147 @@ async fn read_round(
                             kafka_protocol::messages::BrokerId(preferred),
                         );
                         round.any_error = true;
-                        NONE
+                        Step::Answer(NONE)
                     } else if p.fetch_offset == max_offset && p.fetch_offset <= state.log_end_offset
                     {
                         // Caught up: nothing to read, no actor hop.
-                        NONE
+                        Step::Answer(NONE)
                     } else {
-                        let max_bytes = (p.partition_max_bytes.max(0) as u64).min(budget) as usize;
-                        let read = Read {
+                        Step::Read {
                             offset: p.fetch_offset,
-                            max_bytes,
                             max_offset,
-                            // Kafka's rule: the first partition with data returns at least
-                            // one whole batch even if it exceeds the limits, so a large
-                            // batch can never stall a consumer.
-                            min_one_batch: round.bytes == 0,
-                        };
-                        match route.log.send(read).await {
-                            Ok(Ok(info)) => {
-                                data = data.with_log_start_offset(info.log_start_offset);
-                                if let Some(r) = info.region {
-                                    if is_replica {
-                                        round.replication_bytes += r.len;
-                                    } else {
-                                        round.sent.push((route.metrics.clone(), r.len));
-                                    }
-                                    round.bytes += r.len;
-                                    budget = budget.saturating_sub(r.len);
-                                    region = Some(r);
-                                }
-                                NONE
-                            }
-                            Ok(Err(e @ StorageError::OffsetOutOfRange { .. })) => {
-                                tracing::debug!(error = %e, "fetch out of range");
-                                OFFSET_OUT_OF_RANGE
-                            }
-                            Ok(Err(e)) => e.kafka_error_code(),
-                            Err(_) => NOT_LEADER_OR_FOLLOWER,
+                            partition_max: p.partition_max_bytes.max(0) as u64,
                         }
                     }
                 }
             };
-            if code != NONE {
-                round.any_error = true;
-                round.errors.push(code);
-                if let Some(r) = route {
-                    round.failed.push(r.metrics.clone());
-                }
-            }
-            data = data.with_error_code(code);
-            if region.is_none() {
-                data = data.with_records(Some(bytes::Bytes::new()));
-            }
-            partitions.push(data);
-            regions.push(region);
+            slots.push(Slot {
+                topic: t,
+                data,
+                route,
+                step,
+            });
         }
         round.response.responses.push(
             FetchableTopicResponse::default()
                 .with_topic(TopicName(super::sb(name.as_deref().unwrap_or(""))))
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
+                .with_topic_id(topic.topic_id),
         );
-        round.regions.push(regions);
+        round.regions.push(Vec::new());
+    }
+
+    // Every read at once, each with the budget the round starts with.
+    let start_budget = budget;
+    let asked = move |partition_max: u64| partition_max.min(start_budget) as usize;
+    let reads = slots
+        .iter()
+        .filter_map(|slot| match (&slot.step, slot.route) {
+            (
+                Step::Read {
+                    offset,
+                    max_offset,
+                    partition_max,
+                },
+                Some(route),
+            ) => Some(route.log.send(Read {
+                offset: *offset,
+                max_bytes: asked(*partition_max),
+                max_offset: *max_offset,
+                min_one_batch: true,
+            })),
+            _ => None,
+        });
+    let mut answers = join_all(reads).await.into_iter();
+
+    for slot in slots {
+        let Slot {
+            topic,
+            mut data,
+            route,
+            step,
+        } = slot;
+        let mut region = None;
+        let code = match (step, route) {
+            (Step::Answer(code), _) => code,
+            (
+                Step::Read {
+                    offset,
+                    max_offset,
+                    partition_max,
+                },
+                Some(route),
+            ) => {
+                let answer = answers.next().expect("one answer per read");
+                let max_bytes = partition_max.min(budget) as usize;
+                // Kafka's rule: the first partition with data returns at least one
+                // whole batch even if it exceeds the limits, so a large batch can
+                // never stall a consumer.
+                let min_one_batch = round.bytes == 0;
+                let answer = if max_bytes == asked(partition_max) {
+                    answer.map(|r| {
+                        r.map(|mut info| {
+                            // Asked with `min_one_batch`: a region larger than the
+                            // budget is the first batch alone, which only that rule
+                            // lets through.
+                            if !min_one_batch
+                                && info
+                                    .region
+                                    .as_ref()
+                                    .is_some_and(|r| r.len > max_bytes as u64)
+                            {
+                                info.region = None;
+                            }
+                            info
+                        })
+                    })
+                } else {
+                    let read = Read {
+                        offset,
+                        max_bytes,
+                        max_offset,
+                        min_one_batch,
+                    };
+                    route.log.send(read).await
+                };
+                match answer {
+                    Ok(Ok(info)) => {
+                        data = data.with_log_start_offset(info.log_start_offset);
+                        if let Some(r) = info.region {
+                            if is_replica {
+                                round.replication_bytes += r.len;
+                            } else {
+                                round.sent.push((route.metrics.clone(), r.len));
+                            }
+                            round.bytes += r.len;
+                            budget = budget.saturating_sub(r.len);
+                            region = Some(r);
+                        }
+                        NONE
+                    }
+                    Ok(Err(e @ StorageError::OffsetOutOfRange { .. })) => {
+                        tracing::debug!(error = %e, "fetch out of range");
+                        OFFSET_OUT_OF_RANGE
+                    }
+                    Ok(Err(e)) => e.kafka_error_code(),
+                    Err(_) => NOT_LEADER_OR_FOLLOWER,
+                }
+            }
+            // Reads are planned for routed partitions only (and none was sent for this).
+            (Step::Read { .. }, None) => NOT_LEADER_OR_FOLLOWER,
+        };
+        if code != NONE {
+            round.any_error = true;
+            round.errors.push(code);
+            if let Some(r) = route {
+                round.failed.push(r.metrics.clone());
+            }
+        }
+        data = data.with_error_code(code);
+        if region.is_none() {
+            data = data.with_records(Some(bytes::Bytes::new()));
+        }
+        round.response.responses[topic].partitions.push(data);
+        round.regions[topic].push(region);
     }
     round
 }

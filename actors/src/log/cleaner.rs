@@ -64,7 +64,7 @@ pub(super) struct CleanerState {
     /// The pass in progress, if any.
     pass: Option<CleanPass>,
     /// Exclusive bound on the offsets a pass may touch: the high watermark, which the
-    /// partition actor sends each time it moves (`SetHighWatermark`), so a pass never
+    /// partition actor moves (shared cell, read before each pass), so a pass never
     /// compacts records a follower truncation could take back.
     pub bound: i64,
     /// The last finished pass, for logs and tests.
@@ -131,6 +131,7 @@ impl LogActor {
         if self.cleaner.pass.is_some() || !self.config.cleanup_compact {
             return;
         }
+        self.sync_high_watermark();
         let opts = self.options(crate::now_ms(), false);
         let Some(log) = self.log.as_ref() else { return };
         match log.plan_clean(opts) {
@@ -176,6 +177,7 @@ impl LogActor {
 impl Handler<Clean> for LogActor {
     type Result = Result<Option<CleanerStats>, StorageError>;
     fn handle(&mut self, msg: Clean, ctx: &mut Context<Self>) -> Self::Result {
+        self.sync_high_watermark();
         let opts = self.options(msg.now_ms, msg.force);
         let mut running = self.cleaner.pass.take();
         let r = self.log().and_then(|log| {

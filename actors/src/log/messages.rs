@@ -117,7 +117,9 @@ pub struct Clean {
 /// The partition's high watermark moved: the cleaner may not touch offsets at or above
 /// it (a replicated partition must not compact what could still be truncated), and it
 /// is checkpointed (`replication-offset-checkpoint`) at most every `checkpoint_ms` and
-/// at flush and close, so a restarted replica starts from it.
+/// at flush and close, so a restarted replica starts from it. The partition actor
+/// shares every move through a `SharedHighWatermark` and sends this only when a
+/// checkpoint may be due (at most once per `checkpoint_ms`).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetHighWatermark {

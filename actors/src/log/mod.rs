@@ -61,6 +61,10 @@ pub struct LogActor {
     cleaner: cleaner::CleanerState,
     /// The partition's high watermark and its checkpoint file.
     hw: HighWatermarkCheckpoint,
+    /// The high watermark as the partition actor last set it, shared with it: read
+    /// here when it is needed (checkpoint, cleaner pass, `GetOffsets`) instead of
+    /// sent as a message at every move, which woke this thread once more per append.
+    shared_hw: SharedHighWatermark,
     /// Size and segment count gauges, and the registry restarts are counted in
     /// (`None` in tests without metrics).
     metrics: Option<(
@@ -81,6 +85,33 @@ struct HighWatermarkCheckpoint {
     timer: Option<SpawnHandle>,
 }
 
+/// A partition's high watermark, shared between its partition actor (the only writer)
+/// and its log actor. Unset until the partition first moves it.
+#[derive(Clone, Debug)]
+pub struct SharedHighWatermark(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl SharedHighWatermark {
+    const UNSET: i64 = i64::MIN;
+
+    pub fn set(&self, high_watermark: i64) {
+        self.0
+            .store(high_watermark, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn get(&self) -> Option<i64> {
+        let v = self.0.load(std::sync::atomic::Ordering::Acquire);
+        (v != Self::UNSET).then_some(v)
+    }
+}
+
+impl Default for SharedHighWatermark {
+    fn default() -> Self {
+        SharedHighWatermark(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            Self::UNSET,
+        )))
+    }
+}
+
 /// Per partition directory, like `recovery-point` (see `troupe::storage::checkpoint`).
 pub const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 
@@ -99,7 +130,22 @@ impl LogActor {
             producer_expiration_ms: 86_400_000,
             cleaner: Default::default(),
             hw: Default::default(),
+            shared_hw: SharedHighWatermark::default(),
             metrics: None,
+        }
+    }
+
+    /// Share the high watermark cell with the partition actor that moves it.
+    pub fn with_high_watermark(mut self, cell: SharedHighWatermark) -> Self {
+        self.shared_hw = cell;
+        self
+    }
+
+    /// Take the partition's latest high watermark, as a `SetHighWatermark` would.
+    pub(super) fn sync_high_watermark(&mut self) {
+        if let Some(v) = self.shared_hw.get() {
+            self.cleaner.bound = v;
+            self.hw.value = Some(v);
         }
     }
 
@@ -135,6 +181,7 @@ impl LogActor {
     /// nothing is truncated to it), and thousands of partitions would otherwise cost
     /// thousands of fsyncs every checkpoint interval.
     fn checkpoint_high_watermark(&mut self) {
+        self.sync_high_watermark();
         let Some(v) = self.hw.value else { return };
         if self.hw.written == Some(v) || self.closed && self.log.is_none() {
             return;
@@ -220,15 +267,19 @@ impl LogActor {
         {
             self.open();
         }
-        let path = self.dir.clone();
-        let why = match (&self.open_error, self.closed) {
-            (_, true) => "log is offline (closed)".to_string(),
-            (Some(e), false) => format!("log is offline (open failed: {e})"),
-            (None, false) => "log is offline".to_string(),
-        };
-        self.log.as_mut().ok_or_else(|| StorageError::Io {
-            path,
-            source: std::io::Error::other(why),
+        // The error is built only when there is no log: this runs for every append
+        // and read, which paid a path clone and a message each before.
+        let (dir, open_error, closed) = (&self.dir, &self.open_error, self.closed);
+        self.log.as_mut().ok_or_else(|| {
+            let why = match (open_error, closed) {
+                (_, true) => "log is offline (closed)".to_string(),
+                (Some(e), false) => format!("log is offline (open failed: {e})"),
+                (None, false) => "log is offline".to_string(),
+            };
+            StorageError::Io {
+                path: dir.clone(),
+                source: std::io::Error::other(why),
+            }
         })
     }
 
@@ -416,6 +467,7 @@ impl Handler<GetOffsets> for LogActor {
         if self.log.is_none() && !self.closed {
             self.open();
         }
+        self.sync_high_watermark();
         let log = self.log()?;
         Ok(LogOffsets {
             log_start_offset: log.log_start_offset(),

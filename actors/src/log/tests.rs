@@ -220,3 +220,38 @@ async fn an_append_reopens_a_log_whose_open_failed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[actix_rt::test]
+async fn the_shared_high_watermark_is_reported_and_checkpointed_without_a_message() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    let hw = super::SharedHighWatermark::default();
+    let addr = LogActor::new(dir.clone(), LogConfig::default())
+        .with_high_watermark(hw.clone())
+        .start();
+    addr.send(Append {
+        records: records(3),
+        leader_epoch: 0,
+        now_ms: 1_000,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        addr.send(GetOffsets).await.unwrap().unwrap().high_watermark,
+        None
+    );
+    // The partition actor moves it; the log sees it at its next use.
+    hw.set(2);
+    assert_eq!(
+        addr.send(GetOffsets).await.unwrap().unwrap().high_watermark,
+        Some(2)
+    );
+    hw.set(3);
+    addr.send(Close { delete: false }).await.unwrap().unwrap();
+    assert_eq!(
+        read_offset(&dir.join(super::HIGH_WATERMARK_FILE)).unwrap(),
+        Some(3),
+        "the close checkpoints the latest high watermark"
+    );
+}

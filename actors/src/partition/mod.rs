@@ -124,6 +124,11 @@ pub struct PartitionActor {
     disk_full: bool,
     /// The topic's counters, resolved once: a produce only adds to them.
     topic_metrics: Arc<crate::metrics::TopicMetrics>,
+    /// The high watermark the log actor reads (cleaner bound, checkpoint): set at every
+    /// move without a message; `SetHighWatermark` goes only when a checkpoint may be
+    /// due (`hw_sent_ms`), instead of waking the storage thread after every append.
+    shared_hw: crate::log::SharedHighWatermark,
+    hw_sent_ms: i64,
 }
 
 /// The first retry of an unavailable log comes after 1 s, then 2, 4, ... up to 60 s.
@@ -171,7 +176,15 @@ impl PartitionActor {
             shut_down: false,
             load_failures: 0,
             disk_full: false,
+            shared_hw: Default::default(),
+            hw_sent_ms: i64::MIN,
         }
+    }
+
+    /// Share the high watermark with this partition's log actor.
+    pub fn with_high_watermark(mut self, cell: crate::log::SharedHighWatermark) -> Self {
+        self.shared_hw = cell;
+        self
     }
 
     fn replication_config(&self) -> ReplicationConfig {
@@ -285,10 +298,15 @@ impl PartitionActor {
                     }
                 }
                 Output::HighWatermark(hw) => {
-                    self.log.do_send(logm::SetHighWatermark {
-                        high_watermark: hw,
-                        checkpoint_ms: self.env.hw_checkpoint_ms,
-                    });
+                    self.shared_hw.set(hw);
+                    let now = crate::now_ms();
+                    if now.saturating_sub(self.hw_sent_ms) >= self.env.hw_checkpoint_ms {
+                        self.hw_sent_ms = now;
+                        self.log.do_send(logm::SetHighWatermark {
+                            high_watermark: hw,
+                            checkpoint_ms: self.env.hw_checkpoint_ms,
+                        });
+                    }
                     publish = true;
                 }
                 Output::AlterIsr {
