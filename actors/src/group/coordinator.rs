@@ -255,6 +255,11 @@ impl Supervised for GroupCoordinator {
 impl Handler<JoinGroup> for GroupCoordinator {
     type Result = Pending;
     fn handle(&mut self, msg: JoinGroup, ctx: &mut Context<Self>) -> Pending {
+        // Kafka checks the group id before the coordinator's state: an empty one is
+        // INVALID_GROUP_ID even while the partition loads.
+        if msg.0.group_id.is_empty() {
+            return Err(codes::INVALID_GROUP_ID);
+        }
         self.submit(ctx, |s, id, now| s.join_group(msg.0, id, now))
     }
 }
@@ -262,6 +267,9 @@ impl Handler<JoinGroup> for GroupCoordinator {
 impl Handler<SyncGroup> for GroupCoordinator {
     type Result = Pending;
     fn handle(&mut self, msg: SyncGroup, ctx: &mut Context<Self>) -> Pending {
+        if msg.0.group_id.is_empty() {
+            return Err(codes::INVALID_GROUP_ID);
+        }
         self.submit(ctx, |s, id, now| s.sync_group(msg.0, id, now))
     }
 }
@@ -292,6 +300,9 @@ impl Handler<DeleteOffsets> for GroupCoordinator {
 impl Handler<Heartbeat> for GroupCoordinator {
     type Result = Result<i16, i16>;
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
+        if msg.0.group_id.is_empty() {
+            return Err(codes::INVALID_GROUP_ID);
+        }
         let unavailable = self.unavailable();
         let state = self.state.as_mut().ok_or(unavailable)?;
         let code = state.heartbeat(&msg.0, crate::now_ms());
