@@ -159,17 +159,17 @@ impl Elector {
                     tracing::warn!(node_id = self.me, error = %e, "controller quorum: cannot call an election");
                     return;
                 }
-            } else if last_lost != Some(granted.len()) {
-                // Once per change: a cut-off voter would say it every second.
-                tracing::info!(
-                    node_id = self.me,
-                    granted = ?granted,
-                    "controller quorum: no leader heard from, and no majority would vote for this node (cut off?): not standing"
-                );
-                last_lost = Some(granted.len());
-            }
-            if !prevote_won(&voters, self.me, &granted) {
+            } else {
                 self.set_prospective(true);
+                if last_lost != Some(granted.len()) {
+                    // Once per change: a cut-off voter would say it every second.
+                    tracing::info!(
+                        node_id = self.me,
+                        granted = ?granted,
+                        "controller quorum: no leader heard from, and no majority would vote for this node (cut off?): not standing"
+                    );
+                    last_lost = Some(granted.len());
+                }
             }
         }
     }
