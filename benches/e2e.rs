@@ -31,7 +31,9 @@
 //! R. recovery: a log of many segments (`--recovery-mb`, `--recovery-segments`), time
 //!    until a restarted broker serves after `kill -9` and after SIGTERM
 //! L. latency at a fixed rate, OMB style: 16 partitions, 1 KiB, acks=all, paced at
-//!    `--omb-rates` MB/s, publish and end-to-end percentiles and an SVG plot
+//!    `--omb-rates` MB/s, publish and end-to-end percentiles and an SVG plot; Le: the
+//!    same client pair on the null broker in echo mode (records kept in memory, Fetch
+//!    long-polls), the latency this machine allows without any broker work
 //! M. many clients: 8 producers + 8 consumers of one group on 64 partitions; and
 //!    10,000 idle connections (I)
 //!
@@ -53,6 +55,8 @@ mod broker;
 mod client;
 #[path = "e2e/cluster.rs"]
 mod cluster;
+#[path = "e2e/echo.rs"]
+mod echo;
 #[path = "e2e/extra.rs"]
 mod extra;
 #[path = "e2e/many.rs"]

@@ -9,8 +9,12 @@
 //! gets a thread; every request is decoded with `kafka-protocol` (Produce records stay
 //! `Bytes` slices of the frame, no copy) and answered in order. Base offsets advance by
 //! each batch's record count, so the client sees the offsets a real broker would give.
+//!
+//! `NullBroker::start_echo` starts it in echo mode (`echo.rs`): produced batches are kept
+//! in memory and served by Fetch with long polling, the ceiling of the OMB latency run.
 
 use crate::broker::{self, ProcSample};
+use crate::echo::{self, Logs};
 use crate::nullfetch;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -19,7 +23,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
+    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorResponse, MetadataRequest, MetadataResponse, ProduceRequest,
     ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -29,11 +33,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-/// Partitions every topic has in the null broker's metadata.
+/// Partitions every topic has in the null broker's metadata (`--partitions` to change).
 const PARTITIONS: i32 = 8;
 
 /// The versions the null broker speaks (all within what kafka-protocol encodes).
-const APIS: [(ApiKey, i16, i16); 5] = [
+const APIS: [(ApiKey, i16, i16); 6] = [
     (ApiKey::Produce, 3, 9),
     (
         ApiKey::Fetch,
@@ -43,6 +47,7 @@ const APIS: [(ApiKey, i16, i16); 5] = [
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::FindCoordinator, 0, 2),
 ];
 
 /// A running null broker child process.
@@ -54,9 +59,19 @@ pub struct NullBroker {
 impl NullBroker {
     /// Starts `<this bench> --null-broker` and reads the port it listens on.
     pub fn start() -> Result<NullBroker, String> {
+        NullBroker::spawn(&[])
+    }
+
+    /// Starts it in echo mode (`echo.rs`), every topic with `partitions` partitions.
+    pub fn start_echo(partitions: i32) -> Result<NullBroker, String> {
+        NullBroker::spawn(&["--echo", "--partitions", &partitions.to_string()])
+    }
+
+    fn spawn(args: &[&str]) -> Result<NullBroker, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
             .arg("--null-broker")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -94,6 +109,13 @@ impl Drop for NullBroker {
 pub fn serve() -> ! {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the null broker");
     let addr = listener.local_addr().expect("null broker address");
+    let args: Vec<String> = std::env::args().collect();
+    let echo = args.iter().any(|a| a == "--echo").then(|| Arc::new(Logs::default()));
+    let partitions = args
+        .iter()
+        .position(|a| a == "--partitions")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(PARTITIONS);
     println!("LISTENING {addr}");
     let _ = std::io::stdout().flush();
     // Base offsets per (topic, partition), shared by all connections.
@@ -101,9 +123,14 @@ pub fn serve() -> ! {
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let offsets = offsets.clone();
+        let mode = Mode {
+            addr,
+            partitions,
+            echo: echo.clone(),
+        };
         std::thread::spawn(move || {
             let _ = conn.set_nodelay(true);
-            if let Err(e) = serve_connection(conn, addr, &offsets) {
+            if let Err(e) = serve_connection(conn, &mode, &offsets) {
                 eprintln!("[null broker] connection closed: {e}");
             }
         });
@@ -111,11 +138,20 @@ pub fn serve() -> ! {
     std::process::exit(0)
 }
 
+/// What a connection serves: the address it advertises, partitions per topic, and in
+/// echo mode the shared logs.
+struct Mode {
+    addr: SocketAddr,
+    partitions: i32,
+    echo: Option<Arc<Logs>>,
+}
+
 fn serve_connection(
     mut s: TcpStream,
-    addr: SocketAddr,
+    mode: &Mode,
     offsets: &Mutex<HashMap<(String, i32), i64>>,
 ) -> Result<(), String> {
+    let addr = mode.addr;
     let mut out = BytesMut::new();
     // librdkafka's default max.partition.fetch.bytes.
     // Large enough for the tuned consumer's 10 MiB per partition; each partition gets
@@ -174,7 +210,7 @@ fn serve_connection(
                 let topics = names
                     .into_iter()
                     .map(|name| {
-                        let partitions = (0..PARTITIONS)
+                        let partitions = (0..mode.partitions)
                             .map(|p| {
                                 MetadataResponsePartition::default()
                                     .with_partition_index(p)
@@ -206,6 +242,17 @@ fn serve_connection(
             }
             ApiKey::Produce => {
                 let req = ProduceRequest::decode(&mut body, version).map_err(|e| e.to_string())?;
+                // Echo mode keeps the batches; its base offsets agree with the map
+                // below, since both count each batch's records from 0.
+                if let Some(logs) = &mode.echo {
+                    for t in &req.topic_data {
+                        for p in &t.partition_data {
+                            if let Some(records) = &p.records {
+                                logs.append(&t.name.0, p.index, records);
+                            }
+                        }
+                    }
+                }
                 if req.acks == 0 {
                     continue;
                 }
@@ -247,6 +294,22 @@ fn serve_connection(
                     .encode(&mut out, header_version)
                     .map_err(|e| e.to_string())?;
                 nullfetch::list_offsets(&mut body, version, &mut out)?;
+            }
+            ApiKey::FindCoordinator => {
+                response_header
+                    .encode(&mut out, header_version)
+                    .map_err(|e| e.to_string())?;
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(StrBytes::from_string(addr.ip().to_string()))
+                    .with_port(i32::from(addr.port()))
+                    .encode(&mut out, version)
+                    .map_err(|e| e.to_string())?;
+            }
+            ApiKey::Fetch if mode.echo.is_some() && version == nullfetch::FETCH_VERSION => {
+                let logs = mode.echo.as_deref().ok_or("no logs")?;
+                echo::fetch(&mut s, header.correlation_id, &mut body, version, logs)?;
+                continue;
             }
             ApiKey::Fetch if version == nullfetch::FETCH_VERSION => {
                 nullfetch::fetch(&mut s, header.correlation_id, &mut body, &mut block)?;
