@@ -308,6 +308,7 @@ impl Log {
 
     /// Run a whole pass if one is due; `None` when none was.
     pub fn clean(&mut self, opts: CleanOptions) -> Result<Option<CleanerStats>, StorageError> {
+        self.tail.lock().clear();
         let Some(mut pass) = self.plan_clean(opts)? else {
             return Ok(None);
         };
@@ -511,6 +512,7 @@ impl Log {
         cleaned: CleanedSegment,
         snapshot: &mut Vec<(i64, u64)>,
     ) -> Result<(), StorageError> {
+        self.tail.lock().clear();
         let first = self.segment_index(bases[0]);
         let last = first + bases.len();
         let end_offset = self.segments[last].meta.base_offset;

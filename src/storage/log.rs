@@ -68,6 +68,16 @@ pub struct Log {
     pub(super) flush_times: Vec<std::time::Duration>,
     /// Time of the last fsync (`flush.ms`).
     pub(super) last_flush_ms: i64,
+    /// The last batches of the active segment, for reads at the log end that skip
+    /// this log's owner (`tail.rs`); cleared before any change but an append.
+    pub(super) tail: crate::storage::SharedTail,
+}
+
+impl Drop for Log {
+    /// A log closed or dropped (on an error) is no longer described by its tail.
+    fn drop(&mut self) {
+        self.tail.lock().clear();
+    }
 }
 
 impl Log {
@@ -299,12 +309,27 @@ impl Log {
             self.roll(now_ms)?;
         }
         let interval = self.config.index_interval_bytes;
+        let position = self.active().meta.size;
         if stamp {
             self.active_mut()
                 .append_stamped(records, &batches, interval)?;
         } else {
             self.active_mut().append(records, &batches, interval)?;
         }
+        let mut at = position;
+        let appended = batches.iter().map(|h| {
+            let b = crate::storage::TailBatch {
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                position: at,
+                size: h.total_size() as u64,
+            };
+            at += b.size;
+            b
+        });
+        self.tail
+            .lock()
+            .push(self.segments.last().expect("never empty").file(), appended, self.log_start_offset);
         for h in &batches {
             self.epochs
                 .assign(h.partition_leader_epoch, h.base_offset)?;
@@ -446,6 +471,19 @@ impl Log {
         let dir = self.dir.clone();
         drop(self);
         crate::storage::identity::remove_dir(&dir)
+    }
+
+    /// Share this log's tail with readers: `shared` now holds it (emptied; the next
+    /// append fills it).
+    pub fn share_tail(&mut self, shared: crate::storage::SharedTail) {
+        self.tail.lock().clear();
+        self.tail = shared;
+        self.tail.lock().clear();
+    }
+
+    /// The tail readers are given (see [`Log::share_tail`]).
+    pub fn tail(&self) -> &crate::storage::SharedTail {
+        &self.tail
     }
 
     pub fn log_start_offset(&self) -> i64 {

@@ -14,6 +14,7 @@ impl Log {
     /// the recovery point moves past it) and start a new one at the log end offset.
     /// Rolling an empty active segment does nothing.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        self.tail.lock().clear();
         let active = self.active_mut();
         if active.meta.size == 0 {
             return Ok(());
@@ -102,6 +103,7 @@ impl Log {
     /// segments wholly below it. Returns the new log start offset; offsets at or below
     /// the current one change nothing.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        self.tail.lock().clear();
         let log_end = self.log_end_offset();
         if offset > log_end || offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
@@ -123,6 +125,7 @@ impl Log {
     /// `offset` when it falls mid-batch. A target below the first segment empties the log
     /// and restarts it at `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.tail.lock().clear();
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -272,6 +275,7 @@ impl Log {
     }
 
     fn set_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.tail.lock().clear();
         self.log_start_offset = offset;
         self.epochs.truncate_from_start(offset)?;
         write_offset(&self.dir.join(LOG_START_OFFSET_FILE), offset)
@@ -291,6 +295,7 @@ impl Log {
     /// Delete the `count` oldest segments (never the active one) and move the log start
     /// offset up to the first remaining segment.
     fn delete_oldest(&mut self, count: usize, reason: &str) -> Result<usize, StorageError> {
+        self.tail.lock().clear();
         let count = count.min(self.segments.len() - 1);
         if count == 0 {
             return Ok(0);

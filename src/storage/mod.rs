@@ -35,6 +35,7 @@ mod log;
 pub mod log_dir;
 mod maintenance;
 pub mod records;
+pub mod tail;
 mod recovery;
 mod region;
 mod scan;
@@ -50,6 +51,8 @@ mod log_tests;
 mod maintenance_tests;
 #[cfg(test)]
 mod prop_tests;
+#[cfg(test)]
+mod tail_tests;
 
 pub use batch::{validate_batches, BatchHeader};
 pub use compact::{CleanOptions, CleanPass, CleanStep, CleanerStats};
@@ -60,3 +63,4 @@ pub use error::{codes, is_disk_full, RecordError, RecordRule, StorageError};
 pub use log::{AppendInfo, Log, ReadInfo};
 pub use records::{build_batch, check_records, decode_records, BatchBuilder, KeyValue, Record};
 pub use region::FileRegion;
+pub use tail::{SharedTail, Tail, TailBatch, TAIL_BATCHES};

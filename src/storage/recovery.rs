@@ -141,6 +141,7 @@ pub(crate) fn open_log(dir: &Path, config: LogConfig, now_ms: i64) -> Result<Log
         unflushed_messages: 0,
         flush_times: Vec::new(),
         last_flush_ms: now_ms,
+        tail: Default::default(),
     };
     // Epoch entries of appends after the recovery point may not have reached the
     // checkpoint file (it is written at flush): their batch headers carry them.
