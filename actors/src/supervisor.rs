@@ -32,6 +32,9 @@ pub struct PartitionRoute {
     pub state: watch::Receiver<PartitionState>,
     /// The topic's counters (bytes out are counted where fetches are served).
     pub metrics: Arc<crate::metrics::TopicMetrics>,
+    /// The log's last batches: Fetch reads at the log end are answered from it on the
+    /// request's thread, without a round trip to `log` (`troupe::storage::tail`).
+    pub tail: troupe::storage::SharedTail,
 }
 
 pub struct TopicRoute {
@@ -270,12 +273,15 @@ impl BrokerSupervisor {
         let metrics = self.metrics.clone();
         let hw = crate::log::SharedHighWatermark::default();
         let log_hw = hw.clone();
+        let tail = troupe::storage::SharedTail::default();
+        let log_tail = tail.clone();
         let log = Supervisor::start_in_arbiter(&self.storage, move |_| {
             LogActor::new(dir, log_config)
                 .with_producer_expiration(expiration)
                 .with_cleaner(cleaner.clone())
                 .with_metrics(gauges, metrics)
                 .with_high_watermark(log_hw)
+                .with_tail(log_tail)
         });
         let (tx, rx) = watch::channel(PartitionState::default());
         let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
@@ -305,6 +311,7 @@ impl BrokerSupervisor {
                     log,
                     state: rx,
                     metrics: topic_metrics,
+                    tail,
                 },
                 image: p.clone(),
                 config,

@@ -385,3 +385,44 @@ def test_lag_of_partitions_led_by_other_brokers(request):
         assert got == want
     finally:
         c.close()
+
+
+def test_a_consumer_reading_along_is_served_from_the_log_tail(broker, admin, topic):
+    """A consumer at the log end is answered from the log's tail index (the last 32
+    batches, read without the log actor); one starting far behind is read by the log
+    actor. Both get every record, in order, with its own offset and value."""
+    from confluent_kafka import TopicPartition
+    from harness import consumer, drain, producer
+
+    create_topic(admin, topic)
+
+    def reads(samples):
+        return {s: value(samples, "troupe_fetch_partition_reads_total", source=s) or 0 for s in ("tail", "log")}
+
+    before = reads(scrape(broker))
+    c = consumer(broker.bootstrap, **{"fetch.wait.max.ms": 200})
+    p = producer(broker.bootstrap, linger_ms=0)
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        # One batch per record, each read as it arrives.
+        for i in range(40):
+            p.produce(topic, value=f"along-{i}".encode(), partition=0)
+            assert p.flush(10) == 0
+            m = drain(c, 1, timeout=10, expect_eof=False)[0]
+            assert (m.offset(), m.value()) == (i, f"along-{i}".encode())
+    finally:
+        c.close()
+    along = reads(scrape(broker))
+    assert along["tail"] - before["tail"] >= 30, (before, along)
+
+    # 40 batches: a reader from offset 0 starts below the tail's 32 batches.
+    got = drain_from(broker.bootstrap, topic, 0, 40)
+    assert [(m.offset(), m.value()) for m in got] == [(i, f"along-{i}".encode()) for i in range(40)]
+    behind = reads(scrape(broker))
+    assert behind["log"] > along["log"], (along, behind)
+
+
+def drain_from(bootstrap, topic, offset, count):
+    from harness import consume
+
+    return consume(bootstrap, topic, 0, offset, count)

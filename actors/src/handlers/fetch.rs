@@ -2,7 +2,8 @@
 //!
 //! Each partition's read goes to its `Log` actor, which answers with a file region
 //! (never a copy of the records), bounded by the high watermark the partition leader
-//! publishes. The response envelope is encoded around those regions and the connection
+//! publishes; a read at the log's end (a consumer or follower reading along) is
+//! answered here from the log's tail index, the same region without the round trip. The response envelope is encoded around those regions and the connection
 //! sends them with `sendfile(2)`. If fewer than `min_bytes` are available the request
 //! waits, up to `max_wait_ms`, for any of its partitions' high watermarks to move.
 
@@ -11,7 +12,7 @@ use crate::errors::*;
 use crate::log::messages::Read;
 use crate::partition::messages::ReplicaFetch;
 use crate::supervisor::RoutingTable;
-use futures_util::future::{join_all, select_all};
+use futures_util::future::{join_all, ready, select_all, Either};
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
@@ -36,7 +37,7 @@ pub async fn handle(
             .config
             .rack_aware_replica_selector
             .then_some(ctx.config.node_id);
-        let round = read_round(&req, version, &routes, selector).await;
+        let round = read_round(&req, version, &routes, selector, &ctx.metrics).await;
         let done = round.bytes >= req.min_bytes.max(0) as u64
             || round.any_error
             || req.max_wait_ms <= 0
@@ -130,6 +131,31 @@ enum Step {
     },
 }
 
+/// A partition's read: answered at once from the log's tail when it holds the
+/// offset (a consumer or follower reading along), else by the log actor.
+fn read_log(
+    route: &crate::supervisor::PartitionRoute,
+    read: Read,
+    from_tail: &prometheus::IntCounter,
+    from_log: &prometheus::IntCounter,
+) -> impl std::future::Future<
+    Output = Result<Result<troupe::storage::ReadInfo, StorageError>, actix::MailboxError>,
+> {
+    match route
+        .tail
+        .read(read.offset, read.max_bytes, read.max_offset, read.min_one_batch)
+    {
+        Some(info) => {
+            from_tail.inc();
+            Either::Left(ready(Ok(Ok(info))))
+        }
+        None => {
+            from_log.inc();
+            Either::Right(route.log.send(read))
+        }
+    }
+}
+
 /// One partition of the response being built.
 struct Slot<'a> {
     topic: usize,
@@ -152,7 +178,11 @@ async fn read_round(
     version: i16,
     routes: &Arc<RoutingTable>,
     selector: Option<i32>,
+    metrics: &crate::metrics::Metrics,
 ) -> Round {
+    let from_tail = metrics.fetch_reads.with_label_values(&["tail"]);
+    let from_log = metrics.fetch_reads.with_label_values(&["log"]);
+    let read_partition = |route, read| read_log(route, read, &from_tail, &from_log);
     let replica_id = req.replica_id.0.max(req.replica_state.replica_id.0);
     let is_replica = replica_id >= 0;
     // Consumers that send their rack (v11+) may read from followers, up to the
@@ -302,12 +332,15 @@ async fn read_round(
                     partition_max,
                 },
                 Some(route),
-            ) => Some(route.log.send(Read {
-                offset: *offset,
-                max_bytes: asked(*partition_max),
-                max_offset: *max_offset,
-                min_one_batch: true,
-            })),
+            ) => {
+                let read = Read {
+                    offset: *offset,
+                    max_bytes: asked(*partition_max),
+                    max_offset: *max_offset,
+                    min_one_batch: true,
+                };
+                Some(read_partition(route, read))
+            }
             _ => None,
         });
     let mut answers = join_all(reads).await.into_iter();
@@ -360,7 +393,7 @@ async fn read_round(
                         max_offset,
                         min_one_batch,
                     };
-                    route.log.send(read).await
+                    read_partition(route, read).await
                 };
                 match answer {
                     Ok(Ok(info)) => {

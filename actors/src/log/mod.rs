@@ -65,6 +65,8 @@ pub struct LogActor {
     /// here when it is needed (checkpoint, cleaner pass, `GetOffsets`) instead of
     /// sent as a message at every move, which woke this thread once more per append.
     shared_hw: SharedHighWatermark,
+    /// Handed to every log this actor opens (`Log::share_tail`); readers hold a clone.
+    tail: troupe::storage::SharedTail,
     /// Size and segment count gauges, and the registry restarts are counted in
     /// (`None` in tests without metrics).
     metrics: Option<(
@@ -131,6 +133,7 @@ impl LogActor {
             cleaner: Default::default(),
             hw: Default::default(),
             shared_hw: SharedHighWatermark::default(),
+            tail: Default::default(),
             metrics: None,
         }
     }
@@ -138,6 +141,12 @@ impl LogActor {
     /// Share the high watermark cell with the partition actor that moves it.
     pub fn with_high_watermark(mut self, cell: SharedHighWatermark) -> Self {
         self.shared_hw = cell;
+        self
+    }
+
+    /// Share the log's tail with the request path (Fetch reads at the log end).
+    pub fn with_tail(mut self, tail: troupe::storage::SharedTail) -> Self {
+        self.tail = tail;
         self
     }
 
@@ -220,7 +229,8 @@ impl LogActor {
         let opened = Log::open(&self.dir, self.config.clone(), crate::now_ms())
             .and_then(|log| Ok((producers::load(&log)?, log)));
         match opened {
-            Ok((state, log)) => {
+            Ok((state, mut log)) => {
+                log.share_tail(self.tail.clone());
                 tracing::debug!(dir = %self.dir.display(), leo = log.log_end_offset(), "log opened");
                 if self.open_failures > 0 {
                     tracing::info!(dir = %self.dir.display(),

@@ -130,6 +130,9 @@ pub struct Metrics {
     failed_fetch: IntCounterVec,
     pub replication_bytes_out: IntCounter,
     pub replication_bytes_in: IntCounter,
+    /// Partition reads of Fetch requests, by where they were answered: `tail` (the
+    /// log's tail index, on the request's thread) or `log` (the log actor).
+    pub fetch_reads: IntCounterVec,
     topics: Mutex<HashMap<String, Arc<TopicMetrics>>>,
 
     requests: IntCounterVec,
@@ -270,6 +273,8 @@ impl Metrics {
                 "Bytes of record batches sent to follower replicas (ReplicationBytesOutPerSec)."),
             replication_bytes_in: counter(&b, "kafka_server_brokertopicmetrics_replication_bytes_in_total",
                 "Bytes of record batches appended as a follower (ReplicationBytesInPerSec)."),
+            fetch_reads: counter_vec(&b, "troupe_fetch_partition_reads_total",
+                "Partition reads of Fetch requests: source=tail answered from the log's last batches without the log actor, source=log by it.", &["source"]),
             topics: Mutex::default(),
 
             requests: counter_vec(&b, "kafka_network_requestmetrics_requests_total",
