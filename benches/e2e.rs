@@ -5,6 +5,7 @@
 //! cargo bench --bench e2e                  # full run, a few minutes
 //! cargo bench --bench e2e -- --quick       # about a minute
 //! cargo bench --bench e2e -- --bootstrap HOST:PORT   # any Kafka-compatible broker
+//!     [--bootstrap-pid PID]   # its process on this machine: CPU s/GB and RSS for it too
 //! ```
 //!
 //! Without `--bootstrap` it runs `cargo build --release -p troupe-actors` and starts
@@ -87,6 +88,8 @@ use std::path::PathBuf;
 struct Options {
     quick: bool,
     bootstrap: Option<String>,
+    /// The pid of the broker behind `--bootstrap`, to count its CPU and RSS.
+    bootstrap_pid: Option<u32>,
     broker_bin: Option<String>,
     data_dir: Option<PathBuf>,
     reps: usize,
@@ -137,6 +140,7 @@ impl Options {
             Options {
                 quick,
                 bootstrap: None,
+                bootstrap_pid: None,
                 broker_bin: None,
                 data_dir: None,
                 reps: 1,
@@ -166,6 +170,7 @@ impl Options {
             Options {
                 quick,
                 bootstrap: None,
+                bootstrap_pid: None,
                 broker_bin: None,
                 data_dir: None,
                 reps: 3,
@@ -199,6 +204,7 @@ impl Options {
             match a.as_str() {
                 "--quick" | "--bench" => {}
                 "--bootstrap" => o.bootstrap = Some(val(&a)?),
+                "--bootstrap-pid" => o.bootstrap_pid = Some(num(val(&a)?)? as u32),
                 "--broker" => o.broker_bin = Some(val(&a)?),
                 "--data-dir" => o.data_dir = Some(PathBuf::from(val(&a)?)),
                 "--reps" => o.reps = num(val(&a)?)?.max(1) as usize,
@@ -260,7 +266,7 @@ impl Options {
     }
 }
 
-const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT] [--broker PATH]
+const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT [--bootstrap-pid PID]] [--broker PATH]
   [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
   [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
   [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-set KEY=VALUE]...

@@ -53,11 +53,13 @@ pub fn run(o: &Options, bin: Option<&Path>, root: &Path) -> Result<(), String> {
             if let Some(b) = &local {
                 b.reset_peak_rss();
             }
+            let watched = local.as_ref().map(Broker::pid).or(o.bootstrap_pid);
             let sample = || {
-                local.as_ref().map_or((f64::NAN, f64::NAN), |b| {
-                    let s = b.sample();
-                    (s.cpu_secs, s.peak_rss_kb as f64 / 1024.0)
-                })
+                watched
+                    .and_then(broker::sample)
+                    .map_or((f64::NAN, f64::NAN), |s| {
+                        (s.cpu_secs, s.peak_rss_kb as f64 / 1024.0)
+                    })
             };
             match omb::run(
                 &boot,

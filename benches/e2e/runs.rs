@@ -57,17 +57,19 @@ pub fn run(
             if let Some(b) = &local {
                 b.reset_peak_rss();
             }
-            let b0 = local.as_ref().map(Broker::sample).unwrap_or_default();
+            // Our broker, or the one behind `--bootstrap` when `--bootstrap-pid` names it.
+            let watched = local.as_ref().map(Broker::pid).or(o.bootstrap_pid);
+            let b0 = watched.and_then(broker::sample).unwrap_or_default();
             let c0 = broker::sample(std::process::id()).unwrap_or_default();
             let t = f()?;
-            let b1 = local.as_ref().map(Broker::sample).unwrap_or_default();
+            let b1 = watched.and_then(broker::sample).unwrap_or_default();
             let c1 = broker::sample(std::process::id()).unwrap_or_default();
             Ok(PhaseResult::new(
                 t,
                 &b0,
                 &b1,
                 c1.cpu_secs - c0.cpu_secs,
-                local.is_some(),
+                watched.is_some(),
             ))
         };
     let produce_spec =
