@@ -55,16 +55,18 @@ fn shared_log(dir: &std::path::Path, config: LogConfig) -> (Log, SharedTail) {
     (log, tail)
 }
 
+/// Segments large enough that the tests' appends never roll.
+fn one_segment() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    }
+}
+
 #[test]
 fn a_tail_agrees_with_the_log_and_covers_its_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, tail) = shared_log(
-        dir.path(),
-        LogConfig {
-            segment_bytes: 1 << 20,
-            ..small_config()
-        },
-    );
+    let (mut log, tail) = shared_log(dir.path(), one_segment());
     assert!(tail.read(0, 1000, i64::MAX, true).is_none(), "empty before any append");
     for i in 0..10 {
         append(&mut log, 1 + i % 3, 1000 + i as i64);
@@ -100,13 +102,7 @@ fn a_roll_moves_the_tail_to_the_new_segment() {
 #[test]
 fn changes_other_than_appends_clear_the_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, tail) = shared_log(
-        dir.path(),
-        LogConfig {
-            segment_bytes: 1 << 20,
-            ..small_config()
-        },
-    );
+    let (mut log, tail) = shared_log(dir.path(), one_segment());
     for i in 0..6 {
         append(&mut log, 2, 1000 + i);
     }
