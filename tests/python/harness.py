@@ -37,10 +37,20 @@ def broker_binary() -> Path:
     return Path(os.environ.get("TROUPE_BIN", REPO_ROOT / "target" / "release" / "troupe"))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this test run: a port is only
+    bound once its broker starts, so two calls in a row could otherwise return the
+    same one (a cluster's node 2 then failed to start on node 1's port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
