@@ -107,6 +107,7 @@ pub fn run(o: &Options, bin: Option<&Path>, root: &Path) -> Result<(), String> {
         match many::clients(
             &boot,
             local.as_ref(),
+            o.bootstrap_pid,
             &format!("e2e-{tag}-many"),
             o.many_msgs,
             o.max_secs,

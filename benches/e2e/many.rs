@@ -29,6 +29,8 @@ pub struct ManyResult {
 pub fn clients(
     boot: &str,
     broker: Option<&Broker>,
+    // The broker behind `--bootstrap`, when `--bootstrap-pid` names it.
+    other_pid: Option<u32>,
     topic: &str,
     count: u64,
     max_secs: f64,
@@ -101,7 +103,11 @@ pub fn clients(
     if let Some(b) = broker {
         b.reset_peak_rss();
     }
-    let sample = || broker.map(Broker::sample);
+    let sample = || {
+        broker
+            .map(Broker::sample)
+            .or_else(|| other_pid.and_then(crate::broker::sample))
+    };
     let b0 = sample();
     let per = count / CLIENTS as u64;
     let go = Arc::new(Barrier::new(CLIENTS));
