@@ -204,7 +204,10 @@ fn print_omb(results: &[(&str, omb::OmbResult)], linger_ms: u32) {
     };
     if let Some(p99) = at50(BROKER) {
         let ceiling = at50(ECHO).map_or(String::new(), |c| {
-            format!(" (the echo broker, same clients: {c:.2} ms; {:.2} × it)", p99 / c)
+            format!(
+                " (the echo broker, same clients: {c:.2} ms; {:.2} × it)",
+                p99 / c
+            )
         });
         println!(
             "- e2e p99 < 5 ms at 50 MB/s: {p99:.2} ms{ceiling}: {}",

@@ -23,8 +23,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, FindCoordinatorResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::HashMap;
@@ -110,7 +110,10 @@ pub fn serve() -> ! {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the null broker");
     let addr = listener.local_addr().expect("null broker address");
     let args: Vec<String> = std::env::args().collect();
-    let echo = args.iter().any(|a| a == "--echo").then(|| Arc::new(Logs::default()));
+    let echo = args
+        .iter()
+        .any(|a| a == "--echo")
+        .then(|| Arc::new(Logs::default()));
     let partitions = args
         .iter()
         .position(|a| a == "--partitions")

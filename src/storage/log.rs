@@ -327,9 +327,11 @@ impl Log {
             at += b.size;
             b
         });
-        self.tail
-            .lock()
-            .push(self.segments.last().expect("never empty").file(), appended, self.log_start_offset);
+        self.tail.lock().push(
+            self.segments.last().expect("never empty").file(),
+            appended,
+            self.log_start_offset,
+        );
         for h in &batches {
             self.epochs
                 .assign(h.partition_leader_epoch, h.base_offset)?;
@@ -479,11 +481,6 @@ impl Log {
         self.tail.lock().clear();
         self.tail = shared;
         self.tail.lock().clear();
-    }
-
-    /// The tail readers are given (see [`Log::share_tail`]).
-    pub fn tail(&self) -> &crate::storage::SharedTail {
-        &self.tail
     }
 
     pub fn log_start_offset(&self) -> i64 {

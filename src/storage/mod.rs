@@ -35,11 +35,11 @@ mod log;
 pub mod log_dir;
 mod maintenance;
 pub mod records;
-pub mod tail;
 mod recovery;
 mod region;
 mod scan;
 mod segment;
+pub mod tail;
 
 #[cfg(test)]
 mod compact_tests;

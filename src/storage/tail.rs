@@ -61,7 +61,7 @@ impl Tail {
         }
         self.log_start_offset = log_start_offset;
         for b in batches {
-            let follows = self.batches.back().map_or(true, |last| {
+            let follows = self.batches.back().is_none_or(|last| {
                 last.position + last.size == b.position && last.last_offset < b.base_offset
             });
             if !follows {

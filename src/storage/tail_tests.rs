@@ -67,13 +67,20 @@ fn one_segment() -> LogConfig {
 fn a_tail_agrees_with_the_log_and_covers_its_end() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, tail) = shared_log(dir.path(), one_segment());
-    assert!(tail.read(0, 1000, i64::MAX, true).is_none(), "empty before any append");
+    assert!(
+        tail.read(0, 1000, i64::MAX, true).is_none(),
+        "empty before any append"
+    );
     for i in 0..10 {
         append(&mut log, 1 + i % 3, 1000 + i as i64);
     }
     let answered = check_agrees(&log, &tail);
     let end = log.log_end_offset();
-    assert_eq!(answered, (0..=end).collect::<Vec<_>>(), "all 10 batches are held");
+    assert_eq!(
+        answered,
+        (0..=end).collect::<Vec<_>>(),
+        "all 10 batches are held"
+    );
     // More batches than it keeps: the oldest go to the log.
     for i in 0..(TAIL_BATCHES + 5) {
         append(&mut log, 2, 2000 + i as i64);
@@ -96,7 +103,10 @@ fn a_roll_moves_the_tail_to_the_new_segment() {
     assert!(log.segment_count() > 3, "small segments rolled");
     let first_of_active = tail.lock().batches().next().unwrap().base_offset;
     let active_base = log.segments.last().unwrap().meta.base_offset;
-    assert_eq!(first_of_active, active_base, "only the active segment's batches");
+    assert_eq!(
+        first_of_active, active_base,
+        "only the active segment's batches"
+    );
 }
 
 #[test]
@@ -110,23 +120,40 @@ fn changes_other_than_appends_clear_the_tail() {
     assert!(tail.read(end - 1, 1000, i64::MAX, true).is_some());
 
     log.truncate_to(end - 4).unwrap();
-    assert!(tail.read(end - 5, 1000, i64::MAX, true).is_none(), "truncation clears it");
+    assert!(
+        tail.read(end - 5, 1000, i64::MAX, true).is_none(),
+        "truncation clears it"
+    );
     append(&mut log, 1, 3000);
     check_agrees(&log, &tail);
 
     log.delete_records_before(3).unwrap();
-    assert!(tail.read(3, 1000, i64::MAX, true).is_none(), "DeleteRecords clears it");
+    assert!(
+        tail.read(3, 1000, i64::MAX, true).is_none(),
+        "DeleteRecords clears it"
+    );
     append(&mut log, 1, 3001);
     let answered = check_agrees(&log, &tail);
-    assert_eq!(answered, vec![log.log_end_offset() - 1, log.log_end_offset()]);
+    assert_eq!(
+        answered,
+        vec![log.log_end_offset() - 1, log.log_end_offset()]
+    );
 
     log.roll(5000).unwrap();
-    assert!(tail.read(log.log_end_offset(), 1000, i64::MAX, true).is_none(), "a roll clears it");
+    assert!(
+        tail.read(log.log_end_offset(), 1000, i64::MAX, true)
+            .is_none(),
+        "a roll clears it"
+    );
 
-    log.append_as_leader(&mut batch(3, 6000, 8), 1, 6000).unwrap();
+    log.append_as_leader(&mut batch(3, 6000, 8), 1, 6000)
+        .unwrap();
     check_agrees(&log, &tail);
     drop(log);
-    assert!(tail.read(0, 1000, i64::MAX, true).is_none(), "a dropped log leaves none");
+    assert!(
+        tail.read(0, 1000, i64::MAX, true).is_none(),
+        "a dropped log leaves none"
+    );
 }
 
 #[test]
@@ -138,7 +165,11 @@ fn follower_appends_fill_the_tail_too() {
     for i in 0..5 {
         append(&mut leader, 3, 1000 + i);
         let at = follower.log_end_offset();
-        let region = leader.read(at, 1 << 20, i64::MAX, true).unwrap().region.unwrap();
+        let region = leader
+            .read(at, 1 << 20, i64::MAX, true)
+            .unwrap()
+            .region
+            .unwrap();
         follower
             .append_as_follower(&region.read_to_vec().unwrap(), 1000 + i)
             .unwrap();

@@ -3,8 +3,9 @@
 //! Each partition's read goes to its `Log` actor, which answers with a file region
 //! (never a copy of the records), bounded by the high watermark the partition leader
 //! publishes; a read at the log's end (a consumer or follower reading along) is
-//! answered here from the log's tail index, the same region without the round trip. The response envelope is encoded around those regions and the connection
-//! sends them with `sendfile(2)`. If fewer than `min_bytes` are available the request
+//! answered here from the log's tail index, the same region without the round trip.
+//! The response envelope is encoded around those regions and the connection sends
+//! them with `sendfile(2)`. If fewer than `min_bytes` are available the request
 //! waits, up to `max_wait_ms`, for any of its partitions' high watermarks to move.
 
 use crate::broker::BrokerContext;
@@ -141,10 +142,12 @@ fn read_log(
 ) -> impl std::future::Future<
     Output = Result<Result<troupe::storage::ReadInfo, StorageError>, actix::MailboxError>,
 > {
-    match route
-        .tail
-        .read(read.offset, read.max_bytes, read.max_offset, read.min_one_batch)
-    {
+    match route.tail.read(
+        read.offset,
+        read.max_bytes,
+        read.max_offset,
+        read.min_one_batch,
+    ) {
         Some(info) => {
             from_tail.inc();
             Either::Left(ready(Ok(Ok(info))))
