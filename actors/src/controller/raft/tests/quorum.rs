@@ -354,6 +354,10 @@ async fn prevotes_are_refused_while_the_leader_lives_and_granted_after() {
     };
     assert_eq!(ask(follower).await, Some(Some("LeaderAlive".into())));
     assert_eq!(ask(leader).await, Some(Some("IAmTheLeader".into())));
+    // Refused pre-votes cost nobody a term.
+    for (id, node) in &nodes {
+        assert_eq!(node.current_term(), term, "node {id} changed term");
+    }
     let stopped = Instant::now();
     let old = nodes.remove(&leader).unwrap();
     old.shutdown().await;
@@ -362,15 +366,21 @@ async fn prevotes_are_refused_while_the_leader_lives_and_granted_after() {
     })
     .await;
     let took = stopped.elapsed();
-    // Lease (600) + timeout (< 600) + a pre-vote round and the vote, with slack.
+    // Lease (600) + timeout (< 600) + a pre-vote round and the vote; two voters left
+    // can split their votes, and each split costs another timeout (300..600 ms), so a
+    // loaded machine gets slack for a few rounds.
     assert!(
-        took < Duration::from_millis(2500),
+        took < Duration::from_millis(4000),
         "new leader after {took:?}"
     );
+    // Terms are not burned faster than one election timeout each: every round after
+    // the first waited at least the minimum timeout (300 ms) after the lease (600 ms,
+    // counted from a last heartbeat that came up to 100 ms before the stop).
     let new_term = nodes[&agreed_leader(&nodes).unwrap()].current_term();
+    let rounds_possible = 1 + took.as_millis().saturating_sub(500) as u64 / 300;
     assert!(
-        new_term > term && new_term <= term + 2,
-        "term {term} -> {new_term}"
+        new_term > term && new_term <= term + rounds_possible,
+        "term {term} -> {new_term} in {took:?}"
     );
     for node in nodes.values() {
         node.shutdown().await;
