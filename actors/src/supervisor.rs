@@ -37,6 +37,22 @@ pub struct PartitionRoute {
     pub tail: troupe::storage::SharedTail,
 }
 
+impl PartitionRoute {
+    /// The partition's state once its log is open, waiting at most `max`: a replica
+    /// this broker was just given (at start-up, while its log is recovered, or for a
+    /// new topic) answers once loaded instead of with NOT_LEADER_OR_FOLLOWER, as a
+    /// Kafka broker serves clients only after its logs are loaded. After `max`, the
+    /// state as it is (offline: the caller answers NOT_LEADER_OR_FOLLOWER).
+    pub async fn state_once_online(&self, max: Duration) -> PartitionState {
+        let mut rx = self.state.clone();
+        let waited = tokio::time::timeout(max, rx.wait_for(|s| s.online)).await;
+        match waited {
+            Ok(Ok(state)) => *state,
+            _ => *self.state.borrow(),
+        }
+    }
+}
+
 pub struct TopicRoute {
     pub topic_id: Uuid,
     pub config: Arc<TopicConfig>,

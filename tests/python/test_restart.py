@@ -78,6 +78,30 @@ def test_a_second_process_on_a_log_dir_in_use_refuses_to_start(make_broker, topi
     assert [m.value() for m in got] == [b"kept"]
 
 
+def test_offsets_asked_while_a_log_is_recovered_are_answered_once_it_is_loaded(make_broker, topic):
+    """After kill -9 a restarted broker scans its active segment again before the
+    partition serves (nothing was flushed). A client that asks for offsets in that time
+    gets them once the log is loaded, as from Kafka (which serves only once its logs are
+    loaded), not NOT_LEADER_OR_FOLLOWER, which librdkafka's watermark query does not
+    retry. The previous binary failed here (the error came back at once)."""
+    b = make_broker({"log.segment.bytes": str(1 << 30)})
+    create_topic(admin_for(b), topic)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5, "batch.size": 1 << 20, "acks": "all"})
+    value = b"v" * 10240
+    n = 20000  # ~200 MB in the one active segment: its scan takes a while
+    for _ in range(n):
+        while True:
+            try:
+                p.produce(topic, value=value, partition=0)
+                break
+            except BufferError:
+                p.poll(0.01)
+    assert p.flush(60) == 0
+    b.kill9()
+    b.start()  # returns on the first ApiVersions answer: it listens before loading logs
+    assert watermarks(b.bootstrap, topic, 0, timeout=20) == (0, n)
+
+
 @pytest.mark.slow
 def test_kill9_during_produce_loses_no_acked_record(make_broker, topic):
     b = make_broker({"log.segment.bytes": "65536"})

@@ -9,6 +9,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+/// How long a request waits for a partition whose log is still being loaded.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn handle(
     req: ListOffsetsRequest,
     version: i16,
@@ -30,7 +33,7 @@ pub async fn handle(
                 partitions.push(res.with_error_code(code));
                 continue;
             };
-            let state = *route.state.borrow();
+            let state = route.state_once_online(LOAD_WAIT).await;
             // leader_epoch exists from v4; kcat still speaks v2.
             let res = if version >= 4 {
                 res.with_leader_epoch(state.leader_epoch)
