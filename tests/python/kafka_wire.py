@@ -584,6 +584,63 @@ def describe_quorum_v1(sock: socket.socket, correlation_id: int = 18):
     return (error or perr), (leader, epoch, hw, voters, observers)
 
 
+def describe_quorum_v2(sock: socket.socket, correlation_id: int = 19):
+    """DescribeQuorum v2 (KIP-853) for __cluster_metadata-0: (error, leader, voters,
+    nodes): voters [(id, directory id bytes, log end offset)], nodes {id: [(listener
+    name, host, port)]}."""
+    part = struct.pack(">i", 0) + uvarint(0)
+    topics = compact_string("__cluster_metadata") + uvarint(2) + part + uvarint(0)
+    body = uvarint(2) + topics + uvarint(0)
+    r = roundtrip(sock, request_header_v2(DESCRIBE_QUORUM, 2, correlation_id), body, correlation_id)
+    read_uvarint(r)
+
+    def cstring():
+        n = read_uvarint(r) - 1
+        if n < 0:
+            return None
+        v = r.data[r.pos : r.pos + n].decode()
+        r.pos += n
+        return v
+
+    def replicas():
+        out = []
+        for _ in range(read_uvarint(r) - 1):
+            rid = r.take(">i")
+            directory = r.data[r.pos : r.pos + 16]
+            r.pos += 16
+            leo, _fetch, _caught_up = r.take(">qqq")
+            read_uvarint(r)
+            out.append((rid, directory, leo))
+        return out
+
+    error = r.take(">h")
+    cstring()  # error message
+    leader, voters = None, []
+    for _ in range(read_uvarint(r) - 1):
+        cstring()  # topic
+        for _ in range(read_uvarint(r) - 1):
+            _idx, perr = r.take(">ih")
+            cstring()
+            leader, _epoch, _hw = r.take(">iiq")
+            voters = replicas()
+            replicas()  # observers
+            read_uvarint(r)
+            error = error or perr
+        read_uvarint(r)
+    nodes = {}
+    for _ in range(read_uvarint(r) - 1):
+        nid = r.take(">i")
+        listeners = []
+        for _ in range(read_uvarint(r) - 1):
+            name, host = cstring(), cstring()
+            listeners.append((name, host, r.take(">H")))
+            read_uvarint(r)
+        read_uvarint(r)
+        nodes[nid] = listeners
+    read_uvarint(r)
+    return error, leader, voters, nodes
+
+
 # --------------------------------------------------------------------------- Metadata v1
 def metadata_v1(sock: socket.socket, topics: list[str] | None, correlation_id: int = 11) -> dict[str, tuple[int, list[int]]]:
     """Metadata v1 (no auto-create flag: v1 always allows auto-creation).

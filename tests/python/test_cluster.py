@@ -423,3 +423,10 @@ def test_describe_quorum_from_any_node(cluster):
             assert sorted(v for v, _ in voters) == [1, 2, 3]
             err, _ = wire.describe_quorum_v0(s, topic="other")
             assert err == 3, "only __cluster_metadata-0 has a quorum"
+            # v2 (KIP-853) names each voter's controller endpoint.
+            err, leader, voters, nodes = wire.describe_quorum_v2(s)
+            assert (err, leader) == (0, ctl)
+            assert sorted((v, d) for v, d, _ in voters) == [(v, bytes(16)) for v in (1, 2, 3)]
+            assert nodes == {
+                j: [("CONTROLLER", "127.0.0.1", cluster.ports[j][1])] for j in (1, 2, 3)
+            }

@@ -89,7 +89,7 @@ pub async fn dispatch(
             ResponseKind::InitProducerId(init_producer_id::handle(r, ctx).await)
         }
         RequestKind::DescribeQuorum(r) => {
-            ResponseKind::DescribeQuorum(describe_quorum::handle(r, ctx).await)
+            ResponseKind::DescribeQuorum(describe_quorum::handle(r, v, ctx).await)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(r, ctx).await)
