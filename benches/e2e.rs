@@ -18,7 +18,9 @@
 //! 3. produce 1 KiB messages to 8 partitions
 //!    (3c: the same bytes sent with hand-written Produce requests over 1 and 2
 //!    connections, to tell the broker's limit from the client's; 1n and 3n: runs 1
-//!    and 3 into a null broker that keeps nothing, i.e. librdkafka's own ceiling here)
+//!    and 3 into a null broker that keeps nothing, i.e. librdkafka's own ceiling here;
+//!    3a: run 3 into a null broker that appends what it receives to kept files, the
+//!    floor for any broker that keeps data: client and page cache on the same cores)
 //! 4. consume everything run 1 wrote, from the start (4b: run 3's; 4c: run 1's again
 //!    with hand-written Fetch requests, to tell the broker's limit from the client's;
 //!    4n: 4b's consumer on the null broker, which serves Fetch from memory)

@@ -12,6 +12,12 @@
 //!
 //! `NullBroker::start_echo` starts it in echo mode (`echo.rs`): produced batches are kept
 //! in memory and served by Fetch with long polling, the ceiling of the OMB latency run.
+//!
+//! `NullBroker::start_append` starts it in append mode: each partition's produced bytes
+//! are written, as they came, to a file of their own that is kept (one `write` per
+//! partition per request, no checks, no index). librdkafka producing into it measures
+//! the floor for any broker that keeps what it is sent: the client and the page cache's
+//! copy of every byte into new pages, on the same cores at once (run 3a).
 
 use crate::broker::{self, ProcSample};
 use crate::echo::{self, Logs};
@@ -28,8 +34,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -65,6 +73,13 @@ impl NullBroker {
     /// Starts it in echo mode (`echo.rs`), every topic with `partitions` partitions.
     pub fn start_echo(partitions: i32) -> Result<NullBroker, String> {
         NullBroker::spawn(&["--echo", "--partitions", &partitions.to_string()])
+    }
+
+    /// Starts it in append mode: produced bytes are kept in files under `dir` (created).
+    pub fn start_append(dir: &Path) -> Result<NullBroker, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let dir = dir.to_str().ok_or("the append dir is not UTF-8")?;
+        NullBroker::spawn(&["--append", dir])
     }
 
     fn spawn(args: &[&str]) -> Result<NullBroker, String> {
@@ -119,6 +134,11 @@ pub fn serve() -> ! {
         .position(|a| a == "--partitions")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(PARTITIONS);
+    let append = args
+        .iter()
+        .position(|a| a == "--append")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     println!("LISTENING {addr}");
     let _ = std::io::stdout().flush();
     // Base offsets per (topic, partition), shared by all connections.
@@ -130,6 +150,7 @@ pub fn serve() -> ! {
             addr,
             partitions,
             echo: echo.clone(),
+            append: append.clone(),
         };
         std::thread::spawn(move || {
             let _ = conn.set_nodelay(true);
@@ -141,12 +162,46 @@ pub fn serve() -> ! {
     std::process::exit(0)
 }
 
-/// What a connection serves: the address it advertises, partitions per topic, and in
-/// echo mode the shared logs.
+/// What a connection serves: the address it advertises, partitions per topic, in echo
+/// mode the shared logs, and in append mode the directory of the kept files.
 struct Mode {
     addr: SocketAddr,
     partitions: i32,
     echo: Option<Arc<Logs>>,
+    append: Option<PathBuf>,
+}
+
+/// Append mode: a connection's open files, one per partition, opened for appending
+/// (a partition produced to over several connections gets one writer per connection;
+/// `O_APPEND` keeps each write whole).
+#[derive(Default)]
+struct Appender {
+    files: HashMap<(String, i32), File>,
+}
+
+impl Appender {
+    fn write(
+        &mut self,
+        dir: &Path,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+    ) -> Result<(), String> {
+        let key = (topic.to_string(), partition);
+        let file = match self.files.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let path = dir.join(format!("{topic}-{partition}.log"));
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|err| format!("{}: {err}", path.display()))?;
+                e.insert(f)
+            }
+        };
+        file.write_all(records).map_err(|e| e.to_string())
+    }
 }
 
 fn serve_connection(
@@ -160,6 +215,7 @@ fn serve_connection(
     // Large enough for the tuned consumer's 10 MiB per partition; each partition gets
     // what its `partition_max_bytes` asks for, as from a broker.
     let mut block = nullfetch::Block::new(10 << 20);
+    let mut appender = Appender::default();
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).is_err() {
@@ -252,6 +308,15 @@ fn serve_connection(
                         for p in &t.partition_data {
                             if let Some(records) = &p.records {
                                 logs.append(&t.name.0, p.index, records);
+                            }
+                        }
+                    }
+                }
+                if let Some(dir) = &mode.append {
+                    for t in &req.topic_data {
+                        for p in &t.partition_data {
+                            if let Some(records) = &p.records {
+                                appender.write(dir, &t.name.0, p.index, records)?;
                             }
                         }
                     }

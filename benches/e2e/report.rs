@@ -299,6 +299,7 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
             verdict(p99 < 3.0)
         );
     }
+    print_targets_14(table);
     if let Some(s) = scale.iter().find(|s| s.partitions == 1000) {
         println!(
             "- 1,000 idle partitions RSS < 100 MB: {:.1} MB: {}",
@@ -309,6 +310,50 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
             "- 1,000 partitions start-up < 2 s: {:.2} s: {}",
             s.startup_secs,
             verdict(s.startup_secs < 2.0)
+        );
+    }
+}
+
+/// Issue 14's throughput targets, each against its ceiling measured in the same run.
+fn print_targets_14(table: &Table) {
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let loop_mb = table.base.loopback_mb;
+    let msg_s = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.msg_s);
+    println!("Targets (issue 14), medians of this run:");
+    let (p100, n100) = (msg_s("1."), msg_s("1n."));
+    if p100.is_finite() && n100.is_finite() {
+        println!(
+            "- produce 100 B acks=1 >= 0.95 x the client into the null broker (1n): {:.2} x: {}",
+            p100 / n100,
+            verdict(p100 >= 0.95 * n100)
+        );
+    }
+    let (p1k, n1k, a1k) = (msg_s("3."), msg_s("3n."), msg_s("3a."));
+    if p1k.is_finite() && n1k.is_finite() {
+        // Kept append in msg/s of 1 KiB records, to compare with the rows.
+        let kept = table.base.kept_append_mb * 1e6 / 1024.0;
+        let ceiling = n1k.min(kept);
+        println!(
+            "- produce 1 KiB >= 0.8 x min(null broker (3n) {n1k:.0}, kept append {kept:.0} msg/s): \
+             {:.2} x: {}",
+            p1k / ceiling,
+            verdict(p1k >= 0.8 * ceiling)
+        );
+        if a1k.is_finite() {
+            println!(
+                "  against the null broker that appends to kept files (3a, {a1k:.0} msg/s): {:.2} x",
+                p1k / a1k
+            );
+        }
+    }
+    let (c1k, cn) = (table.row("4b."), table.row("4n."));
+    if let (Some(c), Some(n)) = (c1k, cn) {
+        println!(
+            "- consume 1 KiB, tuned, >= 0.9 x the same consumer on the null broker (4n): {:.2} x \
+             ({:.3} x loopback): {}",
+            c.msg_s / n.msg_s,
+            c.mb_s / loop_mb,
+            verdict(c.msg_s >= 0.9 * n.msg_s)
         );
     }
 }

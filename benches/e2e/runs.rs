@@ -187,21 +187,26 @@ pub fn run(
     // The client's ceiling: runs 1 and 3 again, into a broker that keeps nothing.
     let null = NullBroker::start()?;
     eprintln!("[null broker] bootstrap {}", null.bootstrap());
+    let child_measure = |child: &NullBroker,
+                         f: &mut dyn FnMut() -> Result<Throughput, String>|
+     -> Result<PhaseResult, String> {
+        baseline::settle();
+        let b0 = child.sample();
+        let c0 = broker::sample(std::process::id()).unwrap_or_default();
+        let t = f()?;
+        let b1 = child.sample();
+        let c1 = broker::sample(std::process::id()).unwrap_or_default();
+        Ok(PhaseResult::new(
+            t,
+            &b0,
+            &b1,
+            c1.cpu_secs - c0.cpu_secs,
+            true,
+        ))
+    };
     let null_measure =
         |f: &mut dyn FnMut() -> Result<Throughput, String>| -> Result<PhaseResult, String> {
-            baseline::settle();
-            let b0 = null.sample();
-            let c0 = broker::sample(std::process::id()).unwrap_or_default();
-            let t = f()?;
-            let b1 = null.sample();
-            let c1 = broker::sample(std::process::id()).unwrap_or_default();
-            Ok(PhaseResult::new(
-                t,
-                &b0,
-                &b1,
-                c1.cpu_secs - c0.cpu_secs,
-                true,
-            ))
+            child_measure(&null, f)
         };
     for (key, parts, size, count, label) in [
         (
@@ -256,9 +261,40 @@ pub fn run(
     }
     drop(null);
 
+    // The floor for any broker that keeps what it is sent: run 3 into a null broker
+    // that appends each partition's bytes to a kept file (the client and the page
+    // cache's copy into new pages, on the same two cores).
+    let append_dir = root.join("null-append");
+    let appender = NullBroker::start_append(&append_dir)?;
+    let mut appended = Vec::new();
+    for r in 0..o.reps {
+        eprintln!(
+            "[3a] run 3 into a null broker that appends to kept files (rep {}/{})",
+            r + 1,
+            o.reps
+        );
+        let spec = produce_spec(
+            "null broker, appending",
+            name("append1k", r),
+            8,
+            1024,
+            o.count_1k,
+            "1",
+        );
+        appended.push(child_measure(&appender, &mut || {
+            client::produce(&appender.bootstrap(), &spec)
+        })?);
+    }
+    drop(appender);
+    table.add(
+        "3a. run 3 into a null broker that appends to kept files (the floor for a broker that keeps data; diagnostic)",
+        &appended,
+    );
+
     for f in kept_files {
         let _ = std::fs::remove_file(f);
     }
+    let _ = std::fs::remove_dir_all(&append_dir);
 
     let mut cons = Vec::new();
     for (r, produced) in p100.iter().enumerate() {
