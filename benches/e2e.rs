@@ -19,8 +19,9 @@
 //!    (3c: the same bytes sent with hand-written Produce requests over 1 and 2
 //!    connections, to tell the broker's limit from the client's; 1n and 3n: runs 1
 //!    and 3 into a null broker that keeps nothing, i.e. librdkafka's own ceiling here;
-//!    3a: run 3 into a null broker that appends what it receives to kept files, the
-//!    floor for any broker that keeps data: client and page cache on the same cores)
+//!    1a and 3a: runs 1 and 3 into a null broker that appends what it receives to kept
+//!    files, the floor for any broker that keeps data: client and page cache on the same
+//!    cores; each ceiling's reps run beside the run's own, in a rotating order)
 //! 4. consume everything run 1 wrote, from the start (4b: run 3's; 4c: run 1's again
 //!    with hand-written Fetch requests, to tell the broker's limit from the client's;
 //!    4n: 4b's consumer on the null broker, which serves Fetch from memory)

@@ -15,7 +15,8 @@
 //!
 //! `NullBroker::start_append` starts it in append mode: each partition's produced bytes
 //! are written, as they came, to a file of their own that is kept (one `write` per
-//! partition per request, no checks, no index). librdkafka producing into it measures
+//! partition per request, no checks, no index, by a writer thread per connection that
+//! then answers, while the connection's thread reads on). librdkafka producing into it measures
 //! the floor for any broker that keeps what it is sent: the client and the page cache's
 //! copy of every byte into new pages, on the same cores at once (run 3a).
 
@@ -215,7 +216,17 @@ fn serve_connection(
     // Large enough for the tuned consumer's 10 MiB per partition; each partition gets
     // what its `partition_max_bytes` asks for, as from a broker.
     let mut block = nullfetch::Block::new(10 << 20);
-    let mut appender = Appender::default();
+    // Append mode: a writer thread per connection appends and then answers, in request
+    // order, while this thread reads and decodes the next requests (a broker's
+    // pipelining: network thread and storage thread).
+    let writer = match &mode.append {
+        Some(dir) => Some(spawn_writer(
+            s.try_clone().map_err(|e| e.to_string())?,
+            dir.clone(),
+        )),
+        None => None,
+    };
+    let mut appends: Vec<(String, i32, Bytes)> = Vec::new();
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).is_err() {
@@ -312,16 +323,20 @@ fn serve_connection(
                         }
                     }
                 }
-                if let Some(dir) = &mode.append {
+                if writer.is_some() {
                     for t in &req.topic_data {
                         for p in &t.partition_data {
                             if let Some(records) = &p.records {
-                                appender.write(dir, &t.name.0, p.index, records)?;
+                                appends.push((t.name.0.to_string(), p.index, records.clone()));
                             }
                         }
                     }
                 }
                 if req.acks == 0 {
+                    if let Some(w) = &writer {
+                        w.send((std::mem::take(&mut appends), Bytes::new()))
+                            .map_err(|_| "the writer thread stopped")?;
+                    }
                     continue;
                 }
                 let mut offsets = offsets.lock().map_err(|_| "poisoned")?;
@@ -391,8 +406,36 @@ fn serve_connection(
         }
         let n = (out.len() - 4) as i32;
         out[..4].copy_from_slice(&n.to_be_bytes());
-        s.write_all(&out).map_err(|e| e.to_string())?;
+        match &writer {
+            Some(w) => w
+                .send((std::mem::take(&mut appends), out.split().freeze()))
+                .map_err(|_| "the writer thread stopped")?,
+            None => s.write_all(&out).map_err(|e| e.to_string())?,
+        }
     }
+}
+
+/// What the writer thread gets per request: the partitions' bytes to append, then the
+/// answer to send (empty for acks=0).
+type Job = (Vec<(String, i32, Bytes)>, Bytes);
+
+fn spawn_writer(mut s: TcpStream, dir: PathBuf) -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::spawn(move || {
+        let mut appender = Appender::default();
+        for (appends, answer) in rx {
+            for (topic, partition, records) in appends {
+                if let Err(e) = appender.write(&dir, &topic, partition, &records) {
+                    eprintln!("[null broker] append failed: {e}");
+                    return;
+                }
+            }
+            if !answer.is_empty() && s.write_all(&answer).is_err() {
+                return;
+            }
+        }
+    });
+    tx
 }
 
 /// Records in the v2 batches of `records`: each batch's record count (bytes 57..61).

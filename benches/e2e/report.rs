@@ -315,18 +315,47 @@ pub fn print_targets(table: &Table, lat: &[Latency], scale: &[ScaleResult]) {
 }
 
 /// Issue 14's throughput targets, each against its ceiling measured in the same run.
+/// The ceilings' reps ran beside the runs' reps (`runs.rs`), so beside the ratio of
+/// the medians the median of the pairs' own ratios is printed: the steadier figure on
+/// a machine whose throughput drifts over minutes.
 fn print_targets_14(table: &Table) {
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let loop_mb = table.base.loopback_mb;
     let msg_s = |prefix: &str| table.row(prefix).map_or(f64::NAN, |r| r.msg_s);
-    println!("Targets (issue 14), medians of this run:");
+    // The median of rep-by-rep ratios of two rows (NaN if either is missing).
+    let paired = |a: &str, b: &str| match (table.row(a), table.row(b)) {
+        (Some(a), Some(b)) if !a.all_msg_s.is_empty() && a.all_msg_s.len() == b.all_msg_s.len() => {
+            median(
+                &a.all_msg_s
+                    .iter()
+                    .zip(&b.all_msg_s)
+                    .map(|(x, y)| x / y)
+                    .collect::<Vec<_>>(),
+            )
+        }
+        _ => f64::NAN,
+    };
+    println!(
+        "Targets (issue 14), medians of this run (and the median of the reps' paired ratios):"
+    );
     let (p100, n100) = (msg_s("1."), msg_s("1n."));
     if p100.is_finite() && n100.is_finite() {
         println!(
-            "- produce 100 B acks=1 >= 0.95 x the client into the null broker (1n): {:.2} x: {}",
+            "- produce 100 B acks=1 >= 0.95 x the client into the null broker (1n): {:.2} x \
+             (paired {:.2}): {}",
             p100 / n100,
+            paired("1.", "1n."),
             verdict(p100 >= 0.95 * n100)
         );
+        let a100 = msg_s("1a.");
+        if a100.is_finite() {
+            println!(
+                "  against the null broker that appends to kept files (1a, {a100:.0} msg/s): \
+                 {:.2} x (paired {:.2})",
+                p100 / a100,
+                paired("1.", "1a.")
+            );
+        }
     }
     let (p1k, n1k, a1k) = (msg_s("3."), msg_s("3n."), msg_s("3a."));
     if p1k.is_finite() && n1k.is_finite() {
@@ -335,14 +364,17 @@ fn print_targets_14(table: &Table) {
         let ceiling = n1k.min(kept);
         println!(
             "- produce 1 KiB >= 0.8 x min(null broker (3n) {n1k:.0}, kept append {kept:.0} msg/s): \
-             {:.2} x: {}",
+             {:.2} x (paired with 3n {:.2}): {}",
             p1k / ceiling,
+            paired("3.", "3n."),
             verdict(p1k >= 0.8 * ceiling)
         );
         if a1k.is_finite() {
             println!(
-                "  against the null broker that appends to kept files (3a, {a1k:.0} msg/s): {:.2} x",
-                p1k / a1k
+                "  against the null broker that appends to kept files (3a, {a1k:.0} msg/s): \
+                 {:.2} x (paired {:.2})",
+                p1k / a1k,
+                paired("3.", "3a.")
             );
         }
     }
@@ -350,8 +382,9 @@ fn print_targets_14(table: &Table) {
     if let (Some(c), Some(n)) = (c1k, cn) {
         println!(
             "- consume 1 KiB, tuned, >= 0.9 x the same consumer on the null broker (4n): {:.2} x \
-             ({:.3} x loopback): {}",
+             (paired {:.2}; {:.3} x loopback): {}",
             c.msg_s / n.msg_s,
+            paired("4b.", "4n."),
             c.mb_s / loop_mb,
             verdict(c.msg_s >= 0.9 * n.msg_s)
         );

@@ -83,25 +83,71 @@ pub fn run(
             max_secs: o.max_secs,
         };
 
+    // The client's ceiling: a broker that keeps nothing (runs 1n, 3n, 4n). Each of its
+    // reps runs beside the matching rep of the run it bounds, in an order that
+    // alternates from pair to pair: on this shared VM throughput drifts over minutes
+    // (and a new page costs more as the run takes memory), so ceilings measured in a
+    // block of their own could be read at another moment than the runs they bound.
+    let null = NullBroker::start()?;
+    eprintln!("[null broker] bootstrap {}", null.bootstrap());
+    // And the floor for a broker that keeps what it is sent (runs 1a, 3a): the same
+    // client into a null broker that appends each partition's bytes to a kept file
+    // (the client and the page cache's copy into new pages on the same two cores).
+    let append_dir = root.join("null-append");
+    let appender = NullBroker::start_append(&append_dir)?;
     let mut table = Table::new(base);
     let mut p100 = Vec::new();
+    let mut null100 = Vec::new();
+    let mut append100 = Vec::new();
     for r in 0..o.reps {
-        eprintln!(
-            "[1] produce 100 B, 1 partition, acks=1 (rep {}/{})",
-            r + 1,
-            o.reps
-        );
-        let spec = produce_spec(
-            "produce 100B acks=1",
-            name("p100", r),
-            1,
-            100,
-            o.count_100b,
-            "1",
-        );
-        p100.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+        for step in rotation(3, r) {
+            if step == 0 {
+                eprintln!(
+                    "[1] produce 100 B, 1 partition, acks=1 (rep {}/{})",
+                    r + 1,
+                    o.reps
+                );
+                let spec = produce_spec(
+                    "produce 100B acks=1",
+                    name("p100", r),
+                    1,
+                    100,
+                    o.count_100b,
+                    "1",
+                );
+                p100.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+            } else if step == 1 {
+                eprintln!(
+                    "[1a] run 1 into a null broker that appends to kept files (rep {}/{})",
+                    r + 1,
+                    o.reps
+                );
+                let spec = produce_spec(
+                    "null broker, appending",
+                    name("append100", r),
+                    1,
+                    100,
+                    o.count_100b,
+                    "1",
+                );
+                append100.push(measure_child(&appender, &mut || {
+                    client::produce(&appender.bootstrap(), &spec)
+                })?);
+            } else {
+                eprintln!("[1n] run 1 into a null broker (rep {}/{})", r + 1, o.reps);
+                let spec =
+                    produce_spec("null broker", name("null100", r), 1, 100, o.count_100b, "1");
+                null100.push(measure_child(&null, &mut || {
+                    client::produce(&null.bootstrap(), &spec)
+                })?);
+            }
+        }
     }
     table.add("1. produce 100 B, 1 partition, acks=1", &p100);
+    table.add(
+        "1a. run 1 into a null broker that appends to kept files (diagnostic)",
+        &append100,
+    );
 
     let mut all = Vec::new();
     for r in 0..o.reps {
@@ -139,17 +185,53 @@ pub fn run(
     }
     table.set_kept_append(crate::report::median(&kept));
 
+    // Run 3, each rep beside a rep of 3a and of 3n (in a rotating order).
     let mut p1k = Vec::new();
+    let mut appended = Vec::new();
+    let mut null1k = Vec::new();
     for r in 0..o.reps {
-        eprintln!(
-            "[3] produce 1 KiB, 8 partitions, acks=1 (rep {}/{})",
-            r + 1,
-            o.reps
-        );
-        let spec = produce_spec("produce 1KiB x8", name("p1k", r), 8, 1024, o.count_1k, "1");
-        p1k.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+        for step in rotation(3, r) {
+            if step == 0 {
+                eprintln!(
+                    "[3] produce 1 KiB, 8 partitions, acks=1 (rep {}/{})",
+                    r + 1,
+                    o.reps
+                );
+                let spec =
+                    produce_spec("produce 1KiB x8", name("p1k", r), 8, 1024, o.count_1k, "1");
+                p1k.push(measure(&mut || client::produce(&bootstrap, &spec))?);
+            } else if step == 1 {
+                eprintln!(
+                    "[3a] run 3 into a null broker that appends to kept files (rep {}/{})",
+                    r + 1,
+                    o.reps
+                );
+                let spec = produce_spec(
+                    "null broker, appending",
+                    name("append1k", r),
+                    8,
+                    1024,
+                    o.count_1k,
+                    "1",
+                );
+                appended.push(measure_child(&appender, &mut || {
+                    client::produce(&appender.bootstrap(), &spec)
+                })?);
+            } else {
+                eprintln!("[3n] run 3 into a null broker (rep {}/{})", r + 1, o.reps);
+                let spec = produce_spec("null broker", name("null1k", r), 8, 1024, o.count_1k, "1");
+                null1k.push(measure_child(&null, &mut || {
+                    client::produce(&null.bootstrap(), &spec)
+                })?);
+            }
+        }
     }
+    drop(appender);
     table.add("3. produce 1 KiB, 8 partitions, acks=1", &p1k);
+    table.add(
+        "3a. run 3 into a null broker that appends to kept files (the floor for a broker that keeps data; diagnostic)",
+        &appended,
+    );
 
     for (conns, key, label) in [
         (
@@ -184,113 +266,14 @@ pub fn run(
         table.add(label, &raw);
     }
 
-    // The client's ceiling: runs 1 and 3 again, into a broker that keeps nothing.
-    let null = NullBroker::start()?;
-    eprintln!("[null broker] bootstrap {}", null.bootstrap());
-    let child_measure = |child: &NullBroker,
-                         f: &mut dyn FnMut() -> Result<Throughput, String>|
-     -> Result<PhaseResult, String> {
-        baseline::settle();
-        let b0 = child.sample();
-        let c0 = broker::sample(std::process::id()).unwrap_or_default();
-        let t = f()?;
-        let b1 = child.sample();
-        let c1 = broker::sample(std::process::id()).unwrap_or_default();
-        Ok(PhaseResult::new(
-            t,
-            &b0,
-            &b1,
-            c1.cpu_secs - c0.cpu_secs,
-            true,
-        ))
-    };
-    let null_measure =
-        |f: &mut dyn FnMut() -> Result<Throughput, String>| -> Result<PhaseResult, String> {
-            child_measure(&null, f)
-        };
-    for (key, parts, size, count, label) in [
-        (
-            "null100",
-            1,
-            100,
-            o.count_100b,
-            "1n. run 1 into a null broker (librdkafka's ceiling; diagnostic)",
-        ),
-        (
-            "null1k",
-            8,
-            1024,
-            o.count_1k,
-            "3n. run 3 into a null broker (librdkafka's ceiling; diagnostic)",
-        ),
-    ] {
-        let mut reps = Vec::new();
-        for r in 0..o.reps {
-            eprintln!(
-                "[{}] {} (rep {}/{})",
-                &label[..2],
-                &label[4..],
-                r + 1,
-                o.reps
-            );
-            let spec = produce_spec("null broker", name(key, r), parts, size, count, "1");
-            reps.push(null_measure(&mut || {
-                client::produce(&null.bootstrap(), &spec)
-            })?);
-        }
-        table.add(label, &reps);
-    }
-    let mut consume_ceiling = Vec::new();
-    for r in 0..o.reps {
-        eprintln!(
-            "[4n] librdkafka reading 1 KiB messages from the null broker (rep {}/{})",
-            r + 1,
-            o.reps
-        );
-        let topic = name("null1k", r);
-        consume_ceiling.push(null_measure(&mut || {
-            client::consume(
-                &null.bootstrap(),
-                "null consume",
-                &topic,
-                8,
-                o.count_1k,
-                o.max_secs,
-            )
-        })?);
-    }
-    drop(null);
-
-    // The floor for any broker that keeps what it is sent: run 3 into a null broker
-    // that appends each partition's bytes to a kept file (the client and the page
-    // cache's copy into new pages, on the same two cores).
-    let append_dir = root.join("null-append");
-    let appender = NullBroker::start_append(&append_dir)?;
-    let mut appended = Vec::new();
-    for r in 0..o.reps {
-        eprintln!(
-            "[3a] run 3 into a null broker that appends to kept files (rep {}/{})",
-            r + 1,
-            o.reps
-        );
-        let spec = produce_spec(
-            "null broker, appending",
-            name("append1k", r),
-            8,
-            1024,
-            o.count_1k,
-            "1",
-        );
-        appended.push(child_measure(&appender, &mut || {
-            client::produce(&appender.bootstrap(), &spec)
-        })?);
-    }
-    drop(appender);
     table.add(
-        "3a. run 3 into a null broker that appends to kept files (the floor for a broker that keeps data; diagnostic)",
-        &appended,
+        "1n. run 1 into a null broker (librdkafka's ceiling; diagnostic)",
+        &null100,
     );
-
+    table.add(
+        "3n. run 3 into a null broker (librdkafka's ceiling; diagnostic)",
+        &null1k,
+    );
     for f in kept_files {
         let _ = std::fs::remove_file(f);
     }
@@ -312,18 +295,41 @@ pub fn run(
     table.add("4. consume run 1 (100 B) from the start", &cons);
 
     let mut cons1k = Vec::new();
+    let mut consume_ceiling = Vec::new();
     for (r, produced) in p1k.iter().enumerate() {
-        eprintln!(
-            "[4b] consume run 3 from the start (rep {}/{})",
-            r + 1,
-            o.reps
-        );
-        let expected = produced.throughput.msgs;
-        let topic = name("p1k", r);
-        cons1k.push(measure(&mut || {
-            client::consume(&bootstrap, "consume 1KiB", &topic, 8, expected, o.max_secs)
-        })?);
+        for step in rotation(2, r) {
+            if step == 0 {
+                eprintln!(
+                    "[4b] consume run 3 from the start (rep {}/{})",
+                    r + 1,
+                    o.reps
+                );
+                let expected = produced.throughput.msgs;
+                let topic = name("p1k", r);
+                cons1k.push(measure(&mut || {
+                    client::consume(&bootstrap, "consume 1KiB", &topic, 8, expected, o.max_secs)
+                })?);
+            } else {
+                eprintln!(
+                    "[4n] librdkafka reading 1 KiB messages from the null broker (rep {}/{})",
+                    r + 1,
+                    o.reps
+                );
+                let topic = name("null1k", r);
+                consume_ceiling.push(measure_child(&null, &mut || {
+                    client::consume(
+                        &null.bootstrap(),
+                        "null consume",
+                        &topic,
+                        8,
+                        o.count_1k,
+                        o.max_secs,
+                    )
+                })?);
+            }
+        }
     }
+    drop(null);
     table.add("4b. consume run 3 (1 KiB, 8 partitions)", &cons1k);
     table.add(
         "4n. 4b's consumer on a null broker serving from memory (librdkafka's ceiling; diagnostic)",
@@ -388,4 +394,31 @@ pub fn run(
         b.stop()?;
     }
     Ok((table, lat))
+}
+
+/// One measured phase against a null broker child process: its CPU and RSS, and this
+/// process's (the client's) CPU.
+fn measure_child(
+    child: &NullBroker,
+    f: &mut dyn FnMut() -> Result<Throughput, String>,
+) -> Result<PhaseResult, String> {
+    baseline::settle();
+    let b0 = child.sample();
+    let c0 = broker::sample(std::process::id()).unwrap_or_default();
+    let t = f()?;
+    let b1 = child.sample();
+    let c1 = broker::sample(std::process::id()).unwrap_or_default();
+    Ok(PhaseResult::new(
+        t,
+        &b0,
+        &b1,
+        c1.cpu_secs - c0.cpu_secs,
+        true,
+    ))
+}
+
+/// The order of the `n` runs of pair (or triple) `rep`: rotated by one each rep, so no
+/// run is always first.
+fn rotation(n: usize, rep: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |i| (i + rep) % n)
 }
