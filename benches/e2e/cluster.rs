@@ -5,8 +5,7 @@
 //! Run 1 (one broker, RF 1, acks=1) of the same bench run is the reference. The three
 //! brokers share this machine's cores with the client, so the ratio is what counts.
 
-use crate::baseline;
-use crate::broker::{self, free_port, Broker, ProcSample};
+use crate::broker::{free_port, Broker, ProcSample};
 use crate::client::{self, Latency, ProduceSpec};
 use crate::report::{PhaseResult, Table};
 use crate::Options;
@@ -116,19 +115,7 @@ pub fn run(
     topics.push((name("lat", 0), 1));
     client::create_topics_rf(&boot, &topics, 3, &[("min.insync.replicas", "2")])?;
     let measure = |spec: &ProduceSpec| -> Result<PhaseResult, String> {
-        baseline::settle();
-        let b0 = c.sample();
-        let c0 = broker::sample(std::process::id()).unwrap_or_default();
-        let t = client::produce(&boot, spec)?;
-        let b1 = c.sample();
-        let c1 = broker::sample(std::process::id()).unwrap_or_default();
-        Ok(PhaseResult::new(
-            t,
-            &b0,
-            &b1,
-            c1.cpu_secs - c0.cpu_secs,
-            true,
-        ))
+        crate::runs::measure_sampled(&|| c.sample(), &mut || client::produce(&boot, spec))
     };
     for (run, size, parts, count) in [
         ("p100", 100usize, 1i32, o.count_100b),

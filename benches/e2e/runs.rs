@@ -402,11 +402,20 @@ fn measure_child(
     child: &NullBroker,
     f: &mut dyn FnMut() -> Result<Throughput, String>,
 ) -> Result<PhaseResult, String> {
+    measure_sampled(&|| child.sample(), f)
+}
+
+/// One measured phase of a broker (or brokers) that `sample` reads: its CPU and RSS,
+/// and this process's (the client's) CPU, after the page cache has settled.
+pub fn measure_sampled(
+    sample: &dyn Fn() -> ProcSample,
+    f: &mut dyn FnMut() -> Result<Throughput, String>,
+) -> Result<PhaseResult, String> {
     baseline::settle();
-    let b0 = child.sample();
+    let b0 = sample();
     let c0 = broker::sample(std::process::id()).unwrap_or_default();
     let t = f()?;
-    let b1 = child.sample();
+    let b1 = sample();
     let c1 = broker::sample(std::process::id()).unwrap_or_default();
     Ok(PhaseResult::new(
         t,
