@@ -118,6 +118,8 @@ struct Options {
     omb_rates: Vec<f64>,
     omb_secs: f64,
     omb_linger_ms: u32,
+    /// Skip the echo broker's run after each rate (`--omb-no-echo`, for A/B pairs).
+    omb_no_echo: bool,
     /// Many-clients run: records in all, idle connections and how long they stay open.
     many_msgs: u64,
     idle_conns: usize,
@@ -164,6 +166,7 @@ impl Options {
                 omb_rates: vec![50.0, 200.0],
                 omb_secs: 5.0,
                 omb_linger_ms: 1,
+                omb_no_echo: false,
                 many_msgs: 1_000_000,
                 idle_conns: 10_000,
                 idle_secs: 3.0,
@@ -194,6 +197,7 @@ impl Options {
                 omb_rates: vec![50.0, 200.0],
                 omb_secs: 60.0,
                 omb_linger_ms: 1,
+                omb_no_echo: false,
                 many_msgs: 2_000_000,
                 idle_conns: 10_000,
                 idle_secs: 10.0,
@@ -252,6 +256,7 @@ impl Options {
                 }
                 "--omb-secs" => o.omb_secs = num(val(&a)?)?.max(1) as f64,
                 "--omb-linger-ms" => o.omb_linger_ms = num(val(&a)?)? as u32,
+                "--omb-no-echo" => o.omb_no_echo = true,
                 "--many-msgs" => o.many_msgs = num(val(&a)?)?.max(8),
                 "--idle-conns" => o.idle_conns = num(val(&a)?)? as usize,
                 "--idle-secs" => o.idle_secs = num(val(&a)?)?.max(1) as f64,
@@ -275,7 +280,7 @@ const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT 
   [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-set KEY=VALUE]...
   [--baseline-mb MB] [--max-secs S] [--only RUN,...] [--report-dir DIR]
   [--recovery-mb MB] [--recovery-segments N] [--omb-rates MB_S,...] [--omb-secs S]
-  [--omb-linger-ms MS] [--many-msgs N] [--idle-conns N] [--idle-secs S]
+  [--omb-linger-ms MS] [--omb-no-echo] [--many-msgs N] [--idle-conns N] [--idle-secs S]
 runs for --only: main (1-5), cluster, scale, recovery, omb, many";
 
 /// The runs `--only` can pick.

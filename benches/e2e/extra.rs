@@ -74,6 +74,9 @@ pub fn run(o: &Options, bin: Option<&Path>, root: &Path) -> Result<(), String> {
                 Err(e) => println!("OMB run at {rate} MB/s failed: {e}\n"),
             }
             // The ceiling, right after: the same clients on the echo broker.
+            if o.omb_no_echo {
+                continue;
+            }
             eprintln!("[omb] {rate} MB/s on the echo broker (records in memory, no storage)");
             crate::baseline::settle();
             let echo = NullBroker::start_echo(omb::PARTITIONS)?;
