@@ -145,6 +145,7 @@ pub fn log_config(c: &TopicConfig) -> LogConfig {
             TimestampType::CreateTime => c.message_timestamp_after_max_ms,
             TimestampType::LogAppendTime => i64::MAX,
         },
+        preallocate: c.preallocate,
     }
 }
 

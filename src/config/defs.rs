@@ -241,6 +241,8 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
     t("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms", &[],
         ms_long(0), Some(LONG_MAX),
         "CreateTime topics: a record timestamped more than this after the broker's clock is refused (INVALID_TIMESTAMP); Kafka 4 lowered the default to 1 hour."),
+    t("log.preallocate", "preallocate", &[], ConfigKind::Boolean, Some("false"),
+        "Reserve a new segment's blocks (segment.bytes) on disk when it is created, so appends and the kernel's write-back find them allocated (Linux fallocate, file size unchanged); a rolled segment gives back what it did not use."),
     t("unclean.leader.election.enable", "unclean.leader.election.enable", &[],
         ConfigKind::Boolean, Some("false"),
         "Allow a replica outside the ISR to become leader, losing acknowledged records."),

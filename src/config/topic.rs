@@ -108,6 +108,8 @@ pub struct TopicConfig {
     /// refused (KIP-937); `i64::MAX`: no bound.
     pub message_timestamp_after_max_ms: i64,
     pub unclean_leader_election_enable: bool,
+    /// `preallocate`: reserve each new segment's `segment.bytes` on disk.
+    pub preallocate: bool,
     pub compression_type: CompressionType,
     /// How long compaction keeps tombstones.
     pub delete_retention_ms: i64,
@@ -202,6 +204,7 @@ impl TopicConfig {
             ("unclean.leader.election.enable", Parsed::Bool(b)) => {
                 self.unclean_leader_election_enable = b
             }
+            ("preallocate", Parsed::Bool(b)) => self.preallocate = b,
             ("compression.type", Parsed::Text(t)) => {
                 self.compression_type = match t.as_str() {
                     "uncompressed" => CompressionType::Uncompressed,
@@ -246,6 +249,7 @@ impl TopicConfig {
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            "preallocate" => self.preallocate.to_string(),
             "compression.type" => self.compression_type.as_str().to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
@@ -307,6 +311,7 @@ impl TopicConfig {
             message_timestamp_before_max_ms: 0,
             message_timestamp_after_max_ms: 0,
             unclean_leader_election_enable: false,
+            preallocate: false,
             compression_type: CompressionType::Producer,
             delete_retention_ms: 0,
             file_delete_delay_ms: 0,

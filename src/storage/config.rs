@@ -56,6 +56,10 @@ pub struct LogConfig {
     /// no check.
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
+    /// `preallocate`: a new segment reserves `segment_bytes` on disk (Linux
+    /// `fallocate` with `FALLOC_FL_KEEP_SIZE`: the file's size, and so recovery, are
+    /// unchanged); a rolled segment gives back the blocks past its end.
+    pub preallocate: bool,
 }
 
 impl Default for LogConfig {
@@ -81,6 +85,7 @@ impl Default for LogConfig {
             compression: None,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: i64::MAX,
+            preallocate: false,
         }
     }
 }

@@ -290,6 +290,53 @@ fn roll_on_segment_bytes_and_ms() {
     assert_eq!(log.segment_count(), 4);
 }
 
+/// `preallocate`: a new segment holds segment.bytes of blocks while its size stays
+/// that of its data (so recovery reads it as before); rolled, it gives back what it
+/// did not use, and the new active segment reserves its own.
+#[test]
+fn preallocated_segments_reserve_their_blocks_and_give_back_the_rest_at_roll() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 8 << 20,
+        preallocate: true,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), 0).unwrap();
+    append(&mut log, 4, 0);
+    let size = batch(4, 0, 8).len() as u64;
+    let first = dir.path().join("00000000000000000000.log");
+    let allocated = |p: &std::path::Path| std::fs::metadata(p).unwrap().blocks() * 512;
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), size);
+    assert!(
+        allocated(&first) >= 8 << 20,
+        "reserved {}",
+        allocated(&first)
+    );
+    log.roll(1).unwrap();
+    assert!(allocated(&first) < 1 << 20, "kept {}", allocated(&first));
+    let second = dir.path().join("00000000000000000004.log");
+    assert!(
+        allocated(&second) >= 8 << 20,
+        "reserved {}",
+        allocated(&second)
+    );
+    append(&mut log, 2, 0);
+    drop(log);
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(
+        std::fs::metadata(&second).unwrap().len(),
+        batch(2, 0, 8).len() as u64
+    );
+    // Without the setting, nothing is reserved.
+    let plain = tempfile::tempdir().unwrap();
+    let mut log = Log::open(plain.path(), LogConfig::default(), 0).unwrap();
+    append(&mut log, 4, 0);
+    let p = plain.path().join("00000000000000000000.log");
+    assert!(allocated(&p) < 1 << 20, "allocated {}", allocated(&p));
+}
+
 #[test]
 fn roll_on_full_index_and_offset_overflow() {
     let dir = tempfile::tempdir().unwrap();

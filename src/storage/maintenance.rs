@@ -21,6 +21,7 @@ impl Log {
         }
         active.close_indexes()?;
         active.flush()?;
+        active.release_preallocated();
         let base = active.meta.next_offset;
         let seg = LogSegment::create(&self.dir, base, &self.config, now_ms)?;
         self.segments.push(seg);

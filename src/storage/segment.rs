@@ -79,7 +79,32 @@ fn open_log_file(path: &Path) -> Result<File, StorageError> {
         .at(path)
 }
 
+/// `preallocate`: reserve `bytes` of blocks for the file without changing its size.
+/// Best effort: a file system without `fallocate` (or a full disk) leaves the file as
+/// it was, and appends allocate as they go.
+fn preallocate(file: &File, bytes: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
+        // SAFETY: an open descriptor and a plain range; KEEP_SIZE leaves i_size alone.
+        unsafe {
+            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, bytes);
+}
+
 impl LogSegment {
+    /// Gives back any blocks reserved past the segment's end (`preallocate`), once it
+    /// is no longer appended to: a truncation to its own size (ext4 and XFS free blocks
+    /// past the end then; a punched hole past the end is ignored). Best effort, like the
+    /// reservation; a file with none past its end is unchanged.
+    pub fn release_preallocated(&self) {
+        let _ = self.file.set_len(self.meta.size);
+    }
+
     /// A new, empty segment (any leftover files of that name are reset).
     pub fn create(
         dir: &Path,
@@ -90,6 +115,9 @@ impl LogSegment {
         let [log, index, time] = segment_paths(dir, base_offset);
         let file = open_log_file(&log)?;
         file.set_len(0).at(&log)?;
+        if config.preallocate {
+            preallocate(&file, config.segment_bytes);
+        }
         Ok(LogSegment {
             meta: Self::empty_meta(base_offset, now_ms),
             file: Arc::new(file),
