@@ -15,13 +15,16 @@ impl Log {
     /// Rolling an empty active segment does nothing.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
         self.tail.lock().clear();
+        let preallocated = self.config.preallocate;
         let active = self.active_mut();
         if active.meta.size == 0 {
             return Ok(());
         }
         active.close_indexes()?;
         active.flush()?;
-        active.release_preallocated();
+        if preallocated {
+            active.release_preallocated();
+        }
         let base = active.meta.next_offset;
         let seg = LogSegment::create(&self.dir, base, &self.config, now_ms)?;
         self.segments.push(seg);
