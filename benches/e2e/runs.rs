@@ -95,54 +95,59 @@ pub fn run(
     // (the client and the page cache's copy into new pages on the same two cores).
     let append_dir = root.join("null-append");
     let appender = NullBroker::start_append(&append_dir)?;
-    let mut table = Table::new(base);
-    let mut p100 = Vec::new();
-    let mut null100 = Vec::new();
-    let mut append100 = Vec::new();
-    for r in 0..o.reps {
-        for step in rotation(3, r) {
-            if step == 0 {
-                eprintln!(
-                    "[1] produce 100 B, 1 partition, acks=1 (rep {}/{})",
-                    r + 1,
-                    o.reps
-                );
-                let spec = produce_spec(
-                    "produce 100B acks=1",
-                    name("p100", r),
-                    1,
-                    100,
-                    o.count_100b,
-                    "1",
-                );
-                p100.push(measure(&mut || client::produce(&bootstrap, &spec))?);
-            } else if step == 1 {
-                eprintln!(
-                    "[1a] run 1 into a null broker that appends to kept files (rep {}/{})",
-                    r + 1,
-                    o.reps
-                );
-                let spec = produce_spec(
-                    "null broker, appending",
-                    name("append100", r),
-                    1,
-                    100,
-                    o.count_100b,
-                    "1",
-                );
-                append100.push(measure_child(&appender, &mut || {
-                    client::produce(&appender.bootstrap(), &spec)
-                })?);
-            } else {
-                eprintln!("[1n] run 1 into a null broker (rep {}/{})", r + 1, o.reps);
-                let spec =
-                    produce_spec("null broker", name("null100", r), 1, 100, o.count_100b, "1");
-                null100.push(measure_child(&null, &mut || {
-                    client::produce(&null.bootstrap(), &spec)
-                })?);
+    // A produce run beside its two ceilings, rep by rep in a rotating order: the run
+    // on the broker under test, then (as `<run>a`) on the appending null broker and
+    // (as `<run>n`) on the null broker; topics `p<size>`, `append<size>`, `null<size>`.
+    let beside = |run: &str,
+                  what: &str,
+                  label: &'static str,
+                  size_key: &str,
+                  (parts, size, count): (i32, usize, u64)|
+     -> Result<[Vec<PhaseResult>; 3], String> {
+        let mut out: [Vec<PhaseResult>; 3] = Default::default();
+        for r in 0..o.reps {
+            for step in rotation(3, r) {
+                let (tag, what, label, topic) = match step {
+                    0 => (
+                        run.to_string(),
+                        what.to_string(),
+                        label,
+                        format!("p{size_key}"),
+                    ),
+                    1 => (
+                        format!("{run}a"),
+                        format!("run {run} into a null broker that appends to kept files"),
+                        "null broker, appending",
+                        format!("append{size_key}"),
+                    ),
+                    _ => (
+                        format!("{run}n"),
+                        format!("run {run} into a null broker"),
+                        "null broker",
+                        format!("null{size_key}"),
+                    ),
+                };
+                eprintln!("[{tag}] {what} (rep {}/{})", r + 1, o.reps);
+                let spec = produce_spec(label, name(&topic, r), parts, size, count, "1");
+                out[step].push(match step {
+                    0 => measure(&mut || client::produce(&bootstrap, &spec))?,
+                    1 => measure_child(&appender, &mut || {
+                        client::produce(&appender.bootstrap(), &spec)
+                    })?,
+                    _ => measure_child(&null, &mut || client::produce(&null.bootstrap(), &spec))?,
+                });
             }
         }
-    }
+        Ok(out)
+    };
+    let mut table = Table::new(base);
+    let [p100, append100, null100] = beside(
+        "1",
+        "produce 100 B, 1 partition, acks=1",
+        "produce 100B acks=1",
+        "100",
+        (1, 100, o.count_100b),
+    )?;
     table.add("1. produce 100 B, 1 partition, acks=1", &p100);
     table.add(
         "1a. run 1 into a null broker that appends to kept files (diagnostic)",
@@ -186,46 +191,13 @@ pub fn run(
     table.set_kept_append(crate::report::median(&kept));
 
     // Run 3, each rep beside a rep of 3a and of 3n (in a rotating order).
-    let mut p1k = Vec::new();
-    let mut appended = Vec::new();
-    let mut null1k = Vec::new();
-    for r in 0..o.reps {
-        for step in rotation(3, r) {
-            if step == 0 {
-                eprintln!(
-                    "[3] produce 1 KiB, 8 partitions, acks=1 (rep {}/{})",
-                    r + 1,
-                    o.reps
-                );
-                let spec =
-                    produce_spec("produce 1KiB x8", name("p1k", r), 8, 1024, o.count_1k, "1");
-                p1k.push(measure(&mut || client::produce(&bootstrap, &spec))?);
-            } else if step == 1 {
-                eprintln!(
-                    "[3a] run 3 into a null broker that appends to kept files (rep {}/{})",
-                    r + 1,
-                    o.reps
-                );
-                let spec = produce_spec(
-                    "null broker, appending",
-                    name("append1k", r),
-                    8,
-                    1024,
-                    o.count_1k,
-                    "1",
-                );
-                appended.push(measure_child(&appender, &mut || {
-                    client::produce(&appender.bootstrap(), &spec)
-                })?);
-            } else {
-                eprintln!("[3n] run 3 into a null broker (rep {}/{})", r + 1, o.reps);
-                let spec = produce_spec("null broker", name("null1k", r), 8, 1024, o.count_1k, "1");
-                null1k.push(measure_child(&null, &mut || {
-                    client::produce(&null.bootstrap(), &spec)
-                })?);
-            }
-        }
-    }
+    let [p1k, appended, null1k] = beside(
+        "3",
+        "produce 1 KiB, 8 partitions, acks=1",
+        "produce 1KiB x8",
+        "1k",
+        (8, 1024, o.count_1k),
+    )?;
     drop(appender);
     table.add("3. produce 1 KiB, 8 partitions, acks=1", &p1k);
     table.add(

@@ -519,6 +519,16 @@ def read_uvarint(r: Reader) -> int:
             return n
 
 
+def read_compact_string(r: Reader) -> str | None:
+    """A compact nullable string (length + 1 as an unsigned varint; 0 is null)."""
+    n = read_uvarint(r) - 1
+    if n < 0:
+        return None
+    v = r.data[r.pos : r.pos + n].decode()
+    r.pos += n
+    return v
+
+
 def describe_quorum_v0(sock: socket.socket, topic: str = "__cluster_metadata", partition: int = 0, correlation_id: int = 17):
     """DescribeQuorum v0 (flexible): request topics [name, partitions [index]]; answer
     (error, [(topic, index, error, leader_id, leader_epoch, high_watermark,
@@ -530,10 +540,7 @@ def describe_quorum_v0(sock: socket.socket, topic: str = "__cluster_metadata", p
     read_uvarint(r)  # response header tagged fields
 
     def cstring():
-        n = read_uvarint(r) - 1
-        v = r.data[r.pos : r.pos + n].decode()
-        r.pos += n
-        return v
+        return read_compact_string(r)
 
     def replicas():
         out = []
@@ -557,14 +564,21 @@ def describe_quorum_v0(sock: socket.socket, topic: str = "__cluster_metadata", p
     return error, parts
 
 
-def describe_quorum_v1(sock: socket.socket, correlation_id: int = 18):
-    """DescribeQuorum v1 for __cluster_metadata-0: (error, leader, epoch, high_watermark,
-    voters, observers), each replica (id, log end offset, last fetch ms, last caught-up ms)."""
+def _describe_metadata_quorum(sock: socket.socket, version: int, correlation_id: int):
+    """Sends DescribeQuorum `version` (flexible) for __cluster_metadata-0; returns the
+    reader past the response header."""
     part = struct.pack(">i", 0) + uvarint(0)
     topics = compact_string("__cluster_metadata") + uvarint(2) + part + uvarint(0)
     body = uvarint(2) + topics + uvarint(0)
-    r = roundtrip(sock, request_header_v2(DESCRIBE_QUORUM, 1, correlation_id), body, correlation_id)
+    r = roundtrip(sock, request_header_v2(DESCRIBE_QUORUM, version, correlation_id), body, correlation_id)
     read_uvarint(r)
+    return r
+
+
+def describe_quorum_v1(sock: socket.socket, correlation_id: int = 18):
+    """DescribeQuorum v1 for __cluster_metadata-0: (error, leader, epoch, high_watermark,
+    voters, observers), each replica (id, log end offset, last fetch ms, last caught-up ms)."""
+    r = _describe_metadata_quorum(sock, 1, correlation_id)
 
     def replicas():
         out = []
@@ -588,19 +602,10 @@ def describe_quorum_v2(sock: socket.socket, correlation_id: int = 19):
     """DescribeQuorum v2 (KIP-853) for __cluster_metadata-0: (error, leader, voters,
     nodes): voters [(id, directory id bytes, log end offset)], nodes {id: [(listener
     name, host, port)]}."""
-    part = struct.pack(">i", 0) + uvarint(0)
-    topics = compact_string("__cluster_metadata") + uvarint(2) + part + uvarint(0)
-    body = uvarint(2) + topics + uvarint(0)
-    r = roundtrip(sock, request_header_v2(DESCRIBE_QUORUM, 2, correlation_id), body, correlation_id)
-    read_uvarint(r)
+    r = _describe_metadata_quorum(sock, 2, correlation_id)
 
     def cstring():
-        n = read_uvarint(r) - 1
-        if n < 0:
-            return None
-        v = r.data[r.pos : r.pos + n].decode()
-        r.pos += n
-        return v
+        return read_compact_string(r)
 
     def replicas():
         out = []
