@@ -44,3 +44,17 @@ def test_a_preallocated_topic_reserves_segment_bytes_and_gives_back_the_rest_at_
     assert allocated(active) >= SEGMENT, f"the new active segment reserved {allocated(active)}"
     got = consume(b.bootstrap, topic, 0, 0, 100)
     assert [m.offset() for m in got] == list(range(100))
+
+
+def test_a_preallocate_value_that_is_not_a_boolean_is_refused(make_broker, topic):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    b = make_broker()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    f = admin.create_topics([NewTopic(topic, 1, 1, config={"preallocate": "maybe"})])[topic]
+    try:
+        f.result(15)
+        raise AssertionError("a topic with preallocate=maybe was created")
+    except KafkaException as e:
+        assert e.args[0].code() == 40, e  # INVALID_CONFIG
