@@ -9,7 +9,7 @@
 //! [`RoutingTable`], which the gateway's connections read without a hop per request.
 
 use crate::controller::Controller;
-use crate::log::LogActor;
+use crate::log::{LogActor, LogPort};
 use crate::partition::messages::{Shutdown as PartitionShutdown, UpdatePartition};
 use crate::partition::{PartitionActor, PartitionEnv, PartitionState};
 use crate::replica_fetcher::{FetchedPartition, ReplicaFetcher, SetPartitions};
@@ -291,16 +291,17 @@ impl BrokerSupervisor {
         let log_hw = hw.clone();
         let tail = troupe::storage::SharedTail::default();
         let log_tail = tail.clone();
-        let log = Supervisor::start_in_arbiter(&self.storage, move |_| {
-            LogActor::new(dir, log_config)
-                .with_producer_expiration(expiration)
-                .with_cleaner(cleaner.clone())
-                .with_metrics(gauges, metrics)
-                .with_high_watermark(log_hw)
-                .with_tail(log_tail)
-        });
+        let actor = LogActor::new(dir, log_config)
+            .with_producer_expiration(expiration)
+            .with_cleaner(cleaner)
+            .with_metrics(gauges, metrics)
+            .with_high_watermark(log_hw)
+            .with_tail(log_tail);
+        let core = actor.core();
+        let log = Supervisor::start_in_arbiter(&self.storage, move |_| actor);
         let (tx, rx) = watch::channel(PartitionState::default());
-        let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), log.clone());
+        let port = LogPort::new(log.clone(), core);
+        let (t, image, cfg, log2) = (topic.to_string(), p.clone(), config.clone(), port);
         let env = PartitionEnv {
             node_id: self.config.node_id,
             retention_check: Duration::from_millis(

@@ -128,6 +128,39 @@ impl Log {
         self.append_validated(records, headers, now_ms, true)
     }
 
+    /// Whether a leader append of `records` now would only write: no segment roll (a
+    /// new file, index trims, an fsync), no flush by `flush.messages` / `flush.ms`, and
+    /// no recompression to the topic's `compression.type`. An owner can then run it on
+    /// a thread that must not block, and send everything else to its storage thread.
+    /// Reads batch headers only; records it cannot parse count as quick (validation
+    /// refuses them before anything is written).
+    pub fn append_is_quick(&self, records: &[u8], now_ms: i64) -> bool {
+        if self.config.compression.is_some() {
+            return false;
+        }
+        let (mut pos, mut count, mut max_timestamp) = (0usize, 0i64, -1i64);
+        while pos < records.len() {
+            let Some(h) = BatchHeader::parse(&records[pos..]) else {
+                break;
+            };
+            count += i64::from(h.last_offset_delta.max(0)) + 1;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            pos += h.total_size().max(HEADER_SIZE);
+        }
+        let last_offset = self.log_end_offset() + count.max(1) - 1;
+        let flush_due = self.unflushed_messages.saturating_add(count as u64)
+            >= self.config.flush_messages
+            || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms;
+        !flush_due
+            && !self.active().should_roll(
+                &self.config,
+                records.len() as u64,
+                max_timestamp,
+                last_offset,
+                now_ms,
+            )
+    }
+
     /// KIP-937: every record's timestamp within `[now - before.max.ms, now +
     /// after.max.ms]`, when the topic sets either bound (records are read, decompressed
     /// if need be, only then). Control batches carry no user timestamps.

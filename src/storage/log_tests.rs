@@ -536,3 +536,85 @@ fn leader_epochs_survive_a_crash_before_the_checkpoint_is_written() {
     assert_eq!(log.epoch_entries(), &[(0, 0), (2, 3), (5, 5)]);
     assert_eq!(log.end_offset_for_epoch(2), Some((2, 5)));
 }
+
+/// `append_is_quick` says ahead of each append whether it will only write: every
+/// append it calls quick neither rolls a segment nor flushes, and every other one does
+/// one of the two (or recompresses), across sizes, ages, flush policies and codecs.
+#[test]
+fn append_is_quick_predicts_rolls_and_flushes() {
+    /// A name, a config, and appends as (records, timestamp and clock).
+    type Case = (&'static str, LogConfig, Vec<(usize, i64)>);
+    let cases: Vec<Case> = vec![
+        (
+            "segment.bytes",
+            small_config(),
+            (0..40).map(|i| (4, i)).collect(),
+        ),
+        (
+            "segment.ms",
+            LogConfig {
+                segment_ms: 1000,
+                ..LogConfig::default()
+            },
+            vec![
+                (1, 5000),
+                (1, 6000),
+                (1, 6001),
+                (2, 6500),
+                (1, 7002),
+                (1, 7003),
+            ],
+        ),
+        (
+            "flush.messages",
+            LogConfig {
+                flush_messages: 5,
+                ..LogConfig::default()
+            },
+            (0..12).map(|i| (2, i)).collect(),
+        ),
+        (
+            "flush.ms",
+            LogConfig {
+                flush_ms: 100,
+                ..LogConfig::default()
+            },
+            vec![
+                (1, 10),
+                (1, 50),
+                (1, 99),
+                (1, 100),
+                (1, 150),
+                (1, 250),
+                (1, 260),
+            ],
+        ),
+    ];
+    for (name, cfg, appends) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+        let (mut quick_seen, mut slow_seen) = (0, 0);
+        for (i, (n, ts)) in appends.into_iter().enumerate() {
+            let mut records = batch(n, ts, 8);
+            let quick = log.append_is_quick(&records, ts);
+            let (segments, recovery_point) = (log.segment_count(), log.recovery_point());
+            log.append_as_leader(&mut records, 0, ts).unwrap();
+            let slow = log.segment_count() != segments || log.recovery_point() != recovery_point;
+            assert_eq!(quick, !slow, "{name}: append {i} ({n} records at {ts})");
+            if quick {
+                quick_seen += 1;
+            } else {
+                slow_seen += 1;
+            }
+        }
+        assert!(quick_seen > 0 && slow_seen > 0, "{name}: both kinds occur");
+    }
+    // A topic that recompresses: never on the caller's thread.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        compression: Some(1),
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    assert!(!log.append_is_quick(&batch(1, 0, 8), 0));
+}

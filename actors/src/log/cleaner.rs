@@ -10,7 +10,7 @@
 //! are checked at each step, so retention or truncation in between only abandons it.
 
 use super::messages::{Clean, SetHighWatermark};
-use super::LogActor;
+use super::{LogActor, LogCore};
 use actix::prelude::*;
 use std::time::Duration;
 use troupe::config::BrokerConfig;
@@ -88,32 +88,57 @@ impl Default for CleanerState {
 
 impl LogActor {
     /// `log.cleaner.*` of the broker.
-    pub fn with_cleaner(mut self, settings: CleanerSettings) -> Self {
-        self.cleaner.settings = settings;
+    pub fn with_cleaner(self, settings: CleanerSettings) -> Self {
+        self.lock().cleaner.settings = settings;
         self
     }
 
     /// From `started`: forget any pass of a previous incarnation and tick the cleaner.
     pub(super) fn start_cleaner(&mut self, ctx: &mut Context<Self>) {
-        self.cleaner.pass = None;
-        if !self.cleaner.settings.enable {
-            return;
-        }
-        let timer = ctx.run_interval(self.cleaner.settings.backoff, |act, ctx| {
-            act.maybe_start_pass(ctx)
-        });
-        self.cleaner.timer = Some(timer);
+        let backoff = {
+            let mut core = self.lock();
+            core.cleaner.pass = None;
+            if !core.cleaner.settings.enable {
+                return;
+            }
+            core.cleaner.settings.backoff
+        };
+        let timer = ctx.run_interval(backoff, |act, ctx| act.maybe_start_pass(ctx));
+        self.lock().cleaner.timer = Some(timer);
     }
 
     /// From `Close`: no tick and no pass from now on (a pass in progress stops at its
     /// next step, which finds no log).
     pub(super) fn stop_cleaner(&mut self, ctx: &mut Context<Self>) {
-        if let Some(timer) = self.cleaner.timer.take() {
+        let mut core = self.lock();
+        if let Some(timer) = core.cleaner.timer.take() {
             ctx.cancel_future(timer);
         }
-        self.cleaner.pass = None;
+        core.cleaner.pass = None;
     }
 
+    fn maybe_start_pass(&mut self, ctx: &mut Context<Self>) {
+        if self.lock().plan_pass() {
+            self.next_step(ctx);
+        }
+    }
+
+    /// Run the next step after yielding once, so the arbiter's other actors get a turn.
+    fn next_step(&mut self, ctx: &mut Context<Self>) {
+        let yielded = actix::fut::wrap_future::<_, Self>(tokio::task::yield_now());
+        ctx.spawn(yielded.map(|_, act, ctx| act.step(ctx)));
+    }
+
+    fn step(&mut self, ctx: &mut Context<Self>) {
+        let more = self.lock().clean_step();
+        if more {
+            self.next_step(ctx);
+        }
+        self.settle(ctx);
+    }
+}
+
+impl LogCore {
     /// Options of a pass planned now. Each tracked producer's last batch is taken from
     /// the producer state at this moment: batches appended later lie past it, so the
     /// one kept is at worst no longer the last, never a batch the state still needs gone.
@@ -127,48 +152,52 @@ impl LogActor {
         }
     }
 
-    fn maybe_start_pass(&mut self, ctx: &mut Context<Self>) {
+    /// Plan a pass if none runs and the log is due; true if one starts.
+    fn plan_pass(&mut self) -> bool {
         if self.cleaner.pass.is_some() || !self.config.cleanup_compact {
-            return;
+            return false;
         }
         self.sync_high_watermark();
         let opts = self.options(crate::now_ms(), false);
-        let Some(log) = self.log.as_ref() else { return };
+        let Some(log) = self.log.as_ref() else {
+            return false;
+        };
         match log.plan_clean(opts) {
             Ok(Some(pass)) => {
                 self.cleaner.pass = Some(pass);
-                self.next_step(ctx);
+                true
             }
-            Ok(None) => {}
+            Ok(None) => false,
             Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot plan log cleaning")
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot plan log cleaning");
+                false
             }
         }
     }
 
-    /// Run the next step after yielding once, so the arbiter's other actors get a turn.
-    fn next_step(&mut self, ctx: &mut Context<Self>) {
-        let yielded = actix::fut::wrap_future::<_, Self>(tokio::task::yield_now());
-        ctx.spawn(yielded.map(|_, act, ctx| act.step(ctx)));
-    }
-
-    fn step(&mut self, ctx: &mut Context<Self>) {
+    /// One step of the running pass; true if there is more to do.
+    fn clean_step(&mut self) -> bool {
         let (Some(log), Some(pass)) = (self.log.as_mut(), self.cleaner.pass.as_mut()) else {
             self.cleaner.pass = None;
-            return;
+            return false;
         };
         match log.clean_step(pass, STEP_BYTES) {
-            Ok(CleanStep::More) => self.next_step(ctx),
+            Ok(CleanStep::More) => true,
             Ok(CleanStep::Done(stats)) => {
                 self.cleaner.pass = None;
                 self.cleaner.last = Some(stats);
                 self.report_size(None);
+                false
             }
-            Ok(CleanStep::Abandoned) => self.cleaner.pass = None,
+            Ok(CleanStep::Abandoned) => {
+                self.cleaner.pass = None;
+                false
+            }
             Err(e) => {
                 self.cleaner.pass = None;
                 tracing::error!(dir = %self.dir.display(), error = %e, "log cleaning failed");
-                let _ = self.check(Err::<(), _>(e), ctx);
+                let _ = self.check(Err::<(), _>(e));
+                false
             }
         }
     }
@@ -177,31 +206,37 @@ impl LogActor {
 impl Handler<Clean> for LogActor {
     type Result = Result<Option<CleanerStats>, StorageError>;
     fn handle(&mut self, msg: Clean, ctx: &mut Context<Self>) -> Self::Result {
-        self.sync_high_watermark();
-        let opts = self.options(msg.now_ms, msg.force);
-        let mut running = self.cleaner.pass.take();
-        let r = self.log().and_then(|log| {
-            if let Some(pass) = running.as_mut() {
-                log.abandon_clean(pass)?;
+        let r = {
+            let mut core = self.lock();
+            core.sync_high_watermark();
+            let opts = core.options(msg.now_ms, msg.force);
+            let mut running = core.cleaner.pass.take();
+            let r = core.log().and_then(|log| {
+                if let Some(pass) = running.as_mut() {
+                    log.abandon_clean(pass)?;
+                }
+                log.clean(opts)
+            });
+            if let Ok(Some(stats)) = &r {
+                core.cleaner.last = Some(stats.clone());
+                core.report_size(None);
             }
-            log.clean(opts)
-        });
-        if let Ok(Some(stats)) = &r {
-            self.cleaner.last = Some(stats.clone());
-            self.report_size(None);
-        }
-        self.check(r, ctx)
+            core.check(r)
+        };
+        self.settle(ctx);
+        r
     }
 }
 
 impl Handler<SetHighWatermark> for LogActor {
     type Result = ();
     fn handle(&mut self, msg: SetHighWatermark, _ctx: &mut Context<Self>) {
-        self.cleaner.bound = msg.high_watermark;
-        self.hw.value = Some(msg.high_watermark);
-        self.hw.interval_ms = msg.checkpoint_ms;
-        if crate::now_ms() - self.hw.written_at_ms >= msg.checkpoint_ms {
-            self.checkpoint_high_watermark();
+        let mut core = self.lock();
+        core.cleaner.bound = msg.high_watermark;
+        core.hw.value = Some(msg.high_watermark);
+        core.hw.interval_ms = msg.checkpoint_ms;
+        if crate::now_ms() - core.hw.written_at_ms >= msg.checkpoint_ms {
+            core.checkpoint_high_watermark();
         }
     }
 }

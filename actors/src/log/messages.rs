@@ -104,6 +104,12 @@ pub struct TruncateTo {
 #[rtype(result = "()")]
 pub struct Crash;
 
+/// An append made outside the actor ([`super::LogPort::try_append`]) hit a fatal
+/// storage error: restart as the actor's own handlers do.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settle;
+
 /// Run a log cleaning pass now, whole (tools and tests; compacted logs also clean by
 /// themselves every `log.cleaner.backoff.ms`). `force` ignores the dirty ratio. `None`:
 /// nothing was due (or the topic is not compacted).

@@ -2,12 +2,13 @@
 //! with the log (snapshots at segment rolls and on close, eviction with the log start,
 //! expiry by `producer.id.expiration.ms`).
 //!
-//! The check runs inside the `Log` actor's synchronous append handler, right before
-//! offsets are assigned, so batches of one producer are checked and written in one
-//! order: pipelined requests (up to 5 in flight) cannot race past each other.
+//! The check runs inside the log's append (the `Log` actor's synchronous handler, or
+//! the partition's `LogPort`, under the same lock), right before offsets are assigned,
+//! so batches of one producer are checked and written in one order: pipelined requests
+//! (up to 5 in flight) cannot race past each other.
 
 use super::messages::Append;
-use super::LogActor;
+use super::LogCore;
 use troupe::producer::{self, ProducerBatch, ProducerStateManager, Verdict};
 use troupe::storage::{validate_batches, AppendInfo, BatchHeader, Log, StorageError};
 
@@ -63,7 +64,7 @@ fn idempotent_batch(records: &[u8]) -> Result<Option<ProducerBatch>, StorageErro
     Ok(Some(ProducerBatch::from_header(&first)))
 }
 
-impl LogActor {
+impl LogCore {
     pub(super) fn append_checked(&mut self, msg: &Append) -> Result<AppendInfo, StorageError> {
         let batch = idempotent_batch(&msg.records)?;
         if let Some(b) = &batch {

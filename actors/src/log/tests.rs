@@ -2,7 +2,7 @@
 //! reopening a log whose open failed, and a closed log that ends without timers.
 
 use super::messages::{Append, Close, EndOffsetForEpoch, EnforceRetention, GetOffsets};
-use super::{CleanerSettings, LogActor};
+use super::{CleanerSettings, LogActor, LogPort};
 use actix::prelude::*;
 use std::time::Duration;
 use troupe::storage::checkpoint::{read_offset, RECOVERY_POINT_FILE};
@@ -254,4 +254,128 @@ async fn the_shared_high_watermark_is_reported_and_checkpointed_without_a_messag
         Some(3),
         "the close checkpoints the latest high watermark"
     );
+}
+
+/// A log actor on a storage thread of its own, as the broker runs it, and its port.
+fn start_on_storage_thread(dir: std::path::PathBuf, config: LogConfig) -> (LogPort, Arbiter) {
+    let storage = Arbiter::new();
+    let actor = LogActor::new(dir, config);
+    let core = actor.core();
+    let addr = Supervisor::start_in_arbiter(&storage.handle(), move |_| actor);
+    (LogPort::new(addr, core), storage)
+}
+
+/// Appends through a port take the offsets of the order they were made in, whether
+/// made at once on the caller's thread or sent to the storage thread: one that could
+/// be made at once never passes a message still in the mailbox.
+#[actix_rt::test]
+async fn a_port_appends_in_call_order_on_its_thread_or_through_the_mailbox() {
+    let root = tempfile::tempdir().unwrap();
+    let (port, storage) = start_on_storage_thread(root.path().join("t-0"), LogConfig::default());
+    port.send(GetOffsets).await.unwrap().unwrap();
+    let append = || Append {
+        records: records(1),
+        leader_epoch: 0,
+        now_ms: 1_000,
+    };
+    let (mut sent, mut inline) = (Vec::new(), 0);
+    for i in 0..600i64 {
+        // Every tenth goes as a message, the others at once if the port allows. Half
+        // way between, a barrier (a reply from the storage thread) lets it catch up.
+        if i % 10 == 5 {
+            port.send(GetOffsets).await.unwrap().unwrap();
+        }
+        let made = (i % 10 != 0).then(|| port.try_append(&append())).flatten();
+        match made {
+            Some(r) => {
+                assert_eq!(r.unwrap().first_offset, i, "append {i}, made at once");
+                inline += 1;
+            }
+            None => sent.push((i, port.send(append()))),
+        }
+    }
+    let messages = sent.len();
+    for (i, reply) in sent {
+        let info = reply.await.unwrap().unwrap();
+        assert_eq!(info.first_offset, i, "append {i}, sent");
+    }
+    assert!(
+        inline >= 200 && messages >= 60,
+        "{inline} at once, {messages} sent"
+    );
+    let offsets = port.send(GetOffsets).await.unwrap().unwrap();
+    assert_eq!(offsets.log_end_offset, 600);
+    // Now that every message is handled, an append is made at once again.
+    assert!(port.try_append(&append()).is_some());
+    storage.stop();
+}
+
+/// What a port leaves to the storage thread: an append that would roll a segment, any
+/// append while one of its messages waits, and every append once the log is closed.
+#[actix_rt::test]
+async fn a_port_leaves_rolls_waiting_messages_and_closed_logs_to_the_storage_thread() {
+    let root = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        ..LogConfig::default()
+    };
+    let (port, storage) = start_on_storage_thread(root.path().join("t-0"), config);
+    port.send(GetOffsets).await.unwrap().unwrap();
+    let append = || Append {
+        records: records(4),
+        leader_epoch: 0,
+        now_ms: 1_000,
+    };
+    // A message of the port not yet handled holds appends back.
+    port.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    assert!(port.try_append(&append()).is_none());
+    super::lock(&port.core).received += 1;
+    assert!(port.try_append(&append()).is_some());
+    // Neither are appends made while the storage thread holds the log.
+    let held = super::lock(&port.core);
+    assert!(port.try_append(&append()).is_none());
+    drop(held);
+    let segments = |port: &LogPort| {
+        super::lock(&port.core)
+            .log
+            .as_ref()
+            .unwrap()
+            .segment_count()
+    };
+    let mut rolls = 0;
+    for i in 0..40 {
+        let before = segments(&port);
+        match port.try_append(&append()) {
+            Some(r) => {
+                r.unwrap();
+                assert_eq!(segments(&port), before, "append {i} made at once rolled");
+            }
+            None => {
+                port.send(append()).await.unwrap().unwrap();
+                assert_eq!(
+                    segments(&port),
+                    before + 1,
+                    "append {i} was sent but did not roll"
+                );
+                rolls += 1;
+            }
+        }
+    }
+    assert!(rolls >= 3, "{rolls} rolls");
+    // A bad batch made at once is refused as it would be by the actor.
+    let mut bad = records(1).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let refused = port
+        .try_append(&Append {
+            records: bad.into(),
+            leader_epoch: 0,
+            now_ms: 1_000,
+        })
+        .expect("a bad batch is refused at once")
+        .unwrap_err();
+    assert_eq!(refused.kafka_error_code(), 2, "CORRUPT_MESSAGE: {refused}");
+    port.send(Close { delete: false }).await.unwrap().unwrap();
+    assert!(port.try_append(&append()).is_none());
+    storage.stop();
 }

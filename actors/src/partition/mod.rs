@@ -13,10 +13,11 @@ pub mod messages;
 use crate::controller::{Controller, Submit};
 use crate::errors::{FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH};
 use crate::log::messages as logm;
-use crate::log::LogActor;
+use crate::log::LogPort;
 use crate::supervisor::RoutingTable;
 use actix::prelude::*;
 use bytes::BytesMut;
+use futures_util::future::Either;
 use messages::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub struct PartitionActor {
     env: PartitionEnv,
     image: PartitionImage,
     config: TopicConfig,
-    log: Addr<LogActor>,
+    log: LogPort,
     /// The periodic ticks (ISR rules, retention), cancelled on `Shutdown`: a running
     /// interval keeps an actor alive, and a deleted partition's would tick its closed
     /// log forever.
@@ -153,7 +154,7 @@ impl PartitionActor {
         env: PartitionEnv,
         image: PartitionImage,
         config: TopicConfig,
-        log: Addr<LogActor>,
+        log: LogPort,
         state: watch::Sender<PartitionState>,
     ) -> Self {
         PartitionActor {
@@ -554,11 +555,16 @@ impl Handler<Produce> for PartitionActor {
             records = stamped.freeze();
         }
         let request_bytes = records.len() as u64;
-        let append = self.log.send(logm::Append {
+        let append = logm::Append {
             records,
             leader_epoch,
             now_ms: now,
-        });
+        };
+        // On this thread if the append only writes, else on the storage thread.
+        let append = match self.log.try_append(&append) {
+            Some(written) => Either::Left(std::future::ready(Ok(written))),
+            None => Either::Right(self.log.send(append)),
+        };
         let (acks, timeout_ms) = (msg.acks, msg.timeout_ms);
         Box::pin(
             append
