@@ -29,7 +29,7 @@ pub use cleaner::CleanerSettings;
 use actix::prelude::*;
 use messages::*;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Semaphore;
 use troupe::storage::{Log, LogConfig, StorageError};
@@ -547,13 +547,39 @@ counted!(
 /// of cold data. The lock is only tried, never waited for: when the storage thread
 /// holds it, or when a message the port sent is still queued (an append must not pass
 /// an earlier one, nor a truncation or a new leader epoch), the append goes as a
-/// message, as before.
+/// message, as before. So does every append for 10 s after one made here blocked in
+/// the kernel for 2 ms or more (page-cache write-back can hold a write for hundreds of
+/// ms, and here that would hold every socket; on the storage thread only appends wait).
 #[derive(Clone)]
 pub struct LogPort {
     addr: Addr<LogActor>,
     core: Arc<Mutex<LogCore>>,
     /// Messages sent through this port, against `LogCore::received`.
     sent: Arc<AtomicU64>,
+}
+
+/// An append on the request's thread that takes this long stalled (a 16 KiB append
+/// takes tens of microseconds): see [`LogPort::try_append`].
+const INLINE_STALL: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long appends then go to the storage thread.
+const INLINE_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Until when (ms since the epoch) appends go to the storage thread; one for the
+/// process, as write-back stalls are the disk's, not a partition's.
+static INLINE_PAUSED_UNTIL_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Times this thread has blocked (voluntary context switches, `getrusage(RUSAGE_THREAD)`).
+fn voluntary_switches() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given, which points to
+    // one; with RUSAGE_THREAD it cannot fail.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) } == 0;
+    // SAFETY: zeroed is a valid `rusage` (plain integers), written by the call if it worked.
+    let usage = unsafe { usage.assume_init() };
+    if ok {
+        usage.ru_nvcsw
+    } else {
+        0
+    }
 }
 
 /// A log actor's state, for the [`LogPort`] of its partition (opaque).
@@ -598,6 +624,9 @@ impl LogPort {
         &self,
         msg: &Append,
     ) -> Option<Result<troupe::storage::AppendInfo, StorageError>> {
+        if crate::now_ms() < INLINE_PAUSED_UNTIL_MS.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut core = self.core.try_lock().ok()?;
         if core.received != self.sent.load(Ordering::Acquire)
             || core.restart
@@ -607,7 +636,28 @@ impl LogPort {
         {
             return None;
         }
+        let (started, blocked_before) = (std::time::Instant::now(), voluntary_switches());
         let r = core.append(msg);
+        let took = started.elapsed();
+        if let Some((_, m)) = &core.metrics {
+            m.leader_appends.with_label_values(&["request"]).inc();
+        }
+        // Slow and blocked in the kernel, not merely preempted by another thread.
+        if took >= INLINE_STALL && voluntary_switches() > blocked_before {
+            // Page-cache write-back can hold a write for tens or hundreds of ms (block
+            // allocation, write throttling). On this thread that stalls every socket;
+            // on the storage thread only appends wait. Those stalls come in episodes,
+            // so appends stay on the storage thread for a while.
+            INLINE_PAUSED_UNTIL_MS.store(
+                crate::now_ms() + INLINE_PAUSE.as_millis() as i64,
+                Ordering::Relaxed,
+            );
+            if let Some((_, m)) = &core.metrics {
+                m.inline_append_pauses.inc();
+            }
+            tracing::debug!(dir = %core.dir.display(), took_ms = took.as_millis() as u64,
+                "an append on the request thread stalled: appends go to the storage thread for a while");
+        }
         if core.restart {
             // The actor restarts (and reopens the log) as if its own append had failed;
             // until then the log is gone and appends go to the mailbox.
@@ -633,7 +683,13 @@ impl LogCore {
 impl Handler<Append> for LogActor {
     type Result = Result<troupe::storage::AppendInfo, StorageError>;
     fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
-        let r = self.lock().append(&msg);
+        let r = {
+            let mut core = self.lock();
+            if let Some((_, m)) = &core.metrics {
+                m.leader_appends.with_label_values(&["storage"]).inc();
+            }
+            core.append(&msg)
+        };
         self.settle(ctx);
         r
     }
