@@ -594,10 +594,7 @@ impl LogPort {
         }
     }
 
-    pub fn addr(&self) -> &Addr<LogActor> {
-        &self.addr
-    }
-
+    /// Send a message to the log actor, counted (see [`LogPort`]).
     pub fn send<M>(&self, msg: M) -> actix::dev::Request<LogActor, Counted<M>>
     where
         M: Message + Send + 'static,
@@ -608,6 +605,7 @@ impl LogPort {
         self.addr.send(Counted(msg))
     }
 
+    /// [`Self::send`] without waiting for the answer.
     pub fn do_send<M>(&self, msg: M)
     where
         M: Message + Send + 'static,
@@ -677,6 +675,24 @@ impl LogCore {
             self.report_size(Some(info.bytes));
         }
         self.check_append(r, |info| info.bytes > 0)
+    }
+}
+
+impl LogCore {
+    /// A follower's truncation by `cut`, then the producer state rebuilt from what is left.
+    fn truncate(
+        &mut self,
+        cut: impl FnOnce(&mut Log) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let r = self.log().and_then(|log| {
+            cut(log)?;
+            producers::load(log)
+        });
+        let r = r.map(|state| {
+            self.producers = state;
+            self.report_size(None);
+        });
+        self.check_truncation(r)
     }
 }
 
@@ -874,18 +890,7 @@ impl Handler<Close> for LogActor {
 impl Handler<TruncateTo> for LogActor {
     type Result = Result<(), StorageError>;
     fn handle(&mut self, msg: TruncateTo, ctx: &mut Context<Self>) -> Self::Result {
-        let r = {
-            let mut core = self.lock();
-            let r = core.log().and_then(|log| {
-                log.truncate_to(msg.offset)?;
-                producers::load(log)
-            });
-            let r = r.map(|state| {
-                core.producers = state;
-                core.report_size(None);
-            });
-            core.check_truncation(r)
-        };
+        let r = self.lock().truncate(|log| log.truncate_to(msg.offset));
         self.settle(ctx);
         r
     }
@@ -923,18 +928,9 @@ impl Handler<BeginLeaderEpoch> for LogActor {
 impl Handler<TruncateFullyAndStartAt> for LogActor {
     type Result = Result<(), StorageError>;
     fn handle(&mut self, msg: TruncateFullyAndStartAt, ctx: &mut Context<Self>) -> Self::Result {
-        let r = {
-            let mut core = self.lock();
-            let r = core.log().and_then(|log| {
-                log.truncate_fully_and_start_at(msg.offset, crate::now_ms())?;
-                producers::load(log)
-            });
-            let r = r.map(|state| {
-                core.producers = state;
-                core.report_size(None);
-            });
-            core.check_truncation(r)
-        };
+        let r = self
+            .lock()
+            .truncate(|log| log.truncate_fully_and_start_at(msg.offset, crate::now_ms()));
         self.settle(ctx);
         r
     }
