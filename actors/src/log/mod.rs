@@ -638,7 +638,7 @@ impl LogPort {
         let r = core.append(msg);
         let took = started.elapsed();
         if let Some((_, m)) = &core.metrics {
-            m.leader_appends.with_label_values(&["request"]).inc();
+            m.appends_on_request_thread.inc();
         }
         // Slow and blocked in the kernel, not merely preempted by another thread.
         if took >= INLINE_STALL && voluntary_switches() > blocked_before {
@@ -702,7 +702,7 @@ impl Handler<Append> for LogActor {
         let r = {
             let mut core = self.lock();
             if let Some((_, m)) = &core.metrics {
-                m.leader_appends.with_label_values(&["storage"]).inc();
+                m.appends_on_storage_thread.inc();
             }
             core.append(&msg)
         };

@@ -133,8 +133,11 @@ pub struct Metrics {
     /// Partition reads of Fetch requests, by where they were answered: `tail` (the
     /// log's tail index, on the request's thread) or `log` (the log actor).
     pub fetch_reads: IntCounterVec,
-    /// Leader appends by the thread that made them (`LogPort::try_append` or the log actor).
-    pub leader_appends: IntCounterVec,
+    /// Leader appends by the thread that made them (`LogPort::try_append` or the log
+    /// actor): `troupe_log_leader_appends_total{thread="request"|"storage"}`, resolved
+    /// once since they are counted on the produce path.
+    pub appends_on_request_thread: IntCounter,
+    pub appends_on_storage_thread: IntCounter,
     /// Times appends on the request thread were paused after one stalled.
     pub inline_append_pauses: IntCounter,
     topics: Mutex<HashMap<String, Arc<TopicMetrics>>>,
@@ -262,6 +265,8 @@ impl Metrics {
         let r = Registry::new();
         let b = Registry::new();
         let topic = &["topic"];
+        let leader_appends = counter_vec(&b, "troupe_log_leader_appends_total",
+            "Leader appends: thread=request made on the request's thread (they only wrote), thread=storage by the log actor (rolls, flushes, recompression, or while the log was busy).", &["thread"]);
         let m = Metrics {
             messages_in: counter_vec(&b, "kafka_server_brokertopicmetrics_messages_in_total",
                 "Records appended by this broker as partition leader (Kafka MessagesInPerSec).", topic),
@@ -279,10 +284,10 @@ impl Metrics {
                 "Bytes of record batches appended as a follower (ReplicationBytesInPerSec)."),
             fetch_reads: counter_vec(&b, "troupe_fetch_partition_reads_total",
                 "Partition reads of Fetch requests: source=tail answered from the log's last batches without the log actor, source=log by it.", &["source"]),
-            leader_appends: counter_vec(&b, "troupe_log_leader_appends_total",
-                "Leader appends: thread=request made on the request's thread (they only wrote), thread=storage by the log actor (rolls, flushes, recompression, or while the log was busy).", &["thread"]),
+            appends_on_request_thread: leader_appends.with_label_values(&["request"]),
+            appends_on_storage_thread: leader_appends.with_label_values(&["storage"]),
             inline_append_pauses: counter(&b, "troupe_log_inline_append_pauses_total",
-                "Times an append on the request's thread stalled (over 2 ms, e.g. in page-cache write-back) and appends went to the storage thread for the next 10 s."),
+                "Times an append on the request's thread blocked in the kernel for 2 ms or more (e.g. in page-cache write-back) and appends went to the storage thread for the next 10 s."),
             topics: Mutex::default(),
 
             requests: counter_vec(&b, "kafka_network_requestmetrics_requests_total",
