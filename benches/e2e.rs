@@ -230,6 +230,13 @@ impl Options {
                 "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
                 "--scale-only" => o.only = Some(vec!["scale".into()]),
                 "--no-cluster" => o.cluster = false,
+                "--set" => {
+                    let kv = val(&a)?;
+                    if !kv.contains('=') {
+                        return Err(format!("--set {kv}: expected key=value"));
+                    }
+                    broker::set_for_every_broker(kv)
+                }
                 "--cluster-set" => {
                     let kv = val(&a)?;
                     if !kv.contains('=') {
@@ -278,6 +285,7 @@ const HELP: &str = "cargo bench --bench e2e -- [--quick] [--bootstrap HOST:PORT 
   [--data-dir DIR] [--reps N] [--count-100b N] [--count-1k N] [--latency-secs S]
   [--latency-rate MSG_PER_S] [--latency-linger-ms MS] [--scale 1000,10000|none]
   [--scale-msgs N] [--scale-only] [--no-cluster] [--cluster-set KEY=VALUE]...
+  [--set KEY=VALUE]... (every broker the bench starts, e.g. --set num.network.threads=3)
   [--baseline-mb MB] [--max-secs S] [--only RUN,...] [--report-dir DIR]
   [--recovery-mb MB] [--recovery-segments N] [--omb-rates MB_S,...] [--omb-secs S]
   [--omb-linger-ms MS] [--omb-no-echo] [--many-msgs N] [--idle-conns N] [--idle-secs S]
@@ -318,6 +326,10 @@ fn run(o: &Options) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let every = broker::every_broker_sets();
+    if !every.is_empty() {
+        println!("broker settings (--set): {}", every.join(" "));
+    }
     let tmp = match &o.data_dir {
         Some(d) => tempfile::Builder::new()
             .prefix("troupe-e2e-")

@@ -11,7 +11,27 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// `key=value` settings (`--set`) every broker the bench starts gets, after its own.
+static EVERY_BROKER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Adds a `--set key=value` for every broker started from now on.
+pub fn set_for_every_broker(kv: String) {
+    EVERY_BROKER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(kv);
+}
+
+/// The `--set` settings, as given.
+pub fn every_broker_sets() -> Vec<String> {
+    EVERY_BROKER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
 
 /// A running `troupe serve`.
 pub struct Broker {
@@ -162,7 +182,8 @@ impl Broker {
             cmd.arg("--override")
                 .arg("metrics.http.listener=127.0.0.1:0");
         }
-        for o in overrides {
+        let every = every_broker_sets();
+        for o in overrides.iter().chain(&every) {
             cmd.arg("--override").arg(o);
         }
         let child = cmd
