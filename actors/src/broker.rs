@@ -48,6 +48,8 @@ pub struct BrokerContext {
     pub connections: Arc<crate::net::quota::ConnectionQuotas>,
     /// This broker's metrics (`crate::metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The threads that serve connections (`num.network.threads`).
+    pub network: Arc<crate::gateway::NetworkThreads>,
 }
 
 impl BrokerContext {
@@ -406,6 +408,9 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
             config.max_connections,
             config.max_connections_per_ip,
         ),
+        network: Arc::new(crate::gateway::NetworkThreads::start(
+            config.num_network_threads,
+        )),
         metrics,
     });
     follow_connection_limits(&context, routes_rx.clone());
@@ -431,7 +436,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         Supervisor::start(move |_| Gateway::new(tcp_listener, context))
     };
     tracing::info!(%addr, node_id = config.node_id, log_dirs = ?config.log_dirs,
-        cluster = cluster.is_some(), "broker listening");
+        cluster = cluster.is_some(), network_threads = config.num_network_threads,
+        "broker listening");
     let metrics_addr = ops_listener.as_ref().map(|(_, a)| *a);
     let ops_http = crate::metrics::http::start(ops_listener, || {
         crate::metrics::scrape::Ops::broker(
@@ -652,6 +658,7 @@ impl BrokerHandle {
         if let Some(c) = &self.cluster {
             c.quorum.shutdown().await;
         }
+        self.context.network.stop();
         self.storage.stop();
         tracing::info!("broker stopped");
     }

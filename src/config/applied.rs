@@ -22,10 +22,6 @@ pub static NOT_APPLIED: &[(&str, &str)] = &[
         "brokers have one client listener: followers fetch from the leader's advertised one",
     ),
     (
-        "num.network.threads",
-        "connections are tasks on the main arbiter, not a thread pool",
-    ),
-    (
         "num.io.threads",
         "requests run in partition actors, not a handler pool",
     ),

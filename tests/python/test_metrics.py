@@ -460,3 +460,57 @@ def test_appends_that_only_write_are_made_on_the_request_thread_and_rolls_on_the
     assert made["storage"] >= 10, made
     got = consume(broker.bootstrap, topic, 0, 0, 60)
     assert [(m.offset(), m.value()) for m in got] == list(enumerate(values))
+
+
+def test_network_threads_share_the_connections_and_serve_them_whole(make_broker, tmp_path):
+    """With num.network.threads=3 connections are served by three threads of their own,
+    each new one by the thread serving the fewest: the per-thread gauge adds up to the
+    open connections and stays balanced, records produced and consumed over them come
+    back whole and in order, and closed connections leave the threads."""
+    from confluent_kafka.admin import AdminClient
+
+    from harness import consume, producer, unique_topic
+
+    b = make_broker({"num.network.threads": "3"})
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    topic = unique_topic("network-threads")
+    create_topic(admin, topic, partitions=4)
+
+    def loads():
+        samples = scrape(b)
+        per = [value(samples, "troupe_network_thread_connections", thread=str(t)) for t in range(4)]
+        return per, value(samples, "kafka_server_socket_server_metrics_connection_count")
+
+    # Raw sockets, so the count is exactly ours: 7 connections over 3 threads.
+    socks = [socket.create_connection((HOST, b.port)) for _ in range(7)]
+    try:
+        per, total = wait_for(lambda: (lambda r: r if r[1] >= 7 else None)(loads()), 10, "7 connections")
+        assert per[3] is None, per  # three threads, no fourth
+        assert sum(per[:3]) == total, (per, total)
+        # Least-loaded first: a closed connection (the admin client's bootstrap) may
+        # leave one thread a connection behind until the next arrives.
+        assert min(per[:3]) > 0 and max(per[:3]) - min(per[:3]) <= 2, per
+    finally:
+        for s in socks:
+            s.close()
+
+    p = producer(b.bootstrap, linger_ms=0)
+    values = [f"record-{i}".encode() for i in range(400)]
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % 4)
+    assert p.flush(30) == 0
+    for part in range(4):
+        got = consume(b.bootstrap, topic, part, 0, 100)
+        assert [m.value() for m in got] == values[part::4]
+    del p
+    # Every connection closed (ours, the producer's, the consumers'): the threads are empty
+    # again, except the admin client's and the scrape's own.
+    per, total = wait_for(lambda: (lambda r: r if r[1] <= 2 else None)(loads()), 20, "connections to close")
+    assert sum(per[:3]) == total, (per, total)
+
+
+def test_one_network_thread_serves_connections_on_the_main_thread(broker):
+    """The default (num.network.threads=1) keeps connections on the main thread: no
+    per-thread gauge is set."""
+    samples = scrape(broker)
+    assert value(samples, "troupe_network_thread_connections", thread="0") is None

@@ -191,6 +191,7 @@ pub struct Metrics {
 
     pub connections: IntGauge,
     pub connections_created: IntCounter,
+    pub network_thread_connections: IntGaugeVec,
     pub request_bytes_in_flight: IntGauge,
 
     restarts: IntCounterVec,
@@ -376,6 +377,8 @@ impl Metrics {
                 "Client connections open now."),
             connections_created: counter(&b, "kafka_server_socket_server_metrics_connection_creation_total",
                 "Client connections accepted since start."),
+            network_thread_connections: gauge_vec(&b, "troupe_network_thread_connections",
+                "Client connections each network thread serves now (num.network.threads > 1; with 1 the main thread serves them all and this is not set).", &["thread"]),
             request_bytes_in_flight: gauge(&b, "kafka_network_request_bytes_in_flight",
                 "Bytes of requests read and not yet answered (against queued.max.request.bytes)."),
 

@@ -383,6 +383,11 @@ pub async fn refresh(ops: &Ops) {
     m.at_min_isr_partitions.set(c.at_min_isr);
     m.offline_replicas.set(c.offline_replicas);
     m.connections.set(ctx.connections.open() as i64);
+    for (thread, n) in ctx.network.loads().into_iter().enumerate() {
+        m.network_thread_connections
+            .with_label_values(&[thread.to_string().as_str()])
+            .set(n as i64);
+    }
     let budget = crate::broker::request_byte_permits(&ctx.config);
     let free = ctx.request_bytes.available_permits().min(budget);
     m.request_bytes_in_flight.set((budget - free) as i64);
