@@ -122,6 +122,12 @@ fn invalid_values_name_key_and_value() {
     let cases = [
         ("num.partitions=three", "num.partitions", "three"),
         ("num.partitions=0", "num.partitions", "0"),
+        ("num.network.threads=0", "num.network.threads", "0"),
+        (
+            "num.network.threads=100000",
+            "num.network.threads",
+            "100000",
+        ),
         (
             "socket.request.max.bytes=4294967296",
             "socket.request.max.bytes",

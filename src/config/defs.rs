@@ -58,6 +58,9 @@ pub fn topic_defs() -> impl Iterator<Item = &'static ConfigDef> {
 const I32: i64 = i32::MAX as i64;
 const I16: i64 = i16::MAX as i64;
 const LONG_MAX: &str = "9223372036854775807";
+/// Bound on `num.network.threads`: each is an OS thread started at start-up, and a
+/// value the OS cannot spawn must be refused with a message, not fail the spawn.
+const MAX_NETWORK_THREADS: i64 = 256;
 
 const fn int(min: i64) -> ConfigKind {
     ConfigKind::Int { min, max: I32 }
@@ -157,8 +160,8 @@ pub static CONFIG_DEFS: &[ConfigDef] = &[
         "Listener name to security protocol. Only PLAINTEXT is implemented; other protocols are refused."),
     b("inter.broker.listener.name", ConfigKind::String, None,
         "Listener followers fetch from. Unset: the first listener."),
-    b("num.network.threads", int(1), Some("1"),
-        "Threads that serve client connections (read requests, write answers). 1: the main thread serves them beside the partition actors, the fewest hand-offs and the least CPU per request. N > 1: N threads of their own, each new connection on the one serving the fewest; a consumer woken by an append answers at once instead of waiting behind the Produce requests the main thread works through, at the cost of a thread hand-off per request. Kafka's default is 3."),
+    b("num.network.threads", ConfigKind::Int { min: 1, max: MAX_NETWORK_THREADS }, Some("1"),
+        "Threads that serve client connections (read requests, write answers). 1: the main thread serves them beside the partition actors, the fewest hand-offs and the least CPU per request. N > 1: N threads of their own, each new connection on the one serving the fewest; a consumer woken by an append answers at once instead of waiting behind the Produce requests the main thread works through, at the cost of a thread hand-off per request. At most 256. Kafka's default is 3."),
     b("num.io.threads", int(1), Some("8"),
         "Accepted for Kafka compatibility; requests run in partition actors, the runtime may use it to size blocking-IO workers."),
     b("socket.send.buffer.bytes", int(-1), Some("-1"),
