@@ -208,6 +208,13 @@ impl Options {
         while let Some(a) = it.next() {
             let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
             let num = |s: String| s.parse::<u64>().map_err(|e| format!("{s}: {e}"));
+            let key_value = |flag: &str, kv: String| {
+                if kv.contains('=') {
+                    Ok(kv)
+                } else {
+                    Err(format!("{flag} {kv}: expected key=value"))
+                }
+            };
             match a.as_str() {
                 "--quick" | "--bench" => {}
                 "--bootstrap" => o.bootstrap = Some(val(&a)?),
@@ -230,20 +237,8 @@ impl Options {
                 "--scale-msgs" => o.scale_msgs = num(val(&a)?)?,
                 "--scale-only" => o.only = Some(vec!["scale".into()]),
                 "--no-cluster" => o.cluster = false,
-                "--set" => {
-                    let kv = val(&a)?;
-                    if !kv.contains('=') {
-                        return Err(format!("--set {kv}: expected key=value"));
-                    }
-                    broker::set_for_every_broker(kv)
-                }
-                "--cluster-set" => {
-                    let kv = val(&a)?;
-                    if !kv.contains('=') {
-                        return Err(format!("--cluster-set {kv}: expected key=value"));
-                    }
-                    o.cluster_set.push(kv)
-                }
+                "--set" => broker::set_for_every_broker(key_value(&a, val(&a)?)?),
+                "--cluster-set" => o.cluster_set.push(key_value(&a, val(&a)?)?),
                 "--only" => {
                     let runs: Vec<String> = val(&a)?.split(',').map(str::to_string).collect();
                     for r in &runs {
